@@ -1,0 +1,31 @@
+"""Separating and counting drops without tagged outputs.
+
+Beam's DaskRunner does not split tagged outputs, so a stage emits items and :class:`Drop`s in
+one PCollection and these transforms separate them with plain filters: correct on every runner.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from pipeline.records import Drop, is_drop, is_item
+
+
+class SplitDrops(beam.PTransform):
+    """PCollection[T | Drop] -> (PCollection[T], PCollection[Drop])."""
+
+    def expand(self, pcoll):
+        items = pcoll | "Items" >> beam.Filter(is_item)
+        drops = pcoll | "Drops" >> beam.Filter(is_drop)
+        return items, drops
+
+
+def _reason(drop: Drop) -> tuple[str, int]:
+    return drop.reason, 1
+
+
+class CountDrops(beam.PTransform):
+    """PCollection[Drop] -> PCollection[(reason, count)]."""
+
+    def expand(self, drops):
+        return drops | "ByReason" >> beam.Map(_reason) | "Sum" >> beam.CombinePerKey(sum)

@@ -1,0 +1,397 @@
+"""The one typed configuration of a webtext job.
+
+Every stage has a frozen dataclass here, validated in ``__post_init__`` so that a bad value
+fails before any work starts, with the field and the value in the message. A job config
+(:class:`JobConfig`) nests them; it loads from TOML, takes CLI overrides (one flag per field,
+``--section-field``) and is written as JSON into the run directory, so a run can always be
+reproduced from what it wrote.
+
+This module imports nothing heavy: every stage and the CLI read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the value."""
+
+
+def _check(cond: bool, section: str, name: str, value: Any, why: str) -> None:
+    if not cond:
+        raise ConfigError(f"{section}.{name}={value!r}: {why}")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where submissions come from: Pushshift dump files and/or the live API through praw."""
+
+    dumps: tuple[str, ...] = ()
+    """Dump files, globs or directories (.zst, .xz, .bz2, .gz, plain NDJSON)."""
+    subreddits: tuple[str, ...] = ()
+    """Subreddits to list live through praw (credentials from env vars or praw.ini)."""
+    listing: Literal["new", "top", "hot"] = "new"
+    time_filter: Literal["all", "year", "month", "week", "day", "hour"] = "all"
+    limit: int = 1000
+    """Submissions per subreddit from the live API (praw pages through them)."""
+    reddit_url: str | None = None
+    """Override of praw's ``reddit_url`` (a local API server in tests, a proxy)."""
+    oauth_url: str | None = None
+    """Override of praw's ``oauth_url``."""
+    max_bad_fraction: float = 0.01
+    """The job fails when more than this share of dump lines is malformed."""
+
+    def __post_init__(self) -> None:
+        _check(self.limit > 0, "source", "limit", self.limit, "must be positive")
+        _check(
+            0.0 <= self.max_bad_fraction <= 1.0,
+            "source",
+            "max_bad_fraction",
+            self.max_bad_fraction,
+            "must be within [0, 1]",
+        )
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Which submissions and URLs go on to be fetched."""
+
+    min_karma: int = 3
+    """GPT-2's WebText kept links with at least 3 karma."""
+    karma_aggregate: Literal["max", "sum"] = "max"
+    """How the karma of a URL posted several times is combined. ``max`` is the default: it is
+    the paper's reading (a link *received* at least 3 karma in some post), and ``sum`` lets
+    spam reposted many times at 1 karma each pass the threshold."""
+    drop_nsfw: bool = True
+    exclude_wikipedia: bool = True
+    """GPT-2 removed all Wikipedia articles (common in test sets); this drops every language
+    edition, the mobile hosts and the rest of the Wikimedia family."""
+    blocklist: str | None = None
+    """A file of domains to exclude, one per line; ``None`` uses the packaged default."""
+
+    def __post_init__(self) -> None:
+        _check(self.min_karma >= 0, "filter", "min_karma", self.min_karma, "must be >= 0")
+        _check(
+            self.karma_aggregate in ("max", "sum"),
+            "filter",
+            "karma_aggregate",
+            self.karma_aggregate,
+            "must be 'max' or 'sum'",
+        )
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How pages are fetched: live over HTTP, or replayed from WARC files."""
+
+    backend: Literal["live", "warc"] = "live"
+    warc_inputs: tuple[str, ...] = ()
+    """WARC files, globs or directories to replay responses from (backend='warc')."""
+    record_warc: bool = False
+    """Live backend: record every response into ``RUN/warc/`` so extraction can be rerun."""
+    concurrency: int = 32
+    """Requests in flight per worker (fetching waits on the network, not the CPU)."""
+    per_host_concurrency: int = 2
+    per_host_delay_s: float = 1.0
+    """Minimum delay between two requests to the same host from one worker."""
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 20.0
+    total_timeout_s: float = 60.0
+    max_bytes: int = 5 * 1024 * 1024
+    """Body size cap, enforced while streaming (compressed bytes on the wire)."""
+    max_decompressed_bytes: int = 20 * 1024 * 1024
+    """Cap on the decoded body, against gzip/deflate/br bombs."""
+    max_redirects: int = 5
+    retries: int = 3
+    """Retries for 429/5xx and connection errors, with exponential backoff."""
+    backoff_s: float = 1.0
+    user_agent: str = "webtext/0.1 (+https://github.com/webtext/webtext)"
+    respect_robots: bool = True
+    allow_private_addresses: bool = False
+    """Allow loopback/private/link-local targets: for tests and intranets only."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.backend in ("live", "warc"),
+            "fetch",
+            "backend",
+            self.backend,
+            "must be 'live' or 'warc'",
+        )
+        for name in ("concurrency", "per_host_concurrency", "max_bytes", "max_decompressed_bytes"):
+            value = getattr(self, name)
+            _check(value > 0, "fetch", name, value, "must be positive")
+        for name in ("connect_timeout_s", "read_timeout_s", "total_timeout_s"):
+            value = getattr(self, name)
+            _check(value > 0, "fetch", name, value, "must be positive")
+        for name in ("max_redirects", "retries", "per_host_delay_s", "backoff_s"):
+            value = getattr(self, name)
+            _check(value >= 0, "fetch", name, value, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Main-text extraction with trafilatura."""
+
+    timeout_s: float = 10.0
+    """A page whose extraction takes longer is dropped (``extract.timeout``)."""
+    favor_precision: bool = False
+    favor_recall: bool = False
+    include_tables: bool = True
+    include_comments: bool = False
+    fast: bool = False
+    """trafilatura's ``fast`` mode: skips the fallback extractors (about 2x faster)."""
+
+    def __post_init__(self) -> None:
+        _check(self.timeout_s > 0, "extract", "timeout_s", self.timeout_s, "must be positive")
+        _check(
+            not (self.favor_precision and self.favor_recall),
+            "extract",
+            "favor_precision",
+            self.favor_precision,
+            "favor_precision and favor_recall exclude each other",
+        )
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Document-level quality filters, each counted by rule."""
+
+    min_words: int = 128
+    """OpenWebText dropped documents under 128 tokens; words are counted here (cheaper than
+    BPE and close to it for English prose)."""
+    max_chars: int = 1_000_000
+    languages: tuple[str, ...] = ()
+    """Keep only these languages (ISO 639-1, as trafilatura reports them); empty keeps all."""
+
+    def __post_init__(self) -> None:
+        _check(self.min_words >= 0, "quality", "min_words", self.min_words, "must be >= 0")
+        _check(self.max_chars > 0, "quality", "max_chars", self.max_chars, "must be positive")
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Exact and MinHash-LSH near-duplicate removal."""
+
+    exact: bool = True
+    near: bool = True
+    num_perm: int = 128
+    threshold: float = 0.7
+    ngram: int = 5
+    seed: int = 1
+    bands: int | None = None
+    """LSH bands; ``None`` picks datasketch's optimal (bands, rows) for the threshold."""
+    rows: int | None = None
+    verify: bool = True
+    """Drop candidate pairs whose estimated Jaccard is under the threshold."""
+    index: str | None = None
+    """A persisted signature/band index of an existing corpus to deduplicate against."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_perm > 0, "dedup", "num_perm", self.num_perm, "must be positive")
+        _check(0 < self.threshold < 1, "dedup", "threshold", self.threshold, "must be in (0, 1)")
+        _check(self.ngram > 0, "dedup", "ngram", self.ngram, "must be positive")
+        _check(
+            (self.bands is None) == (self.rows is None),
+            "dedup",
+            "bands",
+            self.bands,
+            "set bands and rows together, or neither",
+        )
+        if self.bands is not None and self.rows is not None:
+            _check(
+                self.bands * self.rows <= self.num_perm,
+                "dedup",
+                "bands",
+                self.bands,
+                f"bands*rows={self.bands * self.rows} exceeds num_perm={self.num_perm}",
+            )
+
+
+@dataclass(frozen=True)
+class ContaminationConfig:
+    """The GPT-2 Bloom-filter n-gram overlap check, and the gate the trainer respects."""
+
+    test_sets: tuple[str, ...] = ()
+    """``NAME=PATH`` pairs (text, JSONL, Parquet or folders of them)."""
+    n: int = 8
+    fp_rate: float = 1e-8
+    max_overlap_pct: float = 100.0
+    """The trainer refuses shards whose worst test-set overlap is above this."""
+    decontaminate_n: int = 13
+
+    def __post_init__(self) -> None:
+        _check(self.n > 0, "contamination", "n", self.n, "must be positive")
+        _check(0 < self.fp_rate < 1, "contamination", "fp_rate", self.fp_rate, "must be in (0, 1)")
+        _check(
+            0 <= self.max_overlap_pct <= 100,
+            "contamination",
+            "max_overlap_pct",
+            self.max_overlap_pct,
+            "must be a percentage",
+        )
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where and how shards are written, and how Beam runs."""
+
+    run_dir: str = "runs/default"
+    format: Literal["parquet", "arrow"] = "parquet"
+    shard_docs: int = 10_000
+    """Documents per text shard."""
+    workers: int = 0
+    """DirectRunner worker processes; 0 uses every core."""
+    beam_args: tuple[str, ...] = ()
+    """Beam pipeline options passed through as they are (``--runner=...`` and the rest)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.format in ("parquet", "arrow"),
+            "output",
+            "format",
+            self.format,
+            "must be 'parquet' or 'arrow'",
+        )
+        _check(self.shard_docs > 0, "output", "shard_docs", self.shard_docs, "must be positive")
+        _check(self.workers >= 0, "output", "workers", self.workers, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A whole webtext job: every stage's settings in one place."""
+
+    name: str = "default"
+    source: SourceConfig = field(default_factory=SourceConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    contamination: ContaminationConfig = field(default_factory=ContaminationConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobConfig:
+        return from_dict(cls, data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> JobConfig:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from e
+        return from_dict(cls, data, where=str(path))
+
+
+# --- generic dataclass <-> dict/flags plumbing -------------------------------------------------
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a TOML/JSON/CLI value to the field's declared type, or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}={value!r}: must be one of {list(args)}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}={value!r}: expected a list")
+        return tuple(_coerce(args[0], v, where) for v in value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return from_dict(tp, value, where=where)
+    if tp is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}={value!r}: expected true or false")
+    if tp in (int, float, str):
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where}={value!r}: expected an integer")
+        if isinstance(value, bool) and tp is not str:
+            raise ConfigError(f"{where}={value!r}: expected a {tp.__name__}")
+        try:
+            return tp(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}={value!r}: expected a {tp.__name__}") from e
+    return value
+
+
+def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a nested mapping; unknown keys are errors, not ignored."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        label = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(hints[name], value, label)
+    return cls(**kwargs)
+
+
+def flag_fields(cls: type = JobConfig) -> list[tuple[str, str, Any]]:
+    """Every leaf field as (flag, dotted path, type): ``fetch-max-bytes``, ``fetch.max_bytes``."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            for flag, path, sub in flag_fields(tp):
+                out.append((f"{f.name}-{flag}", f"{f.name}.{path}", sub))
+        else:
+            out.append((f.name.replace("_", "-"), f.name, tp))
+    return out
+
+
+def with_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
+    """Return ``cfg`` with dotted-path overrides applied (values are coerced and validated)."""
+    nested: dict[str, Any] = {}
+    for path, value in overrides.items():
+        head, _, rest = path.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            nested[head] = value
+    hints = typing.get_type_hints(type(cfg))
+    changes = {}
+    for name, value in nested.items():
+        if name not in hints:
+            raise ConfigError(f"unknown setting {name!r}")
+        if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict):
+            changes[name] = with_overrides(getattr(cfg, name), value)
+        else:
+            changes[name] = _coerce(hints[name], value, name)
+    return dataclasses.replace(cfg, **changes)

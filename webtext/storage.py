@@ -1,0 +1,107 @@
+"""Paths that may be local or on object storage, through pyarrow's filesystems.
+
+A run directory may be ``runs/x`` or ``s3://bucket/runs/x``: every stage reads and writes
+through these helpers, so no stage assumes a local disk. Writes go to a temporary name and are
+renamed when complete, so a reader never sees a half-written file that looks whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+import pyarrow.fs as pafs
+
+
+def resolve(path: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and in-filesystem path of a local path or a URI (``s3://``, ``gs://``)."""
+    if "://" in path and not path.startswith("file://"):
+        return pafs.FileSystem.from_uri(path)
+    local = path.removeprefix("file://")
+    return pafs.LocalFileSystem(), os.path.abspath(local)
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def exists(path: str) -> bool:
+    fs, p = resolve(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def makedirs(path: str) -> None:
+    fs, p = resolve(path)
+    fs.create_dir(p, recursive=True)
+
+
+def listdir(path: str) -> list[str]:
+    """Base names of the entries of a directory, sorted; empty if it does not exist."""
+    fs, p = resolve(path)
+    if fs.get_file_info(p).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(p, recursive=False))
+    return sorted(i.base_name for i in infos)
+
+
+def size(path: str) -> int:
+    fs, p = resolve(path)
+    return fs.get_file_info(p).size
+
+
+def remove(path: str) -> None:
+    fs, p = resolve(path)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(p)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(p)
+
+
+def read_bytes(path: str) -> bytes:
+    fs, p = resolve(path)
+    with fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+@contextmanager
+def atomic_output(path: str) -> Iterator[IO[bytes]]:
+    """Open ``path`` for writing under a temporary name; rename into place only on success."""
+    fs, p = resolve(path)
+    parent = p.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open_output_stream(tmp) as f:
+            yield f
+        fs.move(tmp, p)
+    except BaseException:
+        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+            fs.delete_file(tmp)
+        raise
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with atomic_output(path) as f:
+        f.write(data)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    fs, p = resolve(path)
+    h = hashlib.sha256()
+    with fs.open_input_stream(p) as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
