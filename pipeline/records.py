@@ -88,3 +88,28 @@ def is_drop(element: object) -> bool:
 
 def is_item(element: object) -> bool:
     return not isinstance(element, Drop)
+
+
+def candidate_to_row(c: Candidate) -> dict:
+    """A Candidate as a row of ``URL_SCHEMA`` (the ``urls/`` Parquet files)."""
+    return {
+        "doc_id": c.doc_id,
+        "canonical_url": c.canonical_url,
+        "url": c.url,
+        "domain": c.domain,
+        "karma": c.karma,
+        "created_utc": c.created_utc,
+        "submissions": [vars(s) for s in c.submissions],
+    }
+
+
+def candidate_from_row(row: dict) -> Candidate:
+    return Candidate(
+        doc_id=row["doc_id"],
+        canonical_url=row["canonical_url"],
+        url=row["url"],
+        domain=row["domain"],
+        karma=int(row["karma"]),
+        created_utc=int(row["created_utc"]),
+        submissions=tuple(SubmissionRef(**s) for s in row["submissions"]),
+    )

@@ -55,6 +55,18 @@ TEXT_SCHEMA = pa.schema(
     ]
 )
 
+URL_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("canonical_url", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("domain", pa.string(), nullable=False),
+        pa.field("karma", pa.int64(), nullable=False),
+        pa.field("created_utc", pa.int64(), nullable=False),
+        pa.field("submissions", pa.list_(SUBMISSION_TYPE), nullable=False),
+    ]
+)
+
 Format = Literal["parquet", "arrow"]
 SUFFIX: dict[str, str] = {"parquet": ".parquet", "arrow": ".arrow"}
 
