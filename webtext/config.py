@@ -249,6 +249,8 @@ class OutputConfig:
     format: Literal["parquet", "arrow"] = "parquet"
     shard_docs: int = 10_000
     """Documents per text shard."""
+    unit_urls: int = 500
+    """URLs per fetch work unit: a killed job refetches at most the units in flight."""
     workers: int = 0
     """DirectRunner worker processes; 0 uses every core."""
     beam_args: tuple[str, ...] = ()
@@ -263,6 +265,7 @@ class OutputConfig:
             "must be 'parquet' or 'arrow'",
         )
         _check(self.shard_docs > 0, "output", "shard_docs", self.shard_docs, "must be positive")
+        _check(self.unit_urls > 0, "output", "unit_urls", self.unit_urls, "must be positive")
         _check(self.workers >= 0, "output", "workers", self.workers, "must be >= 0")
 
 

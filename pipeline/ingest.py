@@ -1,0 +1,313 @@
+"""The ingestion job: Reddit submissions to deduplicated text shards, as two Beam pipelines.
+
+    urls phase:  dumps | praw -> submissions -> filters, canonical URL, URL dedup, karma
+                 -> RUN/urls/part-*.parquet (each file one fetch unit) + manifest.json
+    pages phase: units -> fetch (live, checkpointed per unit | WARC replay) -> extract -> quality
+                 -> exact dedup -> near dedup -> RUN/shards/part-*.parquet + manifest.json
+
+Each phase ends in one commit step fed by all its outputs, so it is correct on runners that only
+compute the graph's last leaf (Dask), and a phase whose manifest exists is skipped on a rerun. A
+killed pages phase resumes unit by unit: finished fetch units are replayed from their WARC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.drops import CountDrops, SplitDrops
+from pipeline.records import Drop, FetchResult, candidate_from_row, candidate_to_row
+from pipeline.write import (
+    CommitManifest,
+    WriteShards,
+    as_count,
+    as_extra,
+    as_file,
+    is_complete,
+)
+from webtext import storage
+from webtext.config import JobConfig, OutputConfig
+from webtext.shards import TEXT_SCHEMA, URL_SCHEMA, Manifest, read_table
+
+log = logging.getLogger(__name__)
+
+BAD_EXAMPLES = 20
+
+
+class IngestError(RuntimeError):
+    """The job could not complete; the message says which stage and why."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    run_dir: str
+    urls: Manifest
+    shards: Manifest
+    seconds: dict[str, float]
+
+
+def beam_options(cfg: OutputConfig) -> PipelineOptions:
+    """FnApiRunner in multi-processing mode on every core unless Beam args say otherwise."""
+    workers = cfg.workers or os.cpu_count() or 1
+    defaults = [
+        "--runner=FnApiRunner",
+        f"--direct_num_workers={workers}",
+        "--direct_running_mode=multi_processing",
+    ]
+    # Later flags win in Beam's argparse, so the user's --runner and the rest take precedence.
+    return PipelineOptions([*defaults, *cfg.beam_args])
+
+
+def run_directories(run_dir: str) -> dict[str, str]:
+    return {
+        name: storage.join(run_dir, name)
+        for name in ("urls", "fetch", "shards", "dedup", "contamination", "tokens", "train")
+    }
+
+
+# --- urls phase ----------------------------------------------------------------------------------
+
+
+def _count_one(_: object) -> tuple[str, int]:
+    return "source.submissions", 1
+
+
+def _bad_example(drop: Drop) -> str:
+    return f"{drop.where}: {drop.reason} {drop.detail}".strip()
+
+
+def _is_source_drop(drop: Drop) -> bool:
+    return drop.reason.startswith("source.")
+
+
+def bad_fraction_check(max_bad_fraction: float):
+    """A commit check that vetoes the urls phase when too many dump lines were malformed."""
+    return _BadFractionCheck(max_bad_fraction)
+
+
+@dataclass(frozen=True)
+class _BadFractionCheck:
+    max_bad_fraction: float
+
+    def __call__(self, manifest: Manifest) -> str | None:
+        from pipeline.sources import BadInputError, check_bad_fraction
+
+        bad = {k: v for k, v in manifest.counts.items() if k.startswith("source.")}
+        bad.pop("source.submissions", None)
+        try:
+            check_bad_fraction(
+                manifest.counts.get("source.submissions", 0),
+                bad,
+                self.max_bad_fraction,
+                manifest.extra.get("bad_examples", []),
+            )
+        except BadInputError as e:
+            return str(e)
+        return None
+
+
+def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None:
+    from pipeline.candidates import CollectCandidates
+    from pipeline.reddit_api import ReadRedditApi
+    from pipeline.sources import ReadDumps
+
+    sources = []
+    if cfg.source.dumps:
+        sources.append(p | "ReadDumps" >> ReadDumps(cfg.source.dumps))
+    if cfg.source.subreddits:
+        sources.append(p | "ReadRedditApi" >> ReadRedditApi(cfg.source))
+    if not sources:
+        raise IngestError("no source: give dump files (source.dumps) or subreddits")
+    submissions, bad_lines = (
+        sources | "AllSources" >> beam.Flatten() | "SplitBadLines" >> SplitDrops()
+    )
+    candidates, dropped = (
+        submissions
+        | "CollectCandidates" >> CollectCandidates(cfg.filter)
+        | "SplitUrlDrops" >> SplitDrops()
+    )
+    units = (
+        candidates
+        | "ToRows" >> beam.Map(candidate_to_row)
+        | "WriteUnits"
+        >> WriteShards(urls_dir, "parquet", cfg.output.unit_urls, URL_SCHEMA, id_field="doc_id")
+    )
+    all_drops = (bad_lines, dropped) | "AllDrops" >> beam.Flatten()
+    examples = (
+        bad_lines
+        | "SourceDrops" >> beam.Filter(_is_source_drop)
+        | "Describe" >> beam.Map(_bad_example)
+        | "FirstExamples" >> beam.combiners.Top.Smallest(BAD_EXAMPLES)
+        | "ExamplesExtra" >> beam.Map(lambda xs: ("bad_examples", xs))
+    )
+    commit_items = [
+        units | "Files" >> beam.Map(as_file),
+        all_drops | "CountDrops" >> CountDrops() | "Counts" >> beam.Map(as_count),
+        submissions | "CountSubs" >> beam.Map(_count_one) | "Subs" >> beam.Map(as_count),
+        examples | "Extras" >> beam.Map(as_extra),
+    ]
+    _ = (
+        commit_items
+        | "CommitItems" >> beam.Flatten()
+        | "Commit"
+        >> CommitManifest(
+            urls_dir,
+            kind="urls",
+            fmt="parquet",
+            config=cfg.to_dict(),
+            check=bad_fraction_check(cfg.source.max_bad_fraction),
+        )
+    )
+
+
+# --- pages phase ---------------------------------------------------------------------------------
+
+
+def _read_unit(path: str):
+    for row in read_table(path).to_pylist():
+        yield candidate_from_row(row)
+
+
+def _fetch_drop(result: FetchResult) -> Drop:
+    return Drop(result.outcome, where=result.candidate.url, detail=result.error)
+
+
+def _is_fetched(result: FetchResult) -> bool:
+    return result.ok
+
+
+def _is_failed(result: FetchResult) -> bool:
+    return not result.ok
+
+
+def _count_docs(_: object) -> tuple[str, int]:
+    return "shards.documents", 1
+
+
+def build_pages_pipeline(
+    p: beam.Pipeline, cfg: JobConfig, unit_paths: list[str], run_dir: str
+) -> None:
+    from dedup.transforms import NearDedup
+    from pipeline.exact_dedup import ExactDedup
+    from pipeline.extract import Extract
+    from pipeline.fetch import FetchUnits, ReplayWarc
+    from pipeline.quality import Quality
+
+    dirs = run_directories(run_dir)
+    units = p | "Units" >> beam.Create(unit_paths)
+    if cfg.fetch.backend == "live":
+        results = units | "Fetch" >> FetchUnits(cfg.fetch, run_dir)
+    else:
+        candidates = (
+            units | "Reshuffle" >> beam.Reshuffle() | "ReadUnits" >> beam.FlatMap(_read_unit)
+        )
+        results = candidates | "Replay" >> ReplayWarc(cfg.fetch, run_dir)
+    failed = results | "Failed" >> beam.Filter(_is_failed) | "FetchDrops" >> beam.Map(_fetch_drop)
+    pages = results | "Fetched" >> beam.Filter(_is_fetched)
+    docs, extract_drops = pages | "Extract" >> Extract(cfg.extract) | "SplitExtract" >> SplitDrops()
+    docs, quality_drops = docs | "Quality" >> Quality(cfg.quality) | "SplitQuality" >> SplitDrops()
+    drops = [failed, extract_drops, quality_drops]
+    if cfg.dedup.exact:
+        docs, exact_drops = docs | "ExactDedup" >> ExactDedup() | "SplitExact" >> SplitDrops()
+        drops.append(exact_drops)
+    extras = []
+    if cfg.dedup.near:
+        near = docs | "NearDedup" >> NearDedup(cfg.dedup)
+        docs, near_drops = near.documents | "SplitNear" >> SplitDrops()
+        drops.append(near_drops)
+        extras.append(near.report(dirs["dedup"]))
+    files = docs | "WriteShards" >> WriteShards(
+        dirs["shards"], cfg.output.format, cfg.output.shard_docs, TEXT_SCHEMA
+    )
+    commit_items = [
+        files | "Files" >> beam.Map(as_file),
+        drops
+        | "AllDrops" >> beam.Flatten()
+        | "CountDrops" >> CountDrops()
+        | "Counts" >> beam.Map(as_count),
+        results
+        | "CountUrls" >> beam.Map(lambda _: ("fetch.urls", 1))
+        | "Urls" >> beam.Map(as_count),
+        docs | "CountDocs" >> beam.Map(_count_docs) | "Docs" >> beam.Map(as_count),
+        *[e | f"Extra{i}" >> beam.Map(as_extra) for i, e in enumerate(extras)],
+    ]
+    _ = (
+        commit_items
+        | "CommitItems" >> beam.Flatten()
+        | "Commit"
+        >> CommitManifest(dirs["shards"], kind="text", fmt=cfg.output.format, config=cfg.to_dict())
+    )
+
+
+# --- the job -------------------------------------------------------------------------------------
+
+
+class _UnitProgress:
+    """A progress bar over finished fetch units, read from the run directory while Beam runs."""
+
+    def __init__(self, fetch_dir: str, total: int, enabled: bool):
+        self.fetch_dir, self.total, self.enabled = fetch_dir, total, enabled
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _done(self) -> int:
+        return sum(name.endswith(".log.parquet") for name in storage.listdir(self.fetch_dir))
+
+    def _poll(self) -> None:
+        from tqdm import tqdm
+
+        with tqdm(
+            total=self.total, desc="fetch units", unit="unit", disable=not self.enabled
+        ) as bar:
+            while not self._stop.wait(0.5):
+                bar.update(self._done() - bar.n)
+            bar.update(self._done() - bar.n)
+
+    def __enter__(self) -> _UnitProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_ingest(cfg: JobConfig, progress: bool = True) -> IngestResult:
+    """Run (or resume) the ingestion job into ``cfg.output.run_dir``."""
+    run_dir = cfg.output.run_dir
+    dirs = run_directories(run_dir)
+    seconds: dict[str, float] = {}
+
+    if is_complete(dirs["urls"]):
+        log.info("URL phase already complete in %s; skipping it.", dirs["urls"])
+    else:
+        start = time.perf_counter()
+        with beam.Pipeline(options=beam_options(cfg.output)) as p:
+            build_urls_pipeline(p, cfg, dirs["urls"])
+        seconds["urls"] = time.perf_counter() - start
+        rejected = storage.join(dirs["urls"], "manifest.rejected.json")
+        if storage.exists(rejected):
+            import json
+
+            raise IngestError(json.loads(storage.read_text(rejected))["extra"]["rejected"])
+    urls = Manifest.load(dirs["urls"])
+
+    if is_complete(dirs["shards"]):
+        log.info("Pages phase already complete in %s; skipping it.", dirs["shards"])
+    else:
+        start = time.perf_counter()
+        unit_paths = urls.paths(dirs["urls"])
+        show = progress and cfg.fetch.backend == "live"
+        with (
+            _UnitProgress(dirs["fetch"], len(unit_paths), show),
+            beam.Pipeline(options=beam_options(cfg.output)) as p,
+        ):
+            build_pages_pipeline(p, cfg, unit_paths, run_dir)
+        seconds["pages"] = time.perf_counter() - start
+    return IngestResult(run_dir, urls, Manifest.load(dirs["shards"]), seconds)

@@ -1,0 +1,185 @@
+"""Writing shards and committing their manifest, correctly on any Beam runner.
+
+Beam's file sinks lose data on some runners (Dask) and name files by bundle, so a rerun would
+not overwrite what a killed run left. Here a record's shard is a pure function of its id and the
+total count, each shard is written whole by one task under a temporary name and renamed, and one
+final step, fed by every output of the pipeline, writes the manifest: a shard exists only once
+the manifest lists it. Files a killed run left behind that the manifest does not list are removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+
+from webtext import storage
+from webtext.shards import MANIFEST, SUFFIX, Manifest, ShardFile, shard_name, write_table
+
+log = logging.getLogger(__name__)
+
+
+def shard_of(key: str, n_shards: int) -> int:
+    """The shard of a record whose id is a hex digest: stable across runs and workers."""
+    return int(key[:12], 16) % n_shards
+
+
+def _key_by_shard(record: dict, n_shards: int, id_field: str) -> tuple[int, dict]:
+    return shard_of(record[id_field], n_shards), record
+
+
+def _n_shards(count: int, per_shard: int) -> int:
+    return max(1, math.ceil(count / per_shard))
+
+
+def _write_shard(
+    item: tuple[int, Iterable[dict]], directory: str, fmt: str, schema: pa.Schema, id_field: str
+) -> ShardFile:
+    index, records = item
+    rows = sorted(records, key=lambda r: r[id_field])
+    path = storage.join(directory, shard_name(index, fmt))
+    return write_table(pa.Table.from_pylist(rows, schema=schema), path, fmt)
+
+
+class WriteShards(beam.PTransform):
+    """PCollection[dict] -> PCollection[ShardFile]: deterministic, idempotent shard files."""
+
+    def __init__(
+        self, directory: str, fmt: str, per_shard: int, schema: pa.Schema, id_field: str = "id"
+    ):
+        super().__init__()
+        if fmt not in SUFFIX:
+            raise ValueError(f"unknown shard format {fmt!r}; expected one of {sorted(SUFFIX)}")
+        if per_shard <= 0:
+            raise ValueError(f"per_shard must be positive, got {per_shard}")
+        self.directory, self.fmt, self.per_shard = directory, fmt, per_shard
+        self.schema, self.id_field = schema, id_field
+
+    def expand(self, records):
+        n_shards = (
+            records
+            | "Count" >> beam.combiners.Count.Globally()
+            | "NumShards" >> beam.Map(_n_shards, self.per_shard)
+        )
+        return (
+            records
+            | "KeyByShard"
+            >> beam.Map(_key_by_shard, beam.pvalue.AsSingleton(n_shards), self.id_field)
+            | "GroupByShard" >> beam.GroupByKey()
+            | "Write"
+            >> beam.Map(_write_shard, self.directory, self.fmt, self.schema, self.id_field)
+        )
+
+
+# --- the commit step ---------------------------------------------------------------------------
+
+
+def as_file(shard: ShardFile) -> tuple[str, Any]:
+    return "file", shard
+
+
+def as_count(item: tuple[str, int]) -> tuple[str, Any]:
+    return "count", item
+
+
+def as_extra(item: tuple[str, Any]) -> tuple[str, Any]:
+    return "extra", item
+
+
+def _to_single_key(item: tuple[str, Any]) -> tuple[None, tuple[str, Any]]:
+    return None, item
+
+
+Check = Callable[[Manifest], str | None]
+
+
+def commit_manifest(
+    items: Iterable[tuple[str, Any]],
+    directory: str,
+    kind: str,
+    fmt: str,
+    config: dict,
+    check: Check | None = None,
+) -> Manifest:
+    """Write the manifest from everything the pipeline produced; the last step of a run.
+
+    ``check`` may veto the commit (returning why): the manifest is then written as
+    ``manifest.rejected.json`` instead, so the stage is not taken for complete.
+    """
+    files: list[ShardFile] = []
+    counts: dict[str, int] = {}
+    extra: dict[str, Any] = {}
+    for tag, value in items:
+        if tag == "file":
+            files.append(value)
+        elif tag == "count":
+            name, n = value
+            counts[name] = counts.get(name, 0) + int(n)
+        elif tag == "extra":
+            name, v = value
+            extra[name] = v
+        else:
+            raise ValueError(f"unknown commit item {tag!r}")
+    files.sort(key=lambda f: f.path)
+    manifest = Manifest(
+        kind=kind, format=fmt, files=files, counts=dict(sorted(counts.items())), config=config
+    )
+    manifest.extra = extra
+    listed = {f.path for f in files}
+    for name in storage.listdir(directory):
+        if name.startswith("part-") and name not in listed:
+            log.info("Removing %s: left by an earlier, unfinished run.", name)
+            storage.remove(storage.join(directory, name))
+    problem = check(manifest) if check else None
+    if problem:
+        manifest.extra["rejected"] = problem
+        storage.write_text(storage.join(directory, "manifest.rejected.json"), _dumps(manifest))
+        return manifest
+    manifest.save(directory)
+    rejected = storage.join(directory, "manifest.rejected.json")
+    if storage.exists(rejected):
+        storage.remove(rejected)
+    return manifest
+
+
+def _dumps(manifest: Manifest) -> str:
+    return json.dumps(manifest.to_dict(), indent=2) + "\n"
+
+
+class CommitManifest(beam.PTransform):
+    """Flattened ("file"|"count"|"extra", value) items -> the written Manifest (one element)."""
+
+    def __init__(
+        self, directory: str, kind: str, fmt: str, config: dict, check: Check | None = None
+    ):
+        super().__init__()
+        self.directory, self.kind, self.fmt, self.config, self.check = (
+            directory,
+            kind,
+            fmt,
+            config,
+            check,
+        )
+
+    def expand(self, items):
+        return (
+            items
+            | "OneKey" >> beam.Map(_to_single_key)
+            | "Gather" >> beam.GroupByKey()
+            | "Commit"
+            >> beam.Map(_commit, self.directory, self.kind, self.fmt, self.config, self.check)
+        )
+
+
+def _commit(grouped: tuple[None, Iterable[tuple[str, Any]]], *args: Any) -> Manifest:
+    return commit_manifest(grouped[1], *args)
+
+
+def is_complete(directory: str) -> bool:
+    """A stage's output is complete once its manifest exists (it is written last)."""
+    return storage.exists(storage.join(directory, MANIFEST))

@@ -1,0 +1,49 @@
+"""Plain-text tables that close a job: what went in, what each rule removed, what came out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.ingest import IngestResult
+
+
+def table(rows: Iterable[tuple[str, str]], title: str = "") -> str:
+    rows = list(rows)
+    width = max((len(k) for k, _ in rows), default=0)
+    vwidth = max((len(v) for _, v in rows), default=0)
+    lines = [title] if title else []
+    lines += [f"  {k:<{width}}  {v:>{vwidth}}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def _grouped(counts: Mapping[str, int]) -> list[tuple[str, str]]:
+    return [(name, f"{n:,}") for name, n in sorted(counts.items())]
+
+
+def ingest_summary(result: IngestResult) -> str:
+    urls, shards = result.urls, result.shards
+    total_s = sum(result.seconds.values())
+    docs = shards.rows
+    text_bytes = sum(f.bytes for f in shards.files)
+    parts = [
+        table(_grouped(urls.counts), "URL phase (submissions -> candidate URLs):"),
+        table([("candidate URLs", f"{urls.rows:,}")]),
+        table(_grouped(shards.counts), "Pages phase (fetch -> extract -> filters -> dedup):"),
+        table(
+            [
+                ("documents written", f"{docs:,}"),
+                ("shard files", f"{len(shards.files):,}"),
+                ("shard bytes", f"{text_bytes:,}"),
+                *[(f"{k} seconds", f"{v:.1f}") for k, v in result.seconds.items()],
+                (
+                    "throughput",
+                    f"{urls.rows / total_s:.1f} URLs/s" if total_s > 0 else "(resumed: no work)",
+                ),
+            ],
+            "Output:",
+        ),
+        f"Shards: {result.run_dir.rstrip('/')}/shards",
+    ]
+    return "\n\n".join(parts)
