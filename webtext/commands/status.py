@@ -1,0 +1,23 @@
+"""``webtext status RUN_DIR``: each stage's state, counts and sizes at a glance."""
+
+from __future__ import annotations
+
+import argparse
+
+from webtext import storage
+from webtext.status import FAILED, format_status, run_status
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("status", help="show what a run directory holds, stage by stage")
+    parser.add_argument("run_dir", help="run directory (local path or URI)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not storage.exists(args.run_dir):
+        print(f"webtext status: {args.run_dir}: no such run directory")
+        return 1
+    stages = run_status(args.run_dir)
+    print(format_status(args.run_dir, stages))
+    return 1 if any(s.state == FAILED for s in stages) else 0

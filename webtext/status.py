@@ -1,0 +1,114 @@
+"""What a run directory holds, stage by stage: done, partial or not started, with counts and sizes.
+
+Reads only manifests, reports and file listings, so it is instant on any run directory and safe
+while a job is still writing (a stage is done only once its manifest exists).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from webtext import storage
+from webtext.shards import MANIFEST, Manifest, ShardError
+
+DONE, PARTIAL, MISSING, FAILED = "done", "partial", "not started", "failed"
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    name: str
+    state: str
+    detail: str
+    bytes: int = 0
+
+
+def _dir_bytes(path: str) -> int:
+    return sum(storage.size(storage.join(path, n)) for n in storage.listdir(path))
+
+
+def _manifest_stage(name: str, path: str, unit: str) -> StageStatus:
+    if storage.exists(storage.join(path, MANIFEST)):
+        try:
+            m = Manifest.load(path)
+        except ShardError as e:
+            return StageStatus(name, FAILED, str(e))
+        size = sum(f.bytes for f in m.files)
+        return StageStatus(name, DONE, f"{m.rows:,} {unit} in {len(m.files)} files", size)
+    if storage.exists(storage.join(path, "manifest.rejected.json")):
+        why = json.loads(storage.read_text(storage.join(path, "manifest.rejected.json")))
+        return StageStatus(name, FAILED, why.get("extra", {}).get("rejected", "rejected"))
+    if storage.listdir(path):
+        return StageStatus(name, PARTIAL, "files written, no manifest yet", _dir_bytes(path))
+    return StageStatus(name, MISSING, "")
+
+
+def _fetch_stage(run_dir: str) -> StageStatus:
+    path = storage.join(run_dir, "fetch")
+    done = sum(n.endswith(".log.parquet") for n in storage.listdir(path))
+    urls = storage.join(run_dir, "urls")
+    total = len(Manifest.load(urls).files) if storage.exists(storage.join(urls, MANIFEST)) else 0
+    if not done:
+        return StageStatus("fetch", MISSING, f"0/{total} units" if total else "")
+    state = DONE if total and done >= total else PARTIAL
+    return StageStatus("fetch", state, f"{done}/{total} units", _dir_bytes(path))
+
+
+def _report_stage(name: str, path: str, describe) -> StageStatus:
+    if not storage.exists(path):
+        return StageStatus(name, MISSING, "")
+    try:
+        data = json.loads(storage.read_text(path))
+    except json.JSONDecodeError as e:
+        return StageStatus(name, FAILED, f"{path}: unreadable report ({e})")
+    return StageStatus(name, DONE, describe(data), storage.size(path))
+
+
+def _dedup_detail(report: dict) -> str:
+    keys = ("documents_in", "documents_out")
+    return ", ".join(f"{k}={report[k]:,}" for k in keys if isinstance(report.get(k), int))
+
+
+def _contamination_detail(report: dict) -> str:
+    sets = report.get("test_sets", {})
+    if isinstance(sets, dict):
+        items = [(name, s.get("overlap_pct")) for name, s in sets.items()]
+    else:
+        items = [(s.get("name"), s.get("overlap_pct")) for s in sets]
+    return ", ".join(f"{n} {p:.2f}%" for n, p in items if isinstance(p, int | float)) or "report"
+
+
+def _train_stage(run_dir: str) -> StageStatus:
+    path = storage.join(run_dir, "train")
+    metrics = storage.join(path, "metrics.jsonl")
+    if not storage.exists(metrics):
+        return StageStatus("train", MISSING if not storage.listdir(path) else PARTIAL, "")
+    lines = [json.loads(x) for x in storage.read_text(metrics).splitlines() if x.strip()]
+    last = next((r for r in reversed(lines) if "loss" in r or "train_loss" in r), {})
+    step = last.get("step", "?")
+    loss = last.get("loss", last.get("train_loss"))
+    detail = f"step {step}" + (f", loss {loss:.3f}" if isinstance(loss, int | float) else "")
+    return StageStatus("train", DONE if lines else PARTIAL, detail, _dir_bytes(path))
+
+
+def run_status(run_dir: str) -> list[StageStatus]:
+    j = storage.join
+    return [
+        _manifest_stage("urls", j(run_dir, "urls"), "candidate URLs"),
+        _fetch_stage(run_dir),
+        _manifest_stage("shards", j(run_dir, "shards"), "documents"),
+        _report_stage("dedup", j(run_dir, "dedup", "report.json"), _dedup_detail),
+        _report_stage(
+            "contamination", j(run_dir, "contamination", "report.json"), _contamination_detail
+        ),
+        _manifest_stage("tokens", j(run_dir, "tokens"), "tokens"),
+        _train_stage(run_dir),
+    ]
+
+
+def format_status(run_dir: str, stages: list[StageStatus]) -> str:
+    lines = [f"Run directory: {run_dir}"]
+    for s in stages:
+        size = f"{s.bytes / 1e6:,.1f} MB" if s.bytes else ""
+        lines.append(f"  {s.name:<14}{s.state:<13}{size:>12}  {s.detail}")
+    return "\n".join(lines)
