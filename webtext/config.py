@@ -270,6 +270,74 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class TokenizeConfig:
+    """Byte-level BPE and text shards -> token shards (``webtext tokenize``)."""
+
+    vocab_size: int = 50257
+    """Ids including ``<|endoftext|>``: GPT-2's 256 bytes + 50,000 merges + 1."""
+    tokenizer: str | None = None
+    """A ``tokenizer.json`` to use as it is; with neither this nor vocab/merges, one is trained
+    on the shards' training split."""
+    vocab: str | None = None
+    """GPT-2 layout ``vocab.json`` (with ``merges``): load GPT-2's own BPE files."""
+    merges: str | None = None
+    train_sample_bytes: int = 200_000_000
+    """UTF-8 bytes of training-split text the BPE is trained on (documents in shard order)."""
+    min_frequency: int = 2
+    """A pair must occur this often in the sample to become a merge."""
+    val_fraction: float = 0.005
+    """Share of documents held out for validation, chosen by a stable hash of the document id."""
+    split_seed: int = 0
+    """Salt of that hash: another seed gives another (equally stable) split."""
+    workers: int = 0
+    """Worker processes encoding text shards in parallel; 0 uses every core."""
+    shard_tokens: int = 100_000_000
+    """Tokens per token shard (the last one of each split holds the rest)."""
+
+    def __post_init__(self) -> None:
+        _check(self.vocab_size > 257, "tokenize", "vocab_size", self.vocab_size, "must be > 257")
+        _check(
+            self.vocab_size <= 1 << 32,
+            "tokenize",
+            "vocab_size",
+            self.vocab_size,
+            "must fit in uint32",
+        )
+        _check(
+            (self.vocab is None) == (self.merges is None),
+            "tokenize",
+            "vocab",
+            self.vocab,
+            "give vocab and merges together, or neither",
+        )
+        _check(
+            self.tokenizer is None or self.vocab is None,
+            "tokenize",
+            "tokenizer",
+            self.tokenizer,
+            "give a tokenizer.json or vocab+merges, not both",
+        )
+        for name in ("train_sample_bytes", "shard_tokens"):
+            value = getattr(self, name)
+            _check(value > 0, "tokenize", name, value, "must be positive")
+        _check(
+            self.min_frequency >= 0,
+            "tokenize",
+            "min_frequency",
+            self.min_frequency,
+            "must be >= 0",
+        )
+        _check(
+            0.0 <= self.val_fraction < 1.0,
+            "tokenize",
+            "val_fraction",
+            self.val_fraction,
+            "must be within [0, 1)",
+        )
+        _check(self.workers >= 0, "tokenize", "workers", self.workers, "must be >= 0")
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """A whole webtext job: every stage's settings in one place."""
 
@@ -282,6 +350,7 @@ class JobConfig:
     dedup: DedupConfig = field(default_factory=DedupConfig)
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
