@@ -1,0 +1,190 @@
+"""The whole ingestion job on real Beam, over real HTTP from local servers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.ingest import IngestError, run_ingest
+from tests.page_server import PageServer, article_html, submission, write_dump
+from webtext.config import JobConfig, with_overrides
+from webtext.shards import Manifest
+
+pytestmark = pytest.mark.slow
+
+
+def _config(run_dir: Path, dump: Path, **overrides) -> JobConfig:
+    base = {
+        "output.run_dir": str(run_dir),
+        "output.workers": 2,
+        "output.unit_urls": 8,
+        "output.shard_docs": 10,
+        "source.dumps": (str(dump),),
+        "fetch.allow_private_addresses": True,
+        "fetch.per_host_concurrency": 8,
+        "fetch.per_host_delay_s": 0.0,
+        "fetch.retries": 0,
+        "quality.min_words": 100,
+    }
+    base.update(overrides)
+    return with_overrides(JobConfig(), base)
+
+
+def _documents(shards: Path) -> list[dict]:
+    return ds.dataset(str(shards), format="parquet").to_table().to_pylist()
+
+
+def test_ingest_generated_pages_end_to_end(tmp_path):
+    pages = {f"/a/{i}.html": article_html(i) for i in range(20)}
+    pages["/copy.html"] = pages["/a/0.html"]  # syndicated copy: an exact duplicate
+    with PageServer(pages) as server:
+        base = server.base_url
+        subs = [submission(i, f"{base}/a/{i}.html", score=3 + i) for i in range(20)]
+        subs += [
+            submission(100, f"{base}/a/1.html?utm_source=x#top", score=50),  # same URL, spelled
+            submission(101, f"{base}/a/2.html", score=1),  # low karma, but the URL has karma
+            submission(102, f"{base}/low.html", score=2),  # low karma
+            submission(103, "https://en.wikipedia.org/wiki/GPT-2", score=99),
+            submission(104, "https://de.m.wikipedia.org/wiki/Reddit", score=99),
+            submission(105, f"{base}/self", score=99, is_self=True),
+            submission(106, f"{base}/nsfw.html", score=99, over_18=True),
+            submission(107, f"{base}/pic.jpg", score=99),
+            submission(108, f"{base}/missing.html", score=99),  # 404
+            submission(109, f"{base}/copy.html", score=4),
+        ]
+        dump = tmp_path / "RS_test.zst"
+        write_dump(dump, subs)
+        result = run_ingest(_config(tmp_path / "run", dump), progress=False)
+
+    shards = tmp_path / "run" / "shards"
+    docs = _documents(shards)
+    ids = [d["id"] for d in docs]
+    assert len(ids) == len(set(ids)) == 20  # 20 articles; the copy folded into article 0
+    by_url = {d["url"].rsplit("/", 1)[-1]: d for d in docs}
+    assert {s["id"] for s in by_url["1.html"]["submissions"]} == {"s1", "s100"}
+    assert by_url["1.html"]["karma"] == 50  # max aggregate by default
+    survivor = by_url.get("0.html") or by_url["copy.html"]
+    assert {s["id"] for s in survivor["submissions"]} == {"s0", "s109"}
+    assert all(d["n_words"] >= 100 and d["text"] for d in docs)
+
+    counts = result.shards.counts | result.urls.counts
+    assert counts["dedup.exact"] == 1
+    assert counts["shards.documents"] == 20
+    assert counts["url.wikipedia"] == 2
+    assert counts["submission.low_karma"] >= 1
+    assert counts["submission.self"] == 1
+    assert counts["submission.nsfw"] == 1
+    assert any(k.startswith("fetch.") and k != "fetch.urls" for k in counts)  # the 404
+    manifest = Manifest.load(str(shards))
+    manifest.verify(str(shards))
+    assert manifest.rows == 20 and len(manifest.files) == 2  # shard_docs=10
+
+    log_rows = pq.read_table(str(tmp_path / "run" / "fetch")).to_pylist()
+    assert len(log_rows) == result.urls.rows  # every URL has a recorded outcome
+
+
+def test_ingest_corpus_pages(tmp_path, corpus):
+    gold = json.loads((corpus / "pages" / "gold.json").read_text())
+    entries = sorted(gold.values(), key=lambda e: e["stored_as"])[:40]
+    pages = {
+        f"/{i}.html": gzip.decompress((corpus / "pages" / e["stored_as"]).read_bytes())
+        for i, e in enumerate(entries)
+    }
+    with PageServer(pages) as server:
+        subs = [submission(i, f"{server.base_url}{p}") for i, p in enumerate(pages)]
+        dump = tmp_path / "RS_corpus.zst"
+        write_dump(dump, subs)
+        cfg = _config(tmp_path / "run", dump, **{"quality.min_words": 50, "dedup.near": False})
+        result = run_ingest(cfg, progress=False)
+    docs = _documents(tmp_path / "run" / "shards")
+    assert len(docs) >= 25, result.shards.counts  # most real articles pass extraction
+    assert all(d["language"] is None or len(d["language"]) == 2 for d in docs)
+    assert sum(result.shards.counts.get(k, 0) for k in result.shards.counts if "fetch." in k)
+
+
+def test_too_many_bad_lines_fail_with_a_clear_message(tmp_path):
+    dump = tmp_path / "RS_bad.zst"
+    lines = [json.dumps(submission(i, f"http://127.0.0.1:9/{i}")) for i in range(10)]
+    lines += ["{not json", '{"id": "x"}', "[1, 2]"]
+    import zstandard
+
+    dump.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(IngestError, match=r"RS_bad\.zst"):
+        run_ingest(_config(tmp_path / "run", dump), progress=False)
+
+
+def _ingest_command(run_dir: Path, dump: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "webtext.cli",
+        "ingest",
+        str(dump),
+        "--run-dir",
+        str(run_dir),
+        "--no-progress",
+        "--output-workers",
+        "1",
+        "--output-unit-urls",
+        "3",
+        "--fetch-allow-private-addresses",
+        "true",
+        "--fetch-per-host-concurrency",
+        "2",
+        "--fetch-per-host-delay-s",
+        "0",
+        "--quality-min-words",
+        "100",
+    ]
+
+
+def test_killed_job_resumes_without_refetching_or_duplicating(tmp_path):
+    pages = {f"/p/{i}.html": article_html(1000 + i) for i in range(24)}
+    with PageServer(pages, delay_s=0.25) as server:
+        dump = tmp_path / "RS_kill.zst"
+        write_dump(dump, [submission(i, f"{server.base_url}{p}") for i, p in enumerate(pages)])
+        run_dir = tmp_path / "run"
+        fetch_dir = run_dir / "fetch"
+        proc = subprocess.Popen(
+            _ingest_command(run_dir, dump),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = list(fetch_dir.glob("*.log.parquet")) if fetch_dir.exists() else []
+            if len(done) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the job finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        finished = {p.name for p in fetch_dir.glob("*.log.parquet")}
+        fetched_before = sum(server.requests.values())
+        assert not (run_dir / "shards" / "manifest.json").exists()
+        done_urls = set()
+        for name in finished:
+            done_urls |= {r["url"] for r in pq.read_table(fetch_dir / name).to_pylist()}
+
+        server.requests.clear()
+        rerun = subprocess.run(
+            _ingest_command(run_dir, dump), capture_output=True, text=True, timeout=300
+        )
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    refetched = {p for p in server.requests if f"{server.base_url}{p}" in done_urls}
+    assert not refetched, f"finished units were fetched again: {refetched}"
+    assert fetched_before > 0
+    docs = _documents(run_dir / "shards")
+    assert sorted(d["url"] for d in docs) == sorted(f"{server.base_url}{p}" for p in pages)
