@@ -1,0 +1,377 @@
+"""Pushshift submission dumps -> PCollection[Submission | Drop].
+
+Dumps are read as they are distributed: zstd (Pushshift's 2 GiB window), xz, bz2, gzip or
+plain NDJSON, recognised by their magic bytes (the file name only as a fallback). Every file is
+streamed in small chunks through an incremental decompressor and split into lines here, so a
+30 GB dump never sits in memory and a truncated or corrupt stream is *noticed* (zstd's stream
+reader would return a silent early EOF) and reported where it broke, keeping every line read
+before it. Concatenated streams (multi-frame zstd, pbzip2, multi-member gzip) are read whole.
+
+Each bad line becomes ``Drop("source.<reason>", where="path:line", detail=...)``:
+
+    bad_json        not JSON (or not UTF-8)             not_object     JSON but not an object
+    missing_url     no/empty url                        missing_score  no score
+    missing_id      no id                               missing_created_utc
+    bad_type        a field of the wrong type           line_too_long  a line over MAX_LINE_BYTES
+    truncated       the compressed stream ends early or is corrupt (where = the line it broke in)
+
+The job goes on; the ingest job fails afterwards through :func:`check_bad_fraction` when too
+large a share of lines was bad.
+"""
+
+from __future__ import annotations
+
+import bz2
+import functools
+import itertools
+import logging
+import lzma
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipeline.records import Drop, Submission
+
+log = logging.getLogger(__name__)
+
+ZSTD_MAX_WINDOW = 2**31
+"""Pushshift compresses with ``--long=31``; the decoder must allow that window."""
+CHUNK_BYTES = 1 << 16
+"""Compressed bytes fed to the decoder at a time (keeps each decoded piece small)."""
+MAX_LINE_BYTES = 16 << 20
+"""A longer line is dropped (``source.line_too_long``) instead of growing a buffer forever."""
+DUMP_SUFFIXES = (".zst", ".zstd", ".xz", ".lzma", ".bz2", ".gz", ".json", ".jsonl", ".ndjson")
+"""Files a *directory* pattern picks up (plus names without a suffix, like ``RS_2011-01``)."""
+_GLOB_CHARS = frozenset("*?[")
+
+
+class BadInputError(RuntimeError):
+    """Too many dump lines were malformed: the job stops instead of silently losing data."""
+
+
+# --- finding files -------------------------------------------------------------------------------
+
+
+def _looks_like_dump(path: str) -> bool:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if name.startswith("."):
+        return False
+    return name.lower().endswith(DUMP_SUFFIXES) or "." not in name
+
+
+def expand_patterns(patterns: Iterable[str]) -> list[str]:
+    """Files, globs or directories -> a sorted list of files, through Beam's FileSystems.
+
+    A directory contributes its dump-like files (``DUMP_SUFFIXES`` or no suffix; not
+    recursive); a glob or a file name contributes everything it matches. A pattern that
+    matches nothing is an error naming it.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    files: set[str] = set()
+    for pattern in patterns:
+        found: list[str] = []
+        if not _GLOB_CHARS.intersection(pattern):
+            inside = FileSystems.match([FileSystems.join(pattern, "*")])[0].metadata_list
+            found = [m.path for m in inside if _looks_like_dump(m.path)]
+            if inside and not found:
+                raise FileNotFoundError(f"directory {pattern!r} holds no dump files")
+        if not found:
+            found = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        if not found:
+            raise FileNotFoundError(f"no dump file matches {pattern!r}")
+        files.update(found)
+    return sorted(files)
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+
+class _Decoder(Protocol):
+    eof: bool
+    unused_data: bytes
+
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+class _Plain:
+    eof = False
+    unused_data = b""
+
+    def decompress(self, data: bytes) -> bytes:
+        return data
+
+
+def _zstd() -> _Decoder:
+    import zstandard
+
+    return zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).decompressobj()
+
+
+def _gzip() -> _Decoder:
+    return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+
+
+_MAGIC: list[tuple[bytes, str]] = [
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bz2"),
+    (b"\x1f\x8b", "gzip"),
+]
+_BY_SUFFIX = {
+    ".zst": "zstd",
+    ".zstd": "zstd",
+    ".xz": "xz",
+    ".lzma": "xz",
+    ".bz2": "bz2",
+    ".gz": "gzip",
+}
+_DECODERS: dict[str, Callable[[], _Decoder]] = {
+    "zstd": _zstd,
+    "xz": lzma.LZMADecompressor,
+    "bz2": bz2.BZ2Decompressor,
+    "gzip": _gzip,
+    "plain": _Plain,
+}
+
+
+def detect_format(path: str, head: bytes) -> str:
+    """``zstd``, ``xz``, ``bz2``, ``gzip`` or ``plain``: magic bytes first, then the suffix."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    lower = path.lower()
+    for suffix, name in _BY_SUFFIX.items():
+        if lower.endswith(suffix):
+            return name
+    return "plain"
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    import zstandard
+
+    return (EOFError, OSError, lzma.LZMAError, zlib.error, zstandard.ZstdError)
+
+
+def _decoded_chunks(raw: Iterable[bytes], path: str, fmt: str) -> Iterator[bytes]:
+    """Decompressed bytes of the raw chunks; raises EOFError if the last stream is cut short."""
+    make = _DECODERS[fmt]
+    decoder = make()
+    started = False  # the current decoder has been fed data
+    for data in raw:
+        while data:
+            if decoder.eof:  # a concatenated stream/frame/member follows
+                decoder = make()
+            started = True
+            out = decoder.decompress(data)
+            if out:
+                yield out
+            data = decoder.unused_data if decoder.eof else b""
+    if fmt != "plain" and started and not decoder.eof:
+        raise EOFError(f"{fmt} stream of {path} ends before its end marker")
+
+
+# --- lines to submissions ------------------------------------------------------------------------
+
+
+def _int_field(record: dict, name: str) -> int | None:
+    """An integer field: ints, integral floats and numeric strings (old dumps have those)."""
+    value = record.get(name)
+    if isinstance(value, bool):
+        raise TypeError(f"{name} is a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, float) and name == "created_utc":
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if value is None:
+        return None
+    raise TypeError(f"{name}={value!r} is not an integer")
+
+
+def _flag(record: dict, name: str) -> bool:
+    value = record.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} is not a boolean")
+    return value
+
+
+def _text(record: dict, name: str) -> str:
+    value = record.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}={value!r} is not a string")
+    return value
+
+
+def parse_submission(record: Any, where: str) -> Submission | Drop:
+    """One decoded dump record (old or ``_meta`` layout, or praw's data) -> Submission | Drop.
+
+    Pushshift stored URLs HTML-escaped in some years (``&amp;``): that one escape is undone,
+    as Reddit's own ``raw_json=1`` would; other entities are left alone (``&copy=1`` is a
+    query parameter, not ``©``).
+    """
+    if not isinstance(record, dict):
+        return Drop("source.not_object", where, type(record).__name__)
+    try:
+        url = _text(record, "url").strip()
+        if not url:
+            return Drop("source.missing_url", where)
+        sub_id = _text(record, "id")
+        if not sub_id:
+            return Drop("source.missing_id", where)
+        score = _int_field(record, "score")
+        if score is None:
+            return Drop("source.missing_score", where, f"id={sub_id}")
+        created = _int_field(record, "created_utc")
+        if created is None:
+            return Drop("source.missing_created_utc", where, f"id={sub_id}")
+        return Submission(
+            id=sub_id,
+            subreddit=_text(record, "subreddit"),
+            url=url.replace("&amp;", "&"),
+            score=score,
+            created_utc=created,
+            is_self=_flag(record, "is_self"),
+            over_18=_flag(record, "over_18"),
+            title=_text(record, "title"),
+        )
+    except TypeError as e:
+        return Drop("source.bad_type", where, str(e))
+
+
+def parse_line(line: bytes, where: str) -> Submission | Drop:
+    import json
+
+    try:
+        record = json.loads(line)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        return Drop("source.bad_json", where, str(e)[:200])
+    return parse_submission(record, where)
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes | None]:
+    """Split a byte stream into lines; ``None`` stands for a line over MAX_LINE_BYTES."""
+    pending = bytearray()
+    too_long = False
+    for chunk in chunks:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                if not too_long:
+                    pending += chunk[start:]
+                    if len(pending) > MAX_LINE_BYTES:
+                        too_long, pending = True, bytearray()
+                break
+            if too_long:
+                yield None
+            else:
+                pending += chunk[start:end]
+                yield bytes(pending) if len(pending) <= MAX_LINE_BYTES else None
+            pending, too_long = bytearray(), False
+            start = end + 1
+    if too_long:
+        yield None
+    elif pending:
+        yield bytes(pending)
+
+
+def read_dump(path: str) -> Iterator[Submission | Drop]:
+    """Stream one dump file (any Beam filesystem) as Submissions and bad-line Drops."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    counter = Metrics.counter("webtext.source", "submissions")
+    ok = bad = 0
+    number = 0
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        head = f.read(CHUNK_BYTES)
+        fmt = detect_format(path, head)
+        raw = itertools.chain([head], iter(functools.partial(f.read, CHUNK_BYTES), b""))
+        try:
+            for number, line in enumerate(_lines(_decoded_chunks(raw, path, fmt)), start=1):
+                where = f"{path}:{number}"
+                if line is None:
+                    item: Submission | Drop = Drop(
+                        "source.line_too_long", where, f"over {MAX_LINE_BYTES} bytes"
+                    )
+                elif not line.strip():
+                    continue
+                else:
+                    item = parse_line(line, where)
+                if isinstance(item, Drop):
+                    bad += 1
+                    Metrics.counter("webtext.source", item.reason).inc()
+                else:
+                    ok += 1
+                    counter.inc()
+                yield item
+        except _decode_errors() as e:
+            bad += 1
+            Metrics.counter("webtext.source", "source.truncated").inc()
+            log.warning("%s:%d: %s stream broken: %s", path, number + 1, fmt, e)
+            yield Drop("source.truncated", f"{path}:{number + 1}", f"{fmt}: {e}"[:300])
+    log.info("read %s (%s): %d submissions, %d bad lines", path, fmt, ok, bad)
+
+
+# --- the transform and the bad-input check ------------------------------------------------------
+
+
+class ReadDumps(beam.PTransform):
+    """PBegin -> PCollection[Submission | Drop]: every line of every matched dump file.
+
+    Patterns are expanded when the pipeline is built (a wrong path fails at once, naming it);
+    files are then reshuffled so that they spread over workers, one file per element.
+    """
+
+    def __init__(self, patterns: tuple[str, ...]) -> None:
+        super().__init__()
+        if isinstance(patterns, str) or not patterns:
+            raise ValueError(f"ReadDumps needs a non-empty tuple of patterns, got {patterns!r}")
+        self.patterns = tuple(patterns)
+
+    def expand(self, pbegin):
+        files = expand_patterns(self.patterns)
+        log.info("%d dump file(s) from %d pattern(s)", len(files), len(self.patterns))
+        return (
+            pbegin
+            | "Files" >> beam.Create(files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadLines" >> beam.FlatMap(read_dump)
+        )
+
+
+def check_bad_fraction(
+    n_ok: int,
+    drops_by_reason: dict[str, int],
+    max_bad_fraction: float,
+    examples: list[str],
+) -> None:
+    """Raise :class:`BadInputError` when bad/(bad+ok) exceeds ``max_bad_fraction``.
+
+    ``drops_by_reason`` holds counts of bad-line reasons (``source.*``; other reasons are
+    ignored so a full drop table may be passed); ``examples`` are ``file:line`` places shown
+    in the message so the user can look at the bad lines.
+    """
+    by_reason = {k: v for k, v in drops_by_reason.items() if k.startswith("source.") and v}
+    bad = sum(by_reason.values())
+    total = bad + n_ok
+    if bad == 0 or bad / total <= max_bad_fraction:
+        return
+    reasons = ", ".join(f"{k}={v}" for k, v in sorted(by_reason.items(), key=lambda kv: -kv[1]))
+    shown = "; ".join(examples[:5]) or "(none recorded)"
+    raise BadInputError(
+        f"{bad} of {total} dump lines are bad ({bad / total:.2%}), more than "
+        f"source.max_bad_fraction={max_bad_fraction:.2%} allows; by reason: {reasons}; "
+        f"for example: {shown}"
+    )
