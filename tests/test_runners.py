@@ -1,0 +1,163 @@
+"""The same ingest pipeline on real distributed engines gives exactly the same shards.
+
+A Dask cluster (``dask scheduler`` and two ``dask worker`` processes) through Beam's DaskRunner,
+and Beam's portability layer (a local job service and an external SDK worker pool, the protocol
+Flink, Spark and Dataflow use), each against the FnApiRunner run on the same input.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from pipeline.ingest import run_ingest
+from tests.page_server import PageServer, article_html, submission, write_dump
+from webtext.config import JobConfig, with_overrides
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, procs: list[subprocess.Popen], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{p.args} exited with {p.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@contextmanager
+def _processes(*commands: list[str]) -> Iterator[list[subprocess.Popen]]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    procs = [
+        subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for c in commands
+    ]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def served_dump(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runners")
+    pages = {f"/r/{i}.html": article_html(5000 + i) for i in range(30)}
+    pages["/dup.html"] = pages["/r/3.html"]
+    with PageServer(pages) as server:
+        subs = [submission(i, server.base_url + p, score=3 + i) for i, p in enumerate(pages)]
+        subs.append(submission(99, "https://en.wikipedia.org/wiki/Dask", score=50))
+        dump = tmp / "RS_runners.zst"
+        write_dump(dump, subs)
+        yield tmp, dump
+
+
+def _ingest(run_dir: Path, dump: Path, beam_args: tuple[str, ...] = ()) -> list[dict]:
+    cfg = with_overrides(
+        JobConfig(),
+        {
+            "output.run_dir": str(run_dir),
+            "output.workers": 2,
+            "output.unit_urls": 7,
+            "output.shard_docs": 8,
+            "output.beam_args": beam_args,
+            "source.dumps": (str(dump),),
+            "fetch.allow_private_addresses": True,
+            "fetch.per_host_delay_s": 0.0,
+            "fetch.per_host_concurrency": 8,
+            "quality.min_words": 100,
+        },
+    )
+    run_ingest(cfg, progress=False)
+    table = ds.dataset(str(run_dir / "shards"), format="parquet").to_table()
+    rows = table.drop_columns(["fetch_time"]).to_pylist()
+    return sorted(rows, key=lambda r: r["id"])
+
+
+@pytest.fixture(scope="module")
+def reference(served_dump):
+    tmp, dump = served_dump
+    docs = _ingest(tmp / "fnapi", dump)
+    assert len(docs) == 30  # 31 pages, one an exact copy
+    return docs
+
+
+def test_dask_cluster_gives_the_same_documents(served_dump, reference):
+    tmp, dump = served_dump
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    scheduler += ["--no-dashboard"]
+    worker = [str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard"]
+    with _processes(scheduler, worker, worker) as procs:
+        _wait_for_port(port, procs)
+        docs = _ingest(
+            tmp / "dask",
+            dump,
+            (
+                "--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
+                f"--dask_client_address={address}",
+            ),
+        )
+    assert docs == reference
+
+
+def test_portable_runner_gives_the_same_documents(served_dump, reference):
+    tmp, dump = served_dump
+    job_port, pool_port = _free_port(), _free_port()
+    python = sys.executable
+    job_service = [
+        python,
+        "-m",
+        "apache_beam.runners.portability.local_job_service_main",
+        "--port",
+        str(job_port),
+    ]
+    pool = [
+        python,
+        "-m",
+        "apache_beam.runners.worker.worker_pool_main",
+        "--service_port",
+        str(pool_port),
+    ]
+    with _processes(job_service, pool) as procs:
+        _wait_for_port(job_port, procs)
+        _wait_for_port(pool_port, procs)
+        docs = _ingest(
+            tmp / "portable",
+            dump,
+            (
+                "--runner=PortableRunner",
+                f"--job_endpoint=localhost:{job_port}",
+                "--environment_type=EXTERNAL",
+                f"--environment_config=localhost:{pool_port}",
+            ),
+        )
+    assert docs == reference
