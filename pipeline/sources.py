@@ -55,10 +55,12 @@ class BadInputError(RuntimeError):
 # --- finding files -------------------------------------------------------------------------------
 
 
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _looks_like_dump(path: str) -> bool:
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    if name.startswith("."):
-        return False
+    name = _name(path)
     return name.lower().endswith(DUMP_SUFFIXES) or "." not in name
 
 
@@ -66,8 +68,9 @@ def expand_patterns(patterns: Iterable[str]) -> list[str]:
     """Files, globs or directories -> a sorted list of files, through Beam's FileSystems.
 
     A directory contributes its dump-like files (``DUMP_SUFFIXES`` or no suffix; not
-    recursive); a glob or a file name contributes everything it matches. A pattern that
-    matches nothing is an error naming it.
+    recursive); a glob or a file name contributes everything it matches. Hidden files
+    (``.name``: partial downloads, editor files) are skipped, as a shell glob would. A pattern
+    that matches nothing is an error naming it.
     """
     from apache_beam.io.filesystems import FileSystems
 
@@ -76,11 +79,13 @@ def expand_patterns(patterns: Iterable[str]) -> list[str]:
         found: list[str] = []
         if not _GLOB_CHARS.intersection(pattern):
             inside = FileSystems.match([FileSystems.join(pattern, "*")])[0].metadata_list
+            inside = [m for m in inside if not _name(m.path).startswith(".")]
             found = [m.path for m in inside if _looks_like_dump(m.path)]
             if inside and not found:
                 raise FileNotFoundError(f"directory {pattern!r} holds no dump files")
         if not found:
-            found = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+            matched = FileSystems.match([pattern])[0].metadata_list
+            found = [m.path for m in matched if not _name(m.path).startswith(".")]
         if not found:
             raise FileNotFoundError(f"no dump file matches {pattern!r}")
         files.update(found)
