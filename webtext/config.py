@@ -338,6 +338,99 @@ class TokenizeConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The GPT-2 to train: a named size, with any dimension overridden."""
+
+    name: Literal["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "small", "tiny"] = "gpt2"
+    """The paper's 124M/355M/774M/1.5B (``gpt2``...``gpt2-xl``), or ``small``/``tiny`` for CPU."""
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    block_size: int | None = None
+    """Context length; ``None`` keeps the named size's (1024 for the paper's)."""
+    vocab_size: int | None = None
+    """``None``: the token shards' vocabulary rounded up to a multiple of 64 (faster matmuls;
+    the extra ids are never targets)."""
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, "model", name, value, "must be positive")
+        _check(0.0 <= self.dropout < 1.0, "model", "dropout", self.dropout, "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop (``webtext train``): optimiser, schedule, batches, evaluation."""
+
+    batch_size: int = 8
+    """Sequences per micro-batch on each process."""
+    batch_tokens: int = 0
+    """Target tokens per optimiser step over all processes, reached by gradient accumulation;
+    must be a multiple of batch_size * block_size * processes. 0: one micro-batch per process."""
+    lr: float = 6e-4
+    min_lr: float = 6e-5
+    warmup_steps: int = 100
+    """Linear warmup from 0 to ``lr``, then cosine decay to ``min_lr`` at ``max_steps``."""
+    max_steps: int = 2000
+    weight_decay: float = 0.1
+    """AdamW decay, on matrices only (not biases or LayerNorm gains)."""
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this; 0 disables clipping."""
+    eval_interval: int = 100
+    """Evaluate on the validation split every this many steps (and at the end)."""
+    eval_steps: int = 20
+    """Micro-batches per process in one evaluation."""
+    checkpoint_interval: int = 500
+    """Write a checkpoint every this many steps (and at the end, and on SIGTERM)."""
+    log_interval: int = 10
+    compile: bool = False
+    """``torch.compile`` the model (a cold compile costs seconds to minutes)."""
+    device: str = "auto"
+    """``auto`` (cuda when available, else cpu), ``cpu``, ``cuda``, ``cuda:1``..."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Autocast dtype; ``auto`` is bfloat16 on CUDA and float32 on CPU."""
+    seed: int = 1337
+    allow_contaminated: bool = False
+    """Train even when the contamination report is missing, stale or over the threshold."""
+    max_overlap_pct: float | None = None
+    """Gate threshold; ``None`` uses ``contamination.max_overlap_pct``."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_steps", "eval_interval", "eval_steps"):
+            value = getattr(self, name)
+            _check(value > 0, "train", name, value, "must be positive")
+        for name in ("checkpoint_interval", "log_interval"):
+            value = getattr(self, name)
+            _check(value > 0, "train", name, value, "must be positive")
+        for name in ("batch_tokens", "warmup_steps", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            _check(value >= 0, "train", name, value, "must be >= 0")
+        _check(self.lr > 0, "train", "lr", self.lr, "must be positive")
+        _check(0 <= self.min_lr <= self.lr, "train", "min_lr", self.min_lr, "must be in [0, lr]")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            _check(0 <= value < 1, "train", name, value, "must be in [0, 1)")
+        _check(
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            "train",
+            "device",
+            self.device,
+            "must be auto, cpu, cuda[:N] or mps",
+        )
+        _check(
+            self.max_overlap_pct is None or 0 <= self.max_overlap_pct <= 100,
+            "train",
+            "max_overlap_pct",
+            self.max_overlap_pct,
+            "must be a percentage",
+        )
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """A whole webtext job: every stage's settings in one place."""
 
@@ -351,6 +444,8 @@ class JobConfig:
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
