@@ -1,0 +1,432 @@
+"""The live fetcher: many requests in flight per worker, polite per host, capped and guarded.
+
+    list[Candidate] --Fetcher.fetch_many--> list[FetchResult]   (same order, one each)
+
+Built once per DoFn (in ``setup``) from a :class:`FetchConfig`. Threads (``cfg.concurrency``)
+do the waiting; urllib3 does HTTP. What each request goes through:
+
+* the SSRF guard (:mod:`pipeline.address_guard`) on every hop, robots.txt and retries included;
+  the connection goes to the checked IP, with the name only in the Host header and, for https,
+  as TLS server name and the name the certificate must match;
+* :class:`HostGate`: at most ``per_host_concurrency`` requests per host and
+  ``per_host_delay_s`` between two request starts to it (retry waits hold no slot);
+* robots.txt (:mod:`pipeline.robots`) for the origin of every hop;
+* redirects followed by hand (each hop is a new guarded request), ``max_redirects`` at most;
+* retries with exponential backoff (``backoff_s * 2**attempt``) for 429, 5xx, timeouts and
+  connection errors; a 429's Retry-After is honoured up to ``max_retry_after_s`` and a longer
+  one ends the retries; other 4xx are final;
+* caps: connect/read timeouts per socket operation and ``total_timeout_s`` per request (one
+  attempt of one hop), checked between body reads with the socket timeout shortened to what is
+  left, so a server dripping a byte a second is cut off on time; Content-Length against
+  ``max_bytes`` before reading, the streamed body against it while reading, the decoded size
+  against ``max_decompressed_bytes`` (:class:`pipeline.fetch_rules.BodyDecoder`).
+
+Outcomes are ``fetched`` or ``fetch.<reason>``: blocked_address, dns, bad_url, robots,
+too_many_redirects, timeout, connection, tls, too_large, decompression_bomb, decode_error,
+content_encoding, content_type, http_<status>, error (an unexpected bug, logged with the URL).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import quote, urljoin, urlsplit
+
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from pipeline import fetch_rules
+from pipeline.address_guard import BlockedAddress, ResolveError, Target, resolve_target
+from pipeline.fetch_rules import BodyDecoder, FetchFailure
+from pipeline.records import Candidate, FetchResult
+from pipeline.robots import MAX_ROBOTS_BYTES, RobotsCache
+from webtext.config import FetchConfig
+
+log = logging.getLogger(__name__)
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A FetchResult plus what a WARC record of it needs (headers as received)."""
+
+    result: FetchResult
+    reason: str = ""  # HTTP reason phrase of the final response
+    headers: tuple[tuple[str, str], ...] = ()
+    request_headers: tuple[tuple[str, str], ...] = ()
+    elapsed: float = 0.0
+
+
+@dataclass
+class _Response:
+    url: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    content_type: str = ""
+    body: bytes = b""
+    request_headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def header(self, name: str) -> str:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), "")
+
+
+class HostGate:
+    """Per-host concurrency and spacing of request starts, shared by a fetcher's threads."""
+
+    def __init__(self, limit: int, delay_s: float):
+        self.limit, self.delay_s = limit, delay_s
+        self._cond = threading.Condition()
+        self._active: dict[str, int] = defaultdict(int)
+        self._next_start: dict[str, float] = {}
+
+    @contextmanager
+    def slot(self, host: str) -> Iterator[None]:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                wait = self._next_start.get(host, 0.0) - now
+                if self._active[host] < self.limit and wait <= 0:
+                    break
+                self._cond.wait(timeout=wait if wait > 0 else None)
+            self._active[host] += 1
+            self._next_start[host] = now + self.delay_s
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active[host] -= 1
+                self._cond.notify_all()
+
+
+def interleave_by_host(candidates: list[Candidate]) -> list[int]:
+    """Indices ordered round-robin over hosts, so one big host does not occupy every thread."""
+    queues: dict[str, deque[int]] = {}
+    for i, c in enumerate(candidates):
+        host = (urlsplit(c.url).hostname or "") if "://" in c.url else ""
+        queues.setdefault(host, deque()).append(i)
+    order: list[int] = []
+    while queues:
+        for host in list(queues):
+            order.append(queues[host].popleft())
+            if not queues[host]:
+                del queues[host]
+    return order
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date); None if absent."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class Fetcher:
+    """See the module docstring. Thread-safe; call :meth:`close` when done."""
+
+    def __init__(self, cfg: FetchConfig):
+        self.cfg = cfg
+        self.pools = urllib3.PoolManager(
+            num_pools=max(64, cfg.concurrency * 2),
+            maxsize=cfg.per_host_concurrency,
+            retries=False,
+        )
+        self.gate = HostGate(cfg.per_host_concurrency, cfg.per_host_delay_s)
+        self.robots = (
+            RobotsCache(self._fetch_robots, cfg.user_agent) if cfg.respect_robots else None
+        )
+        self._logged: set[str] = set()
+        self._log_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pools.clear()
+
+    # --- many -----------------------------------------------------------------------------
+
+    def fetch_many(self, candidates: list[Candidate]) -> list[FetchResult]:
+        return [e.result for e in self.exchanges(candidates)]
+
+    def exchanges(
+        self,
+        candidates: list[Candidate],
+        on_exchange: Callable[[Exchange], None] | None = None,
+    ) -> list[Exchange]:
+        """Fetch all, up to ``cfg.concurrency`` at a time; ``on_exchange`` sees each as it ends.
+
+        ``on_exchange`` runs on the worker threads, so it must be thread-safe.
+        """
+        out: list[Exchange | None] = [None] * len(candidates)
+
+        def work(i: int) -> None:
+            exchange = self.fetch_one(candidates[i])
+            if on_exchange is not None:
+                on_exchange(exchange)
+            out[i] = exchange
+
+        workers = max(1, min(self.cfg.concurrency, len(candidates)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+            for future in [pool.submit(work, i) for i in interleave_by_host(candidates)]:
+                future.result()
+        return [e for e in out if e is not None]
+
+    # --- one ------------------------------------------------------------------------------
+
+    def fetch_one(self, candidate: Candidate) -> Exchange:
+        start = time.monotonic()
+        try:
+            resp = self._follow(candidate.url)
+            if not 200 <= resp.status < 300:
+                raise FetchFailure(
+                    f"http_{resp.status}", f"HTTP {resp.status}", resp.status, resp.url
+                )
+            try:
+                content_type = fetch_rules.check_sniffed(resp.content_type, resp.body)
+            except FetchFailure as e:
+                raise FetchFailure(e.reason, str(e), resp.status, resp.url) from e
+            result = FetchResult(
+                candidate=candidate,
+                outcome="fetched",
+                status=resp.status,
+                final_url=resp.url,
+                content_type=content_type,
+                body=resp.body,
+                encoding=fetch_rules.detect_charset(resp.content_type, resp.body),
+                fetch_time=int(time.time()),
+            )
+            return Exchange(
+                result,
+                resp.reason,
+                tuple(resp.headers),
+                tuple(resp.request_headers),
+                time.monotonic() - start,
+            )
+        except FetchFailure as e:
+            self._log_once(e.reason, candidate.url, str(e))
+            result = FetchResult(
+                candidate=candidate,
+                outcome=f"fetch.{e.reason}",
+                status=e.status,
+                final_url=e.url,
+                fetch_time=int(time.time()),
+                error=str(e),
+            )
+        except Exception as e:  # a bug must cost one URL, not the unit; it is logged in full
+            log.exception("unexpected error fetching %s", candidate.url)
+            result = FetchResult(
+                candidate, "fetch.error", fetch_time=int(time.time()), error=repr(e)
+            )
+        return Exchange(result, elapsed=time.monotonic() - start)
+
+    def _log_once(self, reason: str, url: str, message: str) -> None:
+        with self._log_lock:
+            if reason in self._logged:
+                return
+            self._logged.add(reason)
+        log.info("fetch.%s (first of its kind): %s: %s", reason, url, message)
+
+    def _follow(self, url: str, robots: bool = True, page: bool = True) -> _Response:
+        for _ in range(self.cfg.max_redirects + 1):
+            if robots and self.robots is not None:
+                self.robots.check(url)
+            resp = self._with_retries(url, page)
+            location = resp.header("location")
+            if resp.status not in REDIRECTS or not location:
+                return resp
+            url = urljoin(url, location.strip())
+        raise FetchFailure(
+            "too_many_redirects", f"more than {self.cfg.max_redirects} redirects", 0, url
+        )
+
+    def _fetch_robots(self, robots_url: str) -> tuple[int, bytes]:
+        resp = self._follow(robots_url, robots=False, page=False)
+        return resp.status, resp.body
+
+    def _with_retries(self, url: str, page: bool) -> _Response:
+        cfg = self.cfg
+        for attempt in range(cfg.retries + 1):
+            last = attempt == cfg.retries
+            backoff = cfg.backoff_s * 2**attempt
+            try:
+                resp = self._request(url, page)
+            except FetchFailure as e:
+                if last or not e.retry:
+                    raise
+                time.sleep(backoff)
+                continue
+            if last or not (resp.status == 429 or 500 <= resp.status < 600):
+                return resp
+            if resp.status == 429:
+                asked = parse_retry_after(resp.header("retry-after"), time.time())
+                if asked is not None and asked > cfg.max_retry_after_s:
+                    return resp
+                backoff = backoff if asked is None else asked
+            time.sleep(backoff)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    # --- one request ----------------------------------------------------------------------
+
+    def _request(self, url: str, page: bool) -> _Response:
+        cfg = self.cfg
+        try:
+            parts = urlsplit(url)
+            port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+        except ValueError as e:
+            raise FetchFailure("bad_url", f"malformed URL ({e})", url=url) from e
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise FetchFailure("bad_url", f"not an http(s) URL: {url!r}", url=url)
+        try:
+            target = resolve_target(parts.hostname, port, cfg.allow_private_addresses)
+        except BlockedAddress as e:
+            raise FetchFailure("blocked_address", str(e), url=url) from e
+        except ResolveError as e:
+            raise FetchFailure("dns", str(e), url=url) from e
+
+        host_header = (
+            target.host if port == DEFAULT_PORTS[parts.scheme] else f"{target.host}:{port}"
+        )
+        path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+        if parts.query:
+            path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=-._~?")
+        headers = {
+            "Host": host_header,
+            "User-Agent": cfg.user_agent,
+            "Accept": ACCEPT if page else "text/plain,*/*;q=0.1",
+            "Accept-Encoding": BodyDecoder.ACCEPT,
+        }
+        with self.gate.slot(target.host):
+            deadline = time.monotonic() + cfg.total_timeout_s
+            raw = self._open(target, parts.scheme, path, headers, url)
+            resp = _Response(
+                url=url,
+                status=raw.status,
+                reason=raw.reason or "",
+                headers=list(raw.headers.items()),
+                content_type=raw.headers.get("content-type", ""),
+                request_headers=list(headers.items()),
+            )
+            drained = False
+            try:
+                if 200 <= raw.status < 300:
+                    resp.body, drained = self._read_body(raw, resp, deadline, page)
+            finally:
+                if not drained:  # unread bytes would corrupt the next request on it
+                    raw.close()
+                raw.release_conn()
+        return resp
+
+    def _open(
+        self, target: Target, scheme: str, path: str, headers: dict[str, str], url: str
+    ) -> urllib3.BaseHTTPResponse:
+        """Send the request to the checked addresses in turn until one accepts the connection."""
+        cfg = self.cfg
+        pool_kwargs = {}
+        if scheme == "https":
+            name = target.host.strip("[]")
+            pool_kwargs = {"server_hostname": name, "assert_hostname": name}
+        timeout = urllib3.Timeout(
+            connect=cfg.connect_timeout_s, read=min(cfg.read_timeout_s, cfg.total_timeout_s)
+        )
+        for i, address in enumerate(target.addresses):
+            pool = self.pools.connection_from_host(
+                address, target.port, scheme, pool_kwargs=pool_kwargs
+            )
+            try:
+                return pool.urlopen(
+                    "GET",
+                    path,
+                    headers=headers,
+                    redirect=False,
+                    retries=False,
+                    assert_same_host=False,
+                    preload_content=False,
+                    decode_content=False,
+                    release_conn=False,
+                    timeout=timeout,
+                )
+            except (NewConnectionError, ConnectTimeoutError) as e:
+                if i + 1 < len(target.addresses):
+                    continue  # e.g. an IPv6 address on a host without IPv6 routes
+                reason = "connection" if isinstance(e, NewConnectionError) else "timeout"
+                raise FetchFailure(reason, f"cannot connect ({e})", url=url, retry=True) from e
+            except (ReadTimeoutError, TimeoutError) as e:
+                raise FetchFailure("timeout", f"timed out ({e})", url=url, retry=True) from e
+            except SSLError as e:
+                raise FetchFailure("tls", f"TLS error ({e})", url=url) from e
+            except (HTTPError, OSError) as e:
+                msg = f"connection failed ({e})"
+                raise FetchFailure("connection", msg, url=url, retry=True) from e
+        raise FetchFailure("dns", "no address to connect to", url=url)
+
+    def _read_body(
+        self, raw: urllib3.BaseHTTPResponse, resp: _Response, deadline: float, page: bool
+    ) -> tuple[bytes, bool]:
+        """The decoded body, and whether the response was read to its end."""
+        cfg = self.cfg
+        limit = cfg.max_bytes if page else MAX_ROBOTS_BYTES
+        if page:
+            try:
+                fetch_rules.check_content_type(resp.content_type)
+            except FetchFailure as e:
+                raise FetchFailure(e.reason, str(e), resp.status, resp.url) from e
+        declared = resp.header("content-length")
+        if page and declared.isdigit() and int(declared) > limit:
+            raise FetchFailure(
+                "too_large", f"Content-Length {declared} exceeds {limit}", resp.status, resp.url
+            )
+        decoder = BodyDecoder(resp.header("content-encoding"), cfg.max_decompressed_bytes)
+        sock = getattr(raw.connection, "sock", None)
+        size, chunks = 0, []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FetchFailure(
+                    "timeout", f"total timeout {cfg.total_timeout_s}s", resp.status, resp.url
+                )
+            if sock is not None:
+                sock.settimeout(min(cfg.read_timeout_s, left))
+            try:
+                chunk = raw.read1(CHUNK)
+            except (ReadTimeoutError, TimeoutError) as e:
+                msg = f"read timed out ({e})"
+                raise FetchFailure("timeout", msg, resp.status, resp.url, retry=True) from e
+            except (HTTPError, OSError) as e:
+                msg = f"body read failed ({e})"
+                raise FetchFailure("connection", msg, resp.status, resp.url, retry=True) from e
+            if not chunk:
+                return b"".join(chunks), True
+            size += len(chunk)
+            if size > limit:
+                if not page:  # robots.txt past the cap: parse what fits, as RFC 9309 allows
+                    return b"".join(chunks), False
+                raise FetchFailure(
+                    "too_large", f"body exceeds {limit} bytes", resp.status, resp.url
+                )
+            try:
+                chunks.append(decoder.feed(chunk))
+            except FetchFailure as e:
+                raise FetchFailure(e.reason, str(e), resp.status, resp.url) from e
