@@ -97,7 +97,9 @@ class FetchConfig:
     warc_inputs: tuple[str, ...] = ()
     """WARC files, globs or directories to replay responses from (backend='warc')."""
     record_warc: bool = False
-    """Live backend: record every response into ``RUN/warc/`` so extraction can be rerun."""
+    """Live backend: keep the per-unit WARCs (``RUN/fetch/part-*.warc.gz``) after the run, so
+    extraction can be rerun without refetching. They are always written, as the resume
+    checkpoint; when False they are removed once the shards manifest is committed."""
     concurrency: int = 32
     """Requests in flight per worker (fetching waits on the network, not the CPU)."""
     per_host_concurrency: int = 2
@@ -114,6 +116,8 @@ class FetchConfig:
     retries: int = 3
     """Retries for 429/5xx and connection errors, with exponential backoff."""
     backoff_s: float = 1.0
+    max_retry_after_s: float = 30.0
+    """A 429 whose Retry-After asks for a longer wait is not retried (``fetch.http_429``)."""
     user_agent: str = "webtext/0.1 (+https://github.com/webtext/webtext)"
     respect_robots: bool = True
     allow_private_addresses: bool = False
@@ -133,7 +137,13 @@ class FetchConfig:
         for name in ("connect_timeout_s", "read_timeout_s", "total_timeout_s"):
             value = getattr(self, name)
             _check(value > 0, "fetch", name, value, "must be positive")
-        for name in ("max_redirects", "retries", "per_host_delay_s", "backoff_s"):
+        for name in (
+            "max_redirects",
+            "retries",
+            "per_host_delay_s",
+            "backoff_s",
+            "max_retry_after_s",
+        ):
             value = getattr(self, name)
             _check(value >= 0, "fetch", name, value, "must be >= 0")
 
