@@ -12,6 +12,7 @@ from webtext.config import ConfigError
 # Subcommand name -> module under webtext.commands. Each module has register(subparsers).
 COMMANDS = {
     "ingest": "ingest",
+    "contamination": "contamination",
     "status": "status",
 }
 

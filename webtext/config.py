@@ -238,9 +238,32 @@ class ContaminationConfig:
     max_overlap_pct: float = 100.0
     """The trainer refuses shards whose worst test-set overlap is above this."""
     decontaminate_n: int = 13
+    """Decontamination drops training documents sharing any n-gram of this length."""
+    text_docs: Literal["file", "line", "paragraph"] = "file"
+    """Plain-text inputs: the whole file is one document, or each line, or each paragraph."""
+    field: str = "text"
+    """The JSONL field / Parquet column holding a test set's text."""
+    workers: int = 0
+    """Processes building the filter (one task per shard or file); 0 uses every core."""
 
     def __post_init__(self) -> None:
         _check(self.n > 0, "contamination", "n", self.n, "must be positive")
+        _check(
+            self.decontaminate_n > 0,
+            "contamination",
+            "decontaminate_n",
+            self.decontaminate_n,
+            "must be positive",
+        )
+        _check(
+            self.text_docs in ("file", "line", "paragraph"),
+            "contamination",
+            "text_docs",
+            self.text_docs,
+            "must be 'file', 'line' or 'paragraph'",
+        )
+        _check(bool(self.field), "contamination", "field", self.field, "must not be empty")
+        _check(self.workers >= 0, "contamination", "workers", self.workers, "must be >= 0")
         _check(0 < self.fp_rate < 1, "contamination", "fp_rate", self.fp_rate, "must be in (0, 1)")
         _check(
             0 <= self.max_overlap_pct <= 100,

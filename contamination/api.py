@@ -1,0 +1,104 @@
+"""The in-process API of the contamination checker (what ``webtext run``, the CLI, the
+zero-shot evaluation and the trainer call).
+
+- :func:`build_filter` ``(train_sources, cfg) -> BloomFilter``
+- :func:`check` ``(filter, test_sets) -> Report``
+- :func:`run_check` ``(train, test_sets, out_dir, cfg) -> Report``: build, save the filter as
+  ``out_dir/bloom.bin``, memory-map it back, check, write report.json/.md/.html.
+- :func:`flag_examples` ``(filter, texts) -> list[ExampleFlag]``: clean/dirty per example.
+- The gate lives in :mod:`contamination.gate`; decontamination in
+  :mod:`contamination.decontaminate`.
+
+``cfg`` is a :class:`ContaminationConfig` or a whole :class:`JobConfig`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from contamination.bloom import BloomFilter
+from contamination.build import build_from_sources
+from contamination.check import ExampleFlag, Report
+from contamination.check import check as check_loaded
+from contamination.check import flag_examples as _flag_examples
+from contamination.report import write_reports
+from contamination.sources import ReadOptions, read_test_set, train_side
+from webtext import storage
+from webtext.config import ContaminationConfig, JobConfig
+
+log = logging.getLogger(__name__)
+
+FILTER_FILE = "bloom.bin"
+
+
+def _section(cfg: ContaminationConfig | JobConfig | None) -> ContaminationConfig:
+    if cfg is None:
+        return ContaminationConfig()
+    return cfg.contamination if isinstance(cfg, JobConfig) else cfg
+
+
+def read_options(cfg: ContaminationConfig | JobConfig | None) -> ReadOptions:
+    c = _section(cfg)
+    return ReadOptions(text_docs=c.text_docs, field=c.field)
+
+
+def _as_list(paths: str | Sequence[str]) -> list[str]:
+    return [paths] if isinstance(paths, str) else list(paths)
+
+
+def build_filter(
+    train_sources: str | Sequence[str], cfg: ContaminationConfig | JobConfig | None = None
+) -> BloomFilter:
+    """The filter of the training side's ``cfg.n``-grams (a shard directory, or files/folders)."""
+    c = _section(cfg)
+    train = train_side(_as_list(train_sources), read_options(c))
+    return build_from_sources(train, c.n, c.fp_rate, c.workers)
+
+
+def check(
+    bloom: BloomFilter,
+    test_sets: Mapping[str, str],
+    cfg: ContaminationConfig | JobConfig | None = None,
+) -> Report:
+    """Check test sets given as ``{name: path}`` against a built or loaded filter."""
+    opts = read_options(cfg)
+    loaded = {name: read_test_set(path, opts) for name, path in test_sets.items()}
+    train = {
+        "kind": bloom.meta.get("train_kind"),
+        "checksum": bloom.meta.get("manifest_checksum"),
+        "paths": bloom.meta.get("train_paths", []),
+    }
+    return check_loaded(bloom, loaded, dict(test_sets), train)
+
+
+def flag_examples(bloom: BloomFilter, texts: Sequence[str]) -> list[ExampleFlag]:
+    """Per text: n-grams, hits, ``.dirty`` (any n-gram in the training filter)."""
+    return _flag_examples(bloom, texts)
+
+
+def run_check(
+    train_shards_or_files: str | Sequence[str],
+    test_sets: Mapping[str, str],
+    out_dir: str,
+    cfg: ContaminationConfig | JobConfig | None = None,
+) -> Report:
+    """Build, save, memory-map and check; writes ``bloom.bin`` and the reports in ``out_dir``."""
+    c = _section(cfg)
+    if not test_sets:
+        raise ValueError("no test sets given: pass at least one NAME=PATH")
+    opts = read_options(c)
+    loaded = {name: read_test_set(path, opts) for name, path in test_sets.items()}
+    paths = _as_list(train_shards_or_files)
+    train = train_side(paths, opts)
+    bloom = build_from_sources(train, c.n, c.fp_rate, c.workers)
+    bloom.meta["train_paths"] = list(paths)
+    filter_path = storage.join(out_dir, FILTER_FILE)
+    bloom.save(filter_path)
+    mapped = BloomFilter.load(filter_path)
+    info = {"kind": train.kind, "checksum": train.checksum, "paths": list(paths)}
+    report = check_loaded(mapped, loaded, dict(test_sets), info)
+    report.filter["path"] = filter_path
+    written = write_reports(report, out_dir)
+    log.info("contamination report: %s", written["json"])
+    return report
