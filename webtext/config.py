@@ -160,6 +160,8 @@ class ExtractConfig:
     include_comments: bool = False
     fast: bool = False
     """trafilatura's ``fast`` mode: skips the fallback extractors (about 2x faster)."""
+    find_date: bool = True
+    """Look for a publication date with htmldate's quick search (page header, JSON-LD, URL)."""
 
     def __post_init__(self) -> None:
         _check(self.timeout_s > 0, "extract", "timeout_s", self.timeout_s, "must be positive")
@@ -196,13 +198,23 @@ class DedupConfig:
     near: bool = True
     num_perm: int = 128
     threshold: float = 0.7
+    """Jaccard similarity of word 5-gram sets at which two documents are duplicates: between
+    text-dedup's 0.7 and datatrove's ~0.72; measured precision/recall in the README."""
     ngram: int = 5
     seed: int = 1
     bands: int | None = None
     """LSH bands; ``None`` picks datasketch's optimal (bands, rows) for the threshold."""
     rows: int | None = None
-    verify: bool = True
-    """Drop candidate pairs whose estimated Jaccard is under the threshold."""
+    fn_weight: float = 0.9
+    """datasketch's false-negative weight when choosing (bands, rows) (false positives get
+    1 - it). Verification removes false positives, so missed pairs are the costly error:
+    0.9 gives 20x6 at 0.7, 98% candidate recall at Jaccard 0.75 (0.5 gives 14x9, 67%)."""
+    verify: Literal["exact", "estimate", "none"] = "exact"
+    """Check each LSH candidate pair: ``exact`` Jaccard of the shingle sets, the MinHash
+    ``estimate``, or ``none`` (every candidate pair is a duplicate)."""
+    cc_rounds: int = 12
+    """Rounds (large-star + small-star) of the distributed connected components; the stage
+    fails, naming this setting, if clusters have not converged after them."""
     index: str | None = None
     """A persisted signature/band index of an existing corpus to deduplicate against."""
 
@@ -210,6 +222,15 @@ class DedupConfig:
         _check(self.num_perm > 0, "dedup", "num_perm", self.num_perm, "must be positive")
         _check(0 < self.threshold < 1, "dedup", "threshold", self.threshold, "must be in (0, 1)")
         _check(self.ngram > 0, "dedup", "ngram", self.ngram, "must be positive")
+        _check(0 < self.fn_weight < 1, "dedup", "fn_weight", self.fn_weight, "must be in (0, 1)")
+        _check(
+            self.verify in ("exact", "estimate", "none"),
+            "dedup",
+            "verify",
+            self.verify,
+            "must be 'exact', 'estimate' or 'none'",
+        )
+        _check(self.cc_rounds > 0, "dedup", "cc_rounds", self.cc_rounds, "must be positive")
         _check(
             (self.bands is None) == (self.rows is None),
             "dedup",
