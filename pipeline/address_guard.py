@@ -14,9 +14,10 @@ robots.txt, goes through :func:`resolve_target` first, which
 
 Public means ``ipaddress``'s ``is_global``, and also not multicast; IPv6 addresses that embed an
 IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, Teredo, NAT64 ``64:ff9b::/96``)
-are judged by the IPv4 address too. ``allow_private=True`` (``fetch.allow_private_addresses``)
-skips the check, for tests and intranets; resolution and connecting to the resolved address
-stay the same.
+are judged by the IPv4 address too (IPv4-mapped ones are refused even for a public IPv4, as
+``ipaddress`` files ``::/8`` as reserved: DNS has no reason to return them).
+``allow_private=True`` (``fetch.allow_private_addresses``) skips the check, for tests and
+intranets; resolution and connecting to the resolved address stay the same.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
@@ -121,7 +122,10 @@ def interleave_by_host(candidates: list[Candidate]) -> list[int]:
     """Indices ordered round-robin over hosts, so one big host does not occupy every thread."""
     queues: dict[str, deque[int]] = {}
     for i, c in enumerate(candidates):
-        host = (urlsplit(c.url).hostname or "") if "://" in c.url else ""
+        try:
+            host = urlsplit(c.url).hostname or ""
+        except ValueError:
+            host = ""
         queues.setdefault(host, deque()).append(i)
     order: list[int] = []
     while queues:
@@ -146,11 +150,26 @@ def parse_retry_after(value: str, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def split_url(url: str):
+    """``urlsplit`` and the port of an absolute http(s) URL, or FetchFailure("bad_url")."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    except ValueError as e:
+        raise FetchFailure("bad_url", f"malformed URL ({e})", url=url) from e
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise FetchFailure("bad_url", f"not an http(s) URL: {url!r}", url=url)
+    return parts, port
+
+
 class Fetcher:
     """See the module docstring. Thread-safe; call :meth:`close` when done."""
 
-    def __init__(self, cfg: FetchConfig):
+    def __init__(self, cfg: FetchConfig, guard: Callable[[str, int], Target] | None = None):
+        """``guard(host, port)`` resolves and checks a host (default: the SSRF guard with
+        ``cfg.allow_private_addresses``); tests pass one that admits only their own server."""
         self.cfg = cfg
+        self.guard = guard or partial(resolve_target, allow_private=cfg.allow_private_addresses)
         self.pools = urllib3.PoolManager(
             num_pools=max(64, cfg.concurrency * 2),
             maxsize=cfg.per_host_concurrency,
@@ -251,6 +270,7 @@ class Fetcher:
 
     def _follow(self, url: str, robots: bool = True, page: bool = True) -> _Response:
         for _ in range(self.cfg.max_redirects + 1):
+            split_url(url)
             if robots and self.robots is not None:
                 self.robots.check(url)
             resp = self._with_retries(url, page)
@@ -292,15 +312,9 @@ class Fetcher:
 
     def _request(self, url: str, page: bool) -> _Response:
         cfg = self.cfg
+        parts, port = split_url(url)
         try:
-            parts = urlsplit(url)
-            port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
-        except ValueError as e:
-            raise FetchFailure("bad_url", f"malformed URL ({e})", url=url) from e
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-            raise FetchFailure("bad_url", f"not an http(s) URL: {url!r}", url=url)
-        try:
-            target = resolve_target(parts.hostname, port, cfg.allow_private_addresses)
+            target = self.guard(parts.hostname, port)
         except BlockedAddress as e:
             raise FetchFailure("blocked_address", str(e), url=url) from e
         except ResolveError as e:

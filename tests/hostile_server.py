@@ -165,6 +165,7 @@ class _Server(ThreadingHTTPServer):
         self.keys: Counter[str] = Counter()
         self.starts: list[tuple[str, float]] = []
         self.agents: list[str] = []
+        self.hosts: list[str] = []
         self.active = 0
         self.max_concurrent = 0
         self.bombs = _bombs()
@@ -180,6 +181,7 @@ class _Server(ThreadingHTTPServer):
             self.counts[path] += 1
             self.starts.append((path, time.monotonic()))
             self.agents.append(headers.get("User-Agent", ""))
+            self.hosts.append(headers.get("Host", ""))
             self.active += 1
             self.max_concurrent = max(self.max_concurrent, self.active)
 

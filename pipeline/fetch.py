@@ -1,0 +1,359 @@
+"""The fetch stage as Beam transforms: live and checkpointed per unit, or replayed from WARC.
+
+    FetchUnits(cfg, run_dir): PCollection[str] (RUN/urls/part-*.parquet) -> PCollection[FetchResult]
+    ReplayWarc(cfg, run_dir): PCollection[Candidate] (+ cfg.warc_inputs) -> PCollection[FetchResult]
+
+Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEMA`, Parquet):
+
+* live: unit ``RUN/urls/part-00007.parquet`` writes ``RUN/fetch/part-00007.warc.gz`` (every
+  fetched response, :mod:`pipeline.warc`) and THEN ``RUN/fetch/part-00007.log.parquet``, each
+  atomically. The log marks the unit complete: a rerun replays a complete unit from its log and
+  WARC (same FetchResults, no request), so a killed job refetches only unfinished units. The
+  WARCs are always written (they are the checkpoint); ``record_warc=False`` means they may be
+  removed once the shards manifest is committed (:func:`discard_unit_warcs`).
+* replay: ``RUN/fetch/replay/part-*.parquet``, written by :class:`WriteFetchLog` inside
+  :class:`ReplayWarc`; its results are emitted only after the log is written, so the log is in
+  the graph that feeds the commit step (Dask computes only what the last leaf needs).
+
+Replay matches WARC responses to candidates by canonical URL (``dedup.urls.canonicalize`` of the
+requested URL our recorder stores, else of ``WARC-Target-URI``); a candidate without one gets
+``fetch.not_in_warc``. Several records for one URL: 2xx before others, then the latest
+``WARC-Date``, then the smallest body hash, so the choice does not depend on file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.fs as pafs
+from apache_beam.metrics import Metrics
+
+from pipeline import fetch_rules
+from pipeline.fetch_rules import FetchFailure
+from pipeline.records import Candidate, FetchResult, candidate_from_row
+from pipeline.warc import WarcResponse, iter_responses
+from pipeline.write import WriteShards
+from webtext import storage
+from webtext.config import FetchConfig
+from webtext.shards import read_table, write_table
+
+log = logging.getLogger(__name__)
+
+LOG_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("final_url", pa.string(), nullable=False),
+        pa.field("outcome", pa.string(), nullable=False),  # "fetched" or "fetch.<reason>"
+        pa.field("status", pa.int32(), nullable=False),  # 0 when no response
+        pa.field("error", pa.string(), nullable=False),
+        pa.field("content_type", pa.string(), nullable=False),
+        pa.field("encoding", pa.string()),
+        pa.field("bytes", pa.int64(), nullable=False),  # decoded body size
+        pa.field("fetch_time", pa.int64(), nullable=False),  # unix s
+        pa.field("elapsed", pa.float64(), nullable=False),  # s; 0 for replay
+    ]
+)
+REPLAY_LOG_ROWS = 100_000
+
+
+def log_row(result: FetchResult, elapsed: float = 0.0) -> dict:
+    return {
+        "doc_id": result.candidate.doc_id,
+        "url": result.candidate.url,
+        "final_url": result.final_url,
+        "outcome": result.outcome,
+        "status": result.status,
+        "error": result.error,
+        "content_type": result.content_type,
+        "encoding": result.encoding,
+        "bytes": len(result.body),
+        "fetch_time": result.fetch_time,
+        "elapsed": elapsed,
+    }
+
+
+def unit_files(run_dir: str, unit_path: str) -> tuple[str, str]:
+    """(WARC, log) of a unit: ``part-00007.parquet`` -> ``RUN/fetch/part-00007.warc.gz``,
+    ``RUN/fetch/part-00007.log.parquet``."""
+    name = unit_path.rsplit("/", 1)[-1].split(".", 1)[0]
+    fetch_dir = storage.join(run_dir, "fetch")
+    return storage.join(fetch_dir, f"{name}.warc.gz"), storage.join(
+        fetch_dir, f"{name}.log.parquet"
+    )
+
+
+def discard_unit_warcs(run_dir: str) -> int:
+    """Remove the unit WARC checkpoints (for ``record_warc=False`` after the commit)."""
+    fetch_dir = storage.join(run_dir, "fetch")
+    names = [n for n in storage.listdir(fetch_dir) if n.endswith(".warc.gz")]
+    for name in names:
+        storage.remove(storage.join(fetch_dir, name))
+    return len(names)
+
+
+def read_unit(unit_path: str) -> list[Candidate]:
+    return [candidate_from_row(row) for row in read_table(unit_path).to_pylist()]
+
+
+def replay_unit(candidates: list[Candidate], warc_path: str, log_path: str) -> list[FetchResult]:
+    """The FetchResults a finished unit produced, from its log and WARC (no network)."""
+    rows = {r["doc_id"]: r for r in read_table(log_path).to_pylist()}
+    bodies = {r.doc_id: r.body for r in iter_responses(warc_path)}
+    out = []
+    for c in candidates:
+        row = rows[c.doc_id]
+        body = bodies[c.doc_id] if row["outcome"] == "fetched" else b""
+        out.append(
+            FetchResult(
+                candidate=c,
+                outcome=row["outcome"],
+                status=row["status"],
+                final_url=row["final_url"],
+                content_type=row["content_type"],
+                body=body,
+                encoding=row["encoding"],
+                fetch_time=row["fetch_time"],
+                error=row["error"],
+            )
+        )
+    return out
+
+
+class _FetchUnitFn(beam.DoFn):
+    """One unit file -> its FetchResults, fetched live or replayed from its checkpoint."""
+
+    def __init__(self, cfg: FetchConfig, run_dir: str):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.fetched_units = Metrics.counter(self.__class__, "units_fetched")
+        self.replayed_units = Metrics.counter(self.__class__, "units_replayed")
+
+    def setup(self) -> None:
+        from pipeline.http_client import Fetcher
+
+        self.fetcher = Fetcher(self.cfg)
+
+    def teardown(self) -> None:
+        self.fetcher.close()
+
+    def process(self, unit_path: str):
+        warc_path, log_path = unit_files(self.run_dir, unit_path)
+        candidates = read_unit(unit_path)
+        if storage.exists(log_path) and storage.exists(warc_path):
+            try:
+                results = replay_unit(candidates, warc_path, log_path)
+            except Exception as e:  # a corrupt or partial checkpoint: the unit is fetched again
+                log.warning("%s: checkpoint unusable (%r); fetching the unit again", log_path, e)
+            else:
+                self.replayed_units.inc()
+                yield from results
+                return
+        yield from self._fetch(candidates, warc_path, log_path)
+        self.fetched_units.inc()
+
+    def _fetch(self, candidates: list[Candidate], warc_path: str, log_path: str):
+        from pipeline.http_client import Exchange
+        from pipeline.warc import WarcRecorder
+
+        start = time.monotonic()
+        with WarcRecorder(warc_path) as recorder:
+
+            def record(e: Exchange) -> None:
+                r = e.result
+                if r.ok:
+                    recorder.write(
+                        r.candidate.url,
+                        r.final_url,
+                        r.status,
+                        e.reason,
+                        e.headers,
+                        r.body,
+                        e.request_headers,
+                        doc_id=r.candidate.doc_id,
+                        fetch_time=r.fetch_time,
+                    )
+
+            exchanges = self.fetcher.exchanges(candidates, on_exchange=record)
+        rows = [log_row(e.result, e.elapsed) for e in exchanges]
+        write_table(pa.Table.from_pylist(rows, schema=LOG_SCHEMA), log_path, "parquet")
+        log.info(
+            "%s: %d URLs, %d fetched, %.1fs",
+            log_path,
+            len(rows),
+            sum(e.result.ok for e in exchanges),
+            time.monotonic() - start,
+        )
+        for e in exchanges:
+            Metrics.counter("fetch", e.result.outcome).inc()
+            yield e.result
+
+
+class FetchUnits(beam.PTransform):
+    """Unit files -> FetchResults, live, resumable per unit (see the module docstring)."""
+
+    def __init__(self, cfg: FetchConfig, run_dir: str):
+        super().__init__()
+        if cfg.backend != "live":
+            raise ValueError(f"FetchUnits fetches live; fetch.backend is {cfg.backend!r}")
+        self.cfg, self.run_dir = cfg, run_dir
+
+    def expand(self, units):
+        return (
+            units
+            | "SpreadUnits" >> beam.Reshuffle()
+            | "FetchUnit" >> beam.ParDo(_FetchUnitFn(self.cfg, self.run_dir))
+        )
+
+
+# --- WARC replay ---------------------------------------------------------------------------------
+
+
+def expand_warc_input(spec: str) -> list[str]:
+    """The files a ``warc_inputs`` entry names: a file, a directory (its ``*.warc*``/``*.arc*``
+    files) or a glob, sorted."""
+    import fnmatch
+
+    fs, p = storage.resolve(spec)
+    if any(ch in spec for ch in "*?["):
+        base = p
+        while any(ch in base for ch in "*?["):
+            base = base.rsplit("/", 1)[0]
+        selector = pafs.FileSelector(base, recursive="**" in p)
+        infos = fs.get_file_info(selector)
+        files = [i.path for i in infos if i.is_file and fnmatch.fnmatch(i.path, p)]
+    elif fs.get_file_info(p).type == pafs.FileType.Directory:
+        infos = fs.get_file_info(pafs.FileSelector(p, recursive=True))
+        suffixes = (".warc", ".warc.gz", ".arc", ".arc.gz")
+        files = [i.path for i in infos if i.is_file and i.path.endswith(suffixes)]
+    elif fs.get_file_info(p).type == pafs.FileType.File:
+        files = [p]
+    else:
+        raise FileNotFoundError(f"fetch.warc_inputs: {spec!r} matches nothing")
+    prefix = (
+        spec[: spec.index("://") + 3] if "://" in spec and not spec.startswith("file://") else ""
+    )
+    return sorted(prefix + f for f in files)
+
+
+def keyed_responses(path: str, max_bytes: int):
+    """(canonical URL, response) for each response record of one WARC file."""
+    from dedup.urls import canonicalize
+
+    for resp in iter_responses(path, max_body=max_bytes):
+        try:
+            yield canonicalize(resp.key_uri), resp
+        except ValueError:
+            Metrics.counter("replay", "unusable_target_uri").inc()
+
+
+def _preference(resp: WarcResponse) -> tuple:
+    rank = 0 if 200 <= resp.status < 300 else 1
+    return rank, -resp.timestamp, hashlib.sha1(resp.body).hexdigest()
+
+
+def result_from_response(candidate: Candidate, resp: WarcResponse, cfg: FetchConfig) -> FetchResult:
+    """Apply the live fetcher's rules (status, content type, caps, charset) to a WARC record."""
+    base = {
+        "candidate": candidate,
+        "final_url": resp.target_uri,
+        "status": resp.status,
+        "fetch_time": resp.timestamp,
+    }
+    try:
+        if not 200 <= resp.status < 300:
+            raise FetchFailure(f"http_{resp.status}", f"HTTP {resp.status} in the WARC")
+        content_type = resp.header("content-type")
+        fetch_rules.check_content_type(content_type)
+        body = fetch_rules.decode_body(
+            resp.header("content-encoding"), [resp.body], cfg.max_bytes, cfg.max_decompressed_bytes
+        )
+        kind = fetch_rules.check_sniffed(content_type, body)
+    except FetchFailure as e:
+        return FetchResult(outcome=f"fetch.{e.reason}", error=str(e), **base)
+    return FetchResult(
+        outcome="fetched",
+        content_type=kind,
+        body=body,
+        encoding=fetch_rules.detect_charset(content_type, body),
+        **base,
+    )
+
+
+def _match(item: tuple[str, dict], cfg: FetchConfig):
+    key, groups = item
+    candidates = list(groups["candidates"])
+    if not candidates:
+        return
+    responses = sorted(groups["responses"], key=_preference)
+    for c in sorted(candidates, key=lambda c: c.doc_id):
+        if responses:
+            yield result_from_response(c, responses[0], cfg)
+        else:
+            yield FetchResult(c, "fetch.not_in_warc", error=f"no WARC record for {key}")
+
+
+def _by_canonical(c: Candidate) -> tuple[str, Candidate]:
+    return c.canonical_url, c
+
+
+def _after_log(result: FetchResult, _log_files: list) -> FetchResult:
+    return result
+
+
+class WriteFetchLog(beam.PTransform):
+    """FetchResults -> ShardFiles of the fetch log in ``directory`` (deterministic names)."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+
+    def expand(self, results):
+        return (
+            results
+            | "LogRows" >> beam.Map(log_row)
+            | "WriteLog"
+            >> WriteShards(
+                self.directory, "parquet", REPLAY_LOG_ROWS, LOG_SCHEMA, id_field="doc_id"
+            )
+        )
+
+
+class ReplayWarc(beam.PTransform):
+    """Candidates -> FetchResults read from ``cfg.warc_inputs`` (see the module docstring).
+
+    With ``run_dir`` the fetch log goes to ``RUN/fetch/replay/``; ``self.log_files`` is then the
+    PCollection of its ShardFiles, for a manifest that lists them.
+    """
+
+    def __init__(self, cfg: FetchConfig, run_dir: str | None = None):
+        super().__init__()
+        if not cfg.warc_inputs:
+            raise ValueError("ReplayWarc needs fetch.warc_inputs (WARC files, globs or dirs)")
+        self.cfg, self.run_dir = cfg, run_dir
+        self.log_files = None
+
+    def expand(self, candidates):
+        cfg = self.cfg
+        responses = (
+            candidates.pipeline
+            | "WarcInputs" >> beam.Create(list(cfg.warc_inputs))
+            | "ExpandInputs" >> beam.FlatMap(expand_warc_input)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadWarc" >> beam.FlatMap(keyed_responses, cfg.max_bytes)
+        )
+        keyed = candidates | "KeyCandidates" >> beam.Map(_by_canonical)
+        results = (
+            {"candidates": keyed, "responses": responses}
+            | "JoinByUrl" >> beam.CoGroupByKey()
+            | "Match" >> beam.FlatMap(_match, cfg)
+        )
+        if self.run_dir is None:
+            return results
+        self.log_files = results | "FetchLog" >> WriteFetchLog(
+            storage.join(self.run_dir, "fetch", "replay")
+        )
+        return results | "AfterLog" >> beam.Map(_after_log, beam.pvalue.AsList(self.log_files))
