@@ -50,8 +50,10 @@ def corpus_texts() -> list[str] | None:
 def generated_texts(n: int, seed: int = 0) -> list[str]:
     """Seeded pseudo-prose: Zipf-like words in sentences and paragraphs."""
     rng = random.Random(seed)
-    vocab = ["".join(rng.choice("etaoinshrdlucmfwypvbgk") for _ in range(rng.randint(2, 9)))
-             for _ in range(20000)]
+    vocab = [
+        "".join(rng.choice("etaoinshrdlucmfwypvbgk") for _ in range(rng.randint(2, 9)))
+        for _ in range(20000)
+    ]
     weights = [1.0 / (i + 1) for i in range(len(vocab))]
     texts = []
     for _ in range(n):

@@ -36,13 +36,15 @@ def build_report(
     params: dict[str, Any],
     index: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    docs_in = counts.get("documents_in", 0)
+    exact = counts.get("dedup.exact", 0)
     near = counts.get("dedup.near", 0)
     existing = counts.get("dedup.near_existing", 0)
+    docs_in = counts.get("documents_in", 0) + exact
     report = {
         "documents_in": docs_in,
-        "documents_out": docs_in - near - existing,
+        "documents_out": docs_in - exact - near - existing,
         "removed": {
+            "exact": exact,
             "near": near,
             "near_existing": existing,
             "identical_shingles": counts.get("identical", 0),
@@ -75,9 +77,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         "| --- | ---: |",
         f"| in | {report['documents_in']} |",
         f"| out | {report['documents_out']} |",
+        f"| removed: exact duplicates | {r['exact']} |",
         f"| removed: near duplicates | {r['near']} |",
         f"| removed: near duplicates of indexed documents | {r['near_existing']} |",
-        f"| of the removed, identical shingle sets | {r['identical_shingles']} |",
+        f"| of the near duplicates, identical shingle sets | {r['identical_shingles']} |",
         f"| without any token (never near duplicates) | {report['documents_without_tokens']} |",
         "",
         f"Candidate pairs from LSH: {report['candidate_pairs']}; "

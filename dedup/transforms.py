@@ -11,8 +11,10 @@ API::
     near.sketches    # PCollection[Sketch]: signatures of the kept documents (for the index)
     near.stats       # PCollection[(name, n)]: counts to sum (documents_in, candidate_pairs, ...)
     near.params      # PCollection[dict]: one element, the parameters used (for reports)
-    extras = near.report(RUN_DIR + "/dedup")   # writes report.json + report.md there; one
-                     # ("dedup_report", summary) element for the run's final commit step
+    extras = near.report(RUN_DIR + "/dedup", extra_stats=None)   # writes report.json and
+                     # report.md there; one ("dedup_report", summary) element for the run's
+                     # final commit step. extra_stats: PCollection[(name, n)], e.g. the
+                     # ("dedup.exact", n) counts of exact dedup, shown in the report
     idx = near.sketches | WriteIndex(PATH, cfg.dedup, run_key(OUT))   # dedup/index.py:
                      # extends the index at PATH; one ("dedup_index", summary) element
 
@@ -254,9 +256,16 @@ class NearDedupResult(NamedTuple):
     stats: beam.PCollection
     params: beam.PCollection
 
-    def report(self, directory: str, label: str = "NearDedupReport"):
-        """Write report.json and report.md into ``directory``; one ("dedup_report", dict)."""
-        return self.clusters | label >> NearDedupReport(self.stats, self.params, directory)
+    def report(self, directory: str, extra_stats=None, label: str = "NearDedupReport"):
+        """Write report.json and report.md into ``directory``; one ("dedup_report", dict).
+
+        ``extra_stats``: more (name, n) counts, e.g. ("dedup.exact", 1) per exact-dedup drop,
+        which the report shows as removed by exact dedup.
+        """
+        stats = self.stats
+        if extra_stats is not None:
+            stats = (stats, extra_stats) | f"{label}Stats" >> beam.Flatten()
+        return self.clusters | label >> NearDedupReport(stats, self.params, directory)
 
 
 class NearDedup(beam.PTransform):

@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 import random
 
-WORDS = (
-    "river mountain cloud signal harbor lantern orchard copper meadow engine violet archive "
-    "canyon bridge pepper falcon marble timber velvet rocket garden pilot silver thunder "
-    "window basket candle dragon forest island jacket kettle ladder mirror needle ocean "
-    "pencil quartz rabbit saddle tunnel umbrella valley wagon yellow zebra anchor blossom "
-    "cactus desert ember feather glacier hammer igloo jungle kingdom lemon magnet nectar"
-).split()
+WORDS = [
+    f"{stem}{suffix}"
+    for stem in ("river", "cloud", "harbor", "copper", "meadow", "violet", "canyon", "falcon")
+    for suffix in ("", "s", "ing", "ed", "er", "ly", "ness")
+]
 
 
 def prose(seed: int, n_words: int = 300) -> str:

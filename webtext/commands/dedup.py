@@ -1,0 +1,150 @@
+"""``webtext dedup``: exact and MinHash-LSH near-duplicate removal on existing text shards.
+
+    webtext dedup RUN/shards --out RUN/dedup [--index INDEX] [--write-index INDEX]
+
+Reads the shards a manifest lists, removes exact duplicates (same normalised text) and near
+duplicates (dedup/transforms.py), and writes new shards into OUT with their manifest (written
+last, by the one commit step every output flows into) and report.json + report.md. With
+``--index`` the documents are also deduplicated against a persisted index of an existing corpus;
+``--write-index`` adds this run's kept documents to an index (the same path extends it in place;
+a rerun replaces its own part rather than adding it twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from webtext.commands.options import add_config_flags, resolve_config
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("dedup", "output")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dedup",
+        help="remove exact and near-duplicate documents from existing text shards",
+        description=(
+            "Read text shards (a directory with manifest.json), remove exact and MinHash-LSH "
+            "near duplicates (keeping one document per cluster, with the cluster's submissions), "
+            "and write new shards, a manifest and report.json/report.md into --out."
+        ),
+    )
+    parser.add_argument("shards", help="input shard directory (with manifest.json)")
+    parser.add_argument("--out", required=True, help="output directory for shards and reports")
+    parser.add_argument("--index", help="deduplicate against this persisted index (dedup.index)")
+    parser.add_argument("--write-index", metavar="PATH", help="add the kept documents to an index")
+    parser.add_argument(
+        "--beam",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="a Beam pipeline option passed through (repeatable), e.g. --beam=--runner=...",
+    )
+    add_config_flags(parser, SECTIONS)
+    parser.set_defaults(func=run)
+
+
+def build_pipeline(p, cfg, shards_dir: str, out: str, write_index: str | None) -> None:
+    """The dedup job's Beam graph; every output flows into the one manifest commit step."""
+    import apache_beam as beam
+
+    from dedup.index import WriteIndex, run_key
+    from dedup.transforms import NearDedup
+    from pipeline.drops import CountDrops, SplitDrops
+    from pipeline.exact_dedup import ExactDedup
+    from pipeline.write import CommitManifest, WriteShards, as_count, as_extra, as_file
+    from webtext.shards import TEXT_SCHEMA, Manifest
+
+    manifest = Manifest.load(shards_dir)
+    manifest.verify(shards_dir, checksums=False)
+    docs = (
+        p
+        | "Shards" >> beam.Create(manifest.paths(shards_dir))
+        | "Spread" >> beam.Reshuffle()
+        | "Read" >> beam.FlatMap(_read_rows)
+    )
+    drops, extras = [], []
+    exact_counts = None
+    if cfg.dedup.exact:
+        docs, exact_drops = docs | "ExactDedup" >> ExactDedup() | "SplitExact" >> SplitDrops()
+        drops.append(exact_drops)
+        exact_counts = exact_drops | "ExactCounts" >> beam.Map(_reason_one)
+    if cfg.dedup.near:
+        near = docs | "NearDedup" >> NearDedup(cfg.dedup, skip_run=run_key(out))
+        docs, near_drops = near.documents | "SplitNear" >> SplitDrops()
+        drops.append(near_drops)
+        extras.append(near.report(out, extra_stats=exact_counts))
+        if write_index:
+            extras.append(
+                near.sketches | "WriteIndex" >> WriteIndex(write_index, cfg.dedup, run_key(out))
+            )
+    files = docs | "WriteShards" >> WriteShards(
+        out, cfg.output.format, cfg.output.shard_docs, TEXT_SCHEMA
+    )
+    items = [
+        files | "Files" >> beam.Map(as_file),
+        docs | "CountDocs" >> beam.Map(_count_doc) | "Docs" >> beam.Map(as_count),
+        *[e | f"Extra{i}" >> beam.Map(as_extra) for i, e in enumerate(extras)],
+    ]
+    if drops:
+        items.append(
+            drops
+            | "AllDrops" >> beam.Flatten()
+            | "CountDrops" >> CountDrops()
+            | "Counts" >> beam.Map(as_count)
+        )
+    _ = (
+        items
+        | "CommitItems" >> beam.Flatten()
+        | "Commit" >> CommitManifest(out, kind="text", fmt=cfg.output.format, config=cfg.to_dict())
+    )
+
+
+def _read_rows(path: str):
+    from webtext.shards import read_table
+
+    yield from read_table(path).to_pylist()
+
+
+def _reason_one(drop) -> tuple[str, int]:
+    return drop.reason, 1
+
+
+def _count_doc(_: object) -> tuple[str, int]:
+    return "shards.documents", 1
+
+
+def run(args: argparse.Namespace) -> int:
+    import apache_beam as beam
+
+    from pipeline.ingest import beam_options
+    from webtext import storage
+    from webtext.shards import Manifest, ShardError
+
+    fixed = {"dedup.index": args.index}
+    if args.beam:
+        fixed["output.beam_args"] = tuple(args.beam)
+    cfg = resolve_config(args, **fixed)
+    if storage.resolve(args.shards) == storage.resolve(args.out):
+        print("webtext dedup: --out must differ from the input shard directory", file=sys.stderr)
+        return 2
+    try:
+        with beam.Pipeline(options=beam_options(cfg.output)) as p:
+            build_pipeline(p, cfg, args.shards, args.out, args.write_index)
+        result = Manifest.load(args.out)
+    except ShardError as e:
+        print(f"webtext dedup: {e}", file=sys.stderr)
+        return 1
+    report = result.extra.get("dedup_report", {})
+    removed = report.get("removed", {})
+    print(
+        f"dedup: {report.get('documents_in', '?')} documents in, {result.rows} out "
+        f"(exact {removed.get('exact', 0)}, near {removed.get('near', 0)}, "
+        f"near an indexed document {removed.get('near_existing', 0)}); "
+        f"report: {storage.join(args.out, 'report.md')}"
+    )
+    return 0
