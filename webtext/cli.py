@@ -14,6 +14,7 @@ COMMANDS = {
     "ingest": "ingest",
     "contamination": "contamination",
     "status": "status",
+    "plan": "plan",
     "dedup": "dedup",
 }
 
