@@ -17,6 +17,7 @@ fails never leaves a thread streaming forever. Routes:
 
 from __future__ import annotations
 
+import functools
 import gzip
 import threading
 import time
@@ -168,7 +169,10 @@ class _Server(ThreadingHTTPServer):
         self.hosts: list[str] = []
         self.active = 0
         self.max_concurrent = 0
-        self.bombs = _bombs()
+
+    @functools.cached_property
+    def bombs(self) -> dict[str, bytes]:
+        return _bombs()
 
     def handle_error(self, request, client_address) -> None:
         pass  # clients hang up on the hostile routes by design

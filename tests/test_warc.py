@@ -1,0 +1,122 @@
+"""WARC recording and replay: a recorded fetch replays to an equal FetchResult."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from dataclasses import replace
+
+import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from dedup.urls import canonicalize, doc_id
+from pipeline.fetch import result_from_response
+from pipeline.http_client import Fetcher
+from pipeline.records import Candidate
+from pipeline.warc import ORIGINAL_ENCODING, WarcRecorder, iter_responses
+from tests.hostile_server import PAGE, HostileServer
+from tests.test_fetch_client import CFG
+
+
+def cand(url: str) -> Candidate:
+    canonical = canonicalize(url)
+    return Candidate(doc_id(canonical), canonical, url, "d", 3, 0, ())
+
+
+@pytest.fixture(scope="module")
+def server():
+    with HostileServer() as s:
+        yield s
+
+
+def record(exchanges, path):
+    with WarcRecorder(path) as rec:
+        for e in exchanges:
+            r = e.result
+            rec.write(
+                r.candidate.url, r.final_url, r.status, e.reason, e.headers, r.body,
+                e.request_headers, doc_id=r.candidate.doc_id, fetch_time=r.fetch_time,
+            )  # fmt: skip
+
+
+def test_record_and_replay_give_equal_results(server, tmp_path):
+    paths = ["/page", "/latin1", "/cp1252", "/gzip-page", "/noctype"]
+    redirect = server.url("/to?u=" + server.url("/latin1"))
+    candidates = [cand(server.url(p)) for p in paths] + [cand(redirect)]
+    exchanges = Fetcher(CFG).exchanges(candidates)
+    assert all(e.result.ok for e in exchanges)
+    path = str(tmp_path / "x.warc.gz")
+    record(exchanges, path)
+
+    responses = list(iter_responses(path))
+    assert len(responses) == len(candidates)
+    by_requested = {r.requested_uri: r for r in responses}
+    for e in exchanges:
+        live = e.result
+        resp = by_requested[live.candidate.url]
+        assert resp.target_uri == live.final_url
+        assert resp.doc_id == live.candidate.doc_id
+        assert result_from_response(live.candidate, resp, CFG) == live
+    # the redirect: recorded under the final URL, linked to the requested one
+    assert by_requested[redirect].target_uri == server.url("/latin1")
+    # decoded body stored; the wire's encoding kept aside
+    gz = by_requested[server.url("/gzip-page")]
+    assert gz.body == PAGE and gz.header(ORIGINAL_ENCODING) == "gzip"
+    assert gz.header("content-encoding") == ""
+
+
+def test_recorder_is_atomic(tmp_path):
+    path = str(tmp_path / "a.warc.gz")
+    with pytest.raises(RuntimeError), WarcRecorder(path) as rec:
+        rec.write("http://a/", "http://a/", 200, "OK", (), b"x")
+        raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == []
+    rec = WarcRecorder(path)
+    assert os.listdir(tmp_path) != ["a.warc.gz"]  # only a temporary while open
+    rec.close()
+    assert os.listdir(tmp_path) == ["a.warc.gz"]
+
+
+def foreign_warc(path, records):
+    """A WARC as another crawler writes it: raw payloads, content-encoded, maybe chunked."""
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        for uri, status, headers, payload in records:
+            http = StatusAndHeaders(f"{status} X", headers, protocol="HTTP/1.1")
+            writer.write_record(
+                writer.create_warc_record(
+                    uri, "response", payload=io.BytesIO(payload), http_headers=http
+                )
+            )
+
+
+def test_foreign_records_get_the_live_rules(tmp_path):
+    path = str(tmp_path / "cc.warc.gz")
+    html = b"<html><head><meta charset='koi8-r'></head><body>x</body></html>"
+    chunked = b"5\r\n<html\r\n3\r\n>hi\r\n0\r\n\r\n"
+    foreign_warc(
+        path,
+        [
+            ("http://a.example/gz", 200, [("Content-Type", "text/html"),
+                                          ("Content-Encoding", "gzip")], gzip.compress(html)),
+            ("http://a.example/chunked", 200, [("Content-Type", "text/html"),
+                                               ("Transfer-Encoding", "chunked")], chunked),
+            ("http://a.example/img", 200, [("Content-Type", "image/jpeg")], b"\xff\xd8"),
+            ("http://a.example/big", 200, [("Content-Type", "text/html")], b"<p>" * 100_000),
+            ("http://a.example/gone", 404, [("Content-Type", "text/html")], b"no"),
+        ],
+    )  # fmt: skip
+    got = {
+        r.target_uri.rsplit("/", 1)[1]: result_from_response(cand(r.target_uri), r, CFG)
+        for r in iter_responses(path, max_body=CFG.max_bytes)
+    }
+    assert (got["gz"].outcome, got["gz"].body, got["gz"].encoding) == ("fetched", html, "koi8-r")
+    assert got["chunked"].body == b"<html>hi"
+    assert got["img"].outcome == "fetch.content_type"
+    assert got["big"].outcome == "fetch.too_large"
+    assert (got["gone"].outcome, got["gone"].status) == ("fetch.http_404", 404)
+    small = replace(CFG, max_decompressed_bytes=10)
+    assert result_from_response(cand("http://a.example/gz"), next(iter_responses(path)), small) \
+        .outcome == "fetch.decompression_bomb"  # fmt: skip
