@@ -16,6 +16,7 @@ COMMANDS = {
     "status": "status",
     "plan": "plan",
     "dedup": "dedup",
+    "tokenize": "tokenize",
 }
 
 
