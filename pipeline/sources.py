@@ -182,21 +182,23 @@ def _decoded_chunks(raw: Iterable[bytes], path: str, fmt: str) -> Iterator[bytes
 # --- lines to submissions ------------------------------------------------------------------------
 
 
-def _int_field(record: dict, name: str) -> int | None:
-    """An integer field: ints, integral floats and numeric strings (old dumps have those)."""
+def _int_field(record: dict, name: str, *, truncate: bool = False) -> int | None:
+    """An integer field: ints, integral floats and numeric strings (old dumps have those).
+
+    ``truncate`` accepts any float (newer dumps have float ``created_utc``) and drops the
+    fraction.
+    """
     value = record.get(name)
+    if value is None:
+        return None
     if isinstance(value, bool):
         raise TypeError(f"{name} is a boolean")
     if isinstance(value, int):
         return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, float) and name == "created_utc":
+    if isinstance(value, float) and (truncate or value.is_integer()):
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
-    if value is None:
-        return None
     raise TypeError(f"{name}={value!r} is not an integer")
 
 
@@ -237,7 +239,7 @@ def parse_submission(record: Any, where: str) -> Submission | Drop:
         score = _int_field(record, "score")
         if score is None:
             return Drop("source.missing_score", where, f"id={sub_id}")
-        created = _int_field(record, "created_utc")
+        created = _int_field(record, "created_utc", truncate=True)
         if created is None:
             return Drop("source.missing_created_utc", where, f"id={sub_id}")
         return Submission(
