@@ -19,7 +19,9 @@ do the waiting; urllib3 does HTTP. What each request goes through:
   attempt of one hop), checked between body reads with the socket timeout shortened to what is
   left, so a server dripping a byte a second is cut off on time; Content-Length against
   ``max_bytes`` before reading, the streamed body against it while reading, the decoded size
-  against ``max_decompressed_bytes`` (:class:`pipeline.fetch_rules.BodyDecoder`).
+  against ``max_decompressed_bytes`` (:class:`pipeline.fetch_rules.BodyDecoder`). While the
+  status line and headers arrive, only ``read_timeout_s`` per socket read applies (http.client
+  reads them; its 100-header, 64 KiB-line limits bound how long a header drip can last).
 
 Outcomes are ``fetched`` or ``fetch.<reason>``: blocked_address, dns, bad_url, robots,
 too_many_redirects, timeout, connection, tls, too_large, decompression_bomb, decode_error,
