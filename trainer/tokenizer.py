@@ -105,6 +105,8 @@ def from_gpt2_files(vocab_path: str, merges_path: str) -> Tokenizer:
         vocab = json.loads(storage.read_text(vocab_path))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{vocab_path}: not a JSON vocabulary ({e})") from e
+    if not isinstance(vocab, dict) or not vocab:
+        raise ValueError(f"{vocab_path}: expected a JSON object of token -> id")
     merges = []
     for lineno, line in enumerate(storage.read_text(merges_path).splitlines(), 1):
         if not line.strip() or (lineno == 1 and line.startswith("#version")):
@@ -113,6 +115,8 @@ def from_gpt2_files(vocab_path: str, merges_path: str) -> Tokenizer:
         if len(parts) != 2:
             raise ValueError(f"{merges_path}:{lineno}: expected two symbols, got {line!r}")
         merges.append((parts[0], parts[1]))
+    if vocab.get(EOT) == max(vocab.values()):
+        del vocab[EOT]  # re-added as the special token, with the same (last) id
     return Tokenizer(_build(vocab, merges))
 
 
