@@ -11,7 +11,7 @@ of extraction), and the parent thread sleeps in ``select`` while the child works
 goes to the extraction.
 
 Protocol: length-prefixed pickles on two dedicated pipes (not stdin/stdout, which libraries may
-print to). The child exits when its request pipe closes, so it never outlives its parent.
+print to). The child also exits when its request pipe closes, so it never outlives its parent.
 Child entry point: ``python -m pipeline.sandbox READ_FD WRITE_FD module:function [module:warm_up]``.
 """
 
@@ -103,15 +103,13 @@ def _read_frame(fd: int, deadline: float | None) -> bytes:
 
 
 def _reap(proc: subprocess.Popen, fds: tuple[int, ...]) -> None:
-    """Close the parent's pipe ends and make sure the child is gone."""
+    """Close the parent's pipe ends and end the child (between calls it holds no state)."""
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
+    if proc.poll() is None:
         proc.kill()
-        proc.wait()
+    proc.wait()
 
 
 class Sandbox:
@@ -188,20 +186,17 @@ class Sandbox:
         return payload
 
     def _kill(self) -> int | None:
+        """End the child and close the pipes; its exit code (negative: the signal)."""
         proc, self._proc = self._proc, None
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.kill()
         if self._finalizer is not None:
-            self._finalizer()  # closes the pipes and waits for the child
+            self._finalizer()
         return proc.returncode
 
     def close(self) -> None:
-        """Let the child exit on its own (its request pipe closes); kill it if it lingers."""
-        proc, self._proc = self._proc, None
-        if proc is not None and self._finalizer is not None:
-            self._finalizer()
+        """End the child; the next call would start a fresh one."""
+        self._kill()
 
     def __enter__(self) -> Sandbox:
         self.start()

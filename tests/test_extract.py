@@ -1,0 +1,268 @@
+"""Extraction: real corpus pages to rows, drops with reasons, the sandbox's time limit."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow as pa
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.extract import (
+    BINARY,
+    EMPTY,
+    ERROR,
+    NOT_HTML,
+    TIMEOUT,
+    Extract,
+    decode_body,
+    extract_document,
+)
+from pipeline.records import Candidate, Drop, FetchResult, SubmissionRef
+from pipeline.sandbox import RemoteError, Sandbox, SandboxCrash, SandboxTimeout
+from pipeline.text import content_hash
+from webtext.config import ExtractConfig
+from webtext.shards import TEXT_SCHEMA
+
+CFG = ExtractConfig()
+
+# Pages on which our settings find every gold `with` snippet and no `without` one, in three
+# languages, each with a gold title and date (checked against the corpus's gold.json).
+GOLD_PAGES = {
+    "html/hackernoon.com.scrape.html.gz": "en",
+    "html/metrotimes.com-Mezcal.html.gz": "en",
+    "html/anglerboard.de-rute.html.gz": "de",
+    "html/thw.de-frauen.html.gz": "de",
+    "html/cooperativa.cl-presidente.html.gz": "es",
+}
+
+ARTICLE = (
+    "<html lang='en'><head><title>A walk by the river</title></head><body>"
+    "<nav><a href='/'>Home</a> <a href='/about'>About</a></nav>"
+    "<article><h1>A walk by the river</h1>"
+    + "".join(
+        f"<p>On day {i} we walked along the river and counted the herons that stood in the "
+        "shallow water, waiting patiently for fish to pass by their long legs.</p>"
+        for i in range(12)
+    )
+    + "</article><footer>Copyright notice</footer></body></html>"
+)
+
+
+def slow_page() -> bytes:
+    """A real pathology: a 2 MB table keeps trafilatura busy for half a minute here."""
+    rows = "".join(f"<tr>{'<td>cell text</td>' * 20}</tr>" for _ in range(6000))
+    return f"<html><body><table>{rows}</table></body></html>".encode()
+
+
+def page(body: bytes | str, *, encoding: str | None = "utf-8", doc_id: str = "d1") -> FetchResult:
+    url = f"https://example.org/{doc_id}"
+    subs = (SubmissionRef("s1", "python", 7, 1_500_000_000),)
+    candidate = Candidate(doc_id, url, url, "example.org", 7, 1_500_000_000, subs)
+    return FetchResult(candidate, "fetched", 200, url, "text/html", body, encoding, 1_700_000_000)
+
+
+@pytest.fixture(scope="module")
+def gold(corpus: Path) -> dict[str, tuple[str, dict]]:
+    entries = json.loads((corpus / "pages" / "gold.json").read_text(encoding="utf-8"))
+    return {e["stored_as"]: (url, e) for url, e in entries.items()}
+
+
+def corpus_page(corpus: Path, gold: dict, stored_as: str) -> tuple[FetchResult, dict]:
+    url, entry = gold[stored_as]
+    html = gzip.decompress((corpus / "pages" / stored_as).read_bytes())
+    candidate = Candidate("c" * 32, url, url, "corpus", 3, 0, ())
+    return FetchResult(candidate, "fetched", 200, url, "text/html", html, None, 0), entry
+
+
+@pytest.mark.parametrize("stored_as", sorted(GOLD_PAGES))
+def test_corpus_page_text_title_date_language(corpus, gold, stored_as):
+    result, entry = corpus_page(corpus, gold, stored_as)
+    row = extract_document(result, CFG)
+    assert isinstance(row, dict), row
+    missing = [s for s in entry["with"] if s not in row["text"]]
+    present = [s for s in entry["without"] if s in row["text"]]
+    assert not missing and not present
+    assert row["title"] == entry["title"]
+    assert row["date"] == entry["date"]
+    assert row["language"] == GOLD_PAGES[stored_as]
+
+
+def test_row_fits_text_schema_and_carries_the_candidate():
+    row = extract_document(page(ARTICLE.encode()), CFG)
+    assert isinstance(row, dict), row
+    table = pa.Table.from_pylist([row], schema=TEXT_SCHEMA)  # raises on a missing or bad field
+    assert table.num_rows == 1
+    assert set(row) == set(TEXT_SCHEMA.names)
+    assert row["id"] == "d1" and row["karma"] == 7 and row["http_status"] == 200
+    assert row["submissions"] == [
+        {"id": "s1", "subreddit": "python", "score": 7, "created_utc": 1_500_000_000}
+    ]
+    assert "herons" in row["text"] and "Copyright notice" not in row["text"]
+    assert row["title"] == "A walk by the river"
+    assert row["language"] == "en"
+    assert row["n_chars"] == len(row["text"])
+    assert row["n_words"] == len(row["text"].split())
+    assert row["content_hash"] == content_hash(row["text"])
+    assert row["fetch_time"] == 1_700_000_000
+
+
+def _png_like() -> bytes:
+    rng = random.Random(7)
+    return b"\x89PNG\r\n\x1a\n" + bytes(rng.randrange(256) for _ in range(20_000))
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", EMPTY),
+        (b"  \n\t ", EMPTY),
+        (_png_like(), BINARY),
+        (gzip.compress(ARTICLE.encode()), BINARY),  # a body the fetcher failed to decompress
+        (b"just a line of plain text, not a page", NOT_HTML),
+        (b"<html><head><title>t</title></head><body></body></html>", EMPTY),
+    ],
+    ids=["empty", "whitespace", "binary", "gzip", "plain-text", "no-body"],
+)
+def test_pages_without_text_are_dropped_with_a_reason(body, reason):
+    out = extract_document(page(body), CFG)
+    assert isinstance(out, Drop)
+    assert out.reason == reason
+    assert out.where == "https://example.org/d1"
+
+
+def test_failed_fetch_passes_its_own_outcome():
+    failed = FetchResult(page(b"").candidate, "fetch.http_404", 404, error="not found")
+    assert extract_document(failed, CFG) == Drop(
+        "fetch.http_404", "https://example.org/d1", "not found"
+    )
+
+
+def test_an_exception_becomes_a_counted_drop():
+    out = extract_document(page(ARTICLE), CFG)  # a str body: decoding it raises
+    assert out == Drop(ERROR, "https://example.org/d1", "AttributeError")
+
+
+@pytest.mark.parametrize(
+    ("body", "declared"),
+    [
+        ("Größe und Maß".encode("cp1252"), "cp1252"),
+        ("Größe und Maß".encode("utf-16"), "utf-16"),
+        ("Größe und Maß".encode(), "latin-9-bogus"),  # unknown name: falls back to UTF-8
+        ("Größe und Maß".encode(), None),
+    ],
+)
+def test_decode_body(body, declared):
+    assert decode_body(body, declared) == "Größe und Maß"
+
+
+def test_utf16_page_is_text_not_binary():
+    row = extract_document(page(ARTICLE.encode("utf-16"), encoding="utf-16"), CFG)
+    assert isinstance(row, dict) and "herons" in row["text"]
+
+
+# --- the sandbox: time limit, crashes, errors ------------------------------------------------
+
+
+@pytest.fixture
+def sandbox():
+    box = Sandbox("pipeline.extract:extract_document")
+    box.start()
+    yield box
+    box.close()
+
+
+def test_time_limit_stops_a_pathological_page_and_the_next_page_works(sandbox):
+    first_pid = sandbox.pid
+    started = time.monotonic()
+    with pytest.raises(SandboxTimeout):
+        sandbox.call(page(slow_page()), CFG, timeout_s=1.0)
+    assert time.monotonic() - started < 8.0  # not the half minute the page takes
+    assert sandbox.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(first_pid, 0)  # the busy child is gone, not left running
+    row = sandbox.call(page(ARTICLE.encode()), CFG, timeout_s=60)
+    assert isinstance(row, dict) and sandbox.starts == 2
+
+
+def test_a_child_killed_mid_page_is_a_crash_and_is_replaced(sandbox):
+    threading.Timer(0.5, os.kill, (sandbox.pid, signal.SIGKILL)).start()
+    with pytest.raises(SandboxCrash, match="exit code -9"):
+        sandbox.call(page(slow_page()), CFG, timeout_s=60)
+    assert isinstance(sandbox.call(page(ARTICLE.encode()), CFG, timeout_s=60), dict)
+
+
+def test_an_exception_in_the_child_is_returned_and_the_child_keeps_serving():
+    with Sandbox("builtins:int") as box:
+        pid = box.pid
+        with pytest.raises(RemoteError) as err:
+            box.call("not a number", timeout_s=10)
+        assert err.value.kind == "ValueError"
+        assert box.call("42", timeout_s=10) == 42
+        assert box.pid == pid
+
+
+def test_a_target_that_cannot_load_fails_at_start_with_the_reason():
+    with pytest.raises(SandboxCrash, match="ModuleNotFoundError"):
+        Sandbox("no_such_module_here:f").start()
+
+
+def test_closing_ends_the_child():
+    box = Sandbox("builtins:len")
+    box.start()
+    pid = box.pid
+    box.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+# --- the PTransform ----------------------------------------------------------------------------
+
+
+def _outcome(element: dict | Drop) -> tuple[str, str]:
+    if isinstance(element, Drop):
+        return element.reason, element.where
+    return "doc", element["id"]
+
+
+def test_extract_transform_survives_bad_pages():
+    cfg = ExtractConfig(timeout_s=1.0)
+    inputs = [
+        page(ARTICLE.encode(), doc_id="good"),
+        page(slow_page(), doc_id="slow"),
+        page(ARTICLE.encode("utf-8"), doc_id="good2"),
+        page(_png_like(), doc_id="png"),
+        page(b"", doc_id="empty"),
+        page(ARTICLE, doc_id="broken"),  # raises inside the extractor
+        FetchResult(page(b"", doc_id="gone").candidate, "fetch.timeout"),
+    ]
+    with TestPipeline(runner="FnApiRunner") as p:
+        out = p | beam.Create(inputs) | Extract(cfg) | beam.Map(_outcome)
+        assert_that(
+            out,
+            equal_to(
+                [
+                    ("doc", "good"),
+                    (TIMEOUT, "https://example.org/slow"),
+                    ("doc", "good2"),
+                    (BINARY, "https://example.org/png"),
+                    (EMPTY, "https://example.org/empty"),
+                    (ERROR, "https://example.org/broken"),
+                    ("fetch.timeout", "https://example.org/gone"),
+                ]
+            ),
+        )
+
+
+def test_extract_needs_its_config():
+    with pytest.raises(ValueError, match="ExtractConfig"):
+        Extract({"timeout_s": 1})
