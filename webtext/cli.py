@@ -17,6 +17,9 @@ COMMANDS = {
     "plan": "plan",
     "dedup": "dedup",
     "tokenize": "tokenize",
+    "train": "train",
+    "sample": "sample",
+    "export": "export",
 }
 
 
