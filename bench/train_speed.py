@@ -1,0 +1,104 @@
+"""Training throughput: tokens/s and MFU of forward + backward + AdamW on random tokens.
+
+    python bench/train_speed.py                      # CPU, the issue's small config, 2 threads
+    python bench/train_speed.py --compile            # the same through torch.compile
+    python bench/train_speed.py --device cuda --dtype bfloat16 --compile \
+        --n-layer 12 --n-head 12 --n-embd 768 --block-size 1024 --batch-size 16   # GPT-2 124M
+
+The first ``--warmup`` steps (compilation, allocator, caches) are not timed. The step is the
+trainer's: autocast to ``--dtype`` on CUDA, AdamW (fused on CUDA) with decay on matrices, grad
+clipping at 1.0, TF32 matmuls on Ampere+, SDPA attention (flash on CUDA with bf16/fp16).
+MFU uses trainer.metrics' FLOPs per token and per-device peak (see its docstring).
+The last line is ``train_speed: tokens_per_s=... mfu=... device=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+
+from trainer.metrics import flops_per_token, mfu, peak_flops
+from trainer.model import GPT, GPTConfig
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=256)
+    p.add_argument("--block-size", type=int, default=256)
+    p.add_argument("--vocab-size", type=int, default=50304)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=10, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--threads", type=int, default=2, help="CPU intra-op threads")
+    args = p.parse_args()
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    cfg = GPTConfig(
+        block_size=args.block_size,
+        vocab_size=args.vocab_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+    )
+    raw = GPT(cfg).to(device)
+    opt = raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
+    model = torch.compile(raw) if args.compile else raw
+    dtype = getattr(torch, args.dtype)
+    autocast: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if dtype != torch.float32:
+        autocast = torch.autocast(device.type, dtype=dtype)
+    x = torch.randint(0, cfg.vocab_size, (args.batch_size, cfg.block_size), device=device)
+    y = torch.randint(0, cfg.vocab_size, (args.batch_size, cfg.block_size), device=device)
+
+    def step() -> float:
+        with autocast:
+            _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()  # waits for the device
+
+    t0 = time.perf_counter()
+    for _ in range(args.warmup):
+        step()
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    dt = time.perf_counter() - t0
+    tps = args.steps * args.batch_size * cfg.block_size / dt
+    fpt = flops_per_token(
+        raw.num_params(non_embedding=True),
+        cfg.n_layer,
+        cfg.n_head,
+        cfg.n_embd // cfg.n_head,
+        cfg.block_size,
+    )
+    peak = peak_flops(device.type, args.dtype, args.threads if device.type == "cpu" else None)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"{raw.num_params() / 1e6:.1f}M params, {name}, {args.dtype}, compile={args.compile}, "
+        f"threads={torch.get_num_threads()}: warm-up {warm_s:.1f} s, "
+        f"{dt / args.steps * 1000:.0f} ms/step, peak {peak / 1e12:.2f} TFLOP/s"
+    )
+    util = mfu(tps, fpt, peak)
+    print(f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={device.type}")
+
+
+if __name__ == "__main__":
+    main()
