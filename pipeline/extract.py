@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import re
 from typing import Any
 
 import apache_beam as beam
@@ -42,6 +43,7 @@ LANGUAGE_SAMPLE_CHARS = 3000
 _BINARY_PROBE_CHARS = 4096
 _BINARY_MAX_SHARE = 0.05
 """Decoded text with more control/replacement characters than this is not a web page."""
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0e-\x1f\ufffd]")
 
 
 def decode_body(body: bytes, declared: str | None) -> str:
@@ -70,8 +72,7 @@ def looks_binary(text: str) -> bool:
     probe = text[:_BINARY_PROBE_CHARS]
     if not probe:
         return False
-    bad = sum(1 for ch in probe if (ch < " " and ch not in "\t\n\r\f") or ch == "\ufffd")
-    return bad / len(probe) > _BINARY_MAX_SHARE
+    return len(_NOT_TEXT.findall(probe)) / len(probe) > _BINARY_MAX_SHARE
 
 
 def _title(tree: Any) -> str | None:

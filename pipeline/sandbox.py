@@ -42,7 +42,11 @@ class SandboxTimeout(Exception):
 
 
 class SandboxCrash(Exception):
-    """The child died during a call (killed, out of memory, a crash in C code) or at start."""
+    """The child died during a call (killed, out of memory, a crash in C code)."""
+
+
+class SandboxStartError(RuntimeError):
+    """The child could not start or load its target: a broken environment, not a bad input."""
 
 
 class RemoteError(Exception):
@@ -160,15 +164,16 @@ class Sandbox:
             )
         except (TimeoutError, EOFError) as e:
             code = self._kill()
-            raise SandboxCrash(f"{self.target}: child did not start (exit code {code})") from e
+            raise SandboxStartError(f"{self.target}: child did not start (exit code {code})") from e
         if status != "ready":
             self._kill()
-            raise SandboxCrash(f"{self.target}: child failed to start: {detail}")
+            raise SandboxStartError(f"{self.target}: child failed to start: {detail}")
 
     def call(self, *args: Any, timeout_s: float) -> Any:
         """``target(*args)`` in the child; starts one if none is running.
 
-        Raises SandboxTimeout (the child was killed), SandboxCrash (it died) or RemoteError.
+        Raises SandboxTimeout (the child was killed), SandboxCrash (it died), RemoteError (the
+        function raised) or SandboxStartError (no child could be started: let that fail the job).
         """
         self.start()
         deadline = time.monotonic() + timeout_s

@@ -28,7 +28,13 @@ from pipeline.extract import (
     extract_document,
 )
 from pipeline.records import Candidate, Drop, FetchResult, SubmissionRef
-from pipeline.sandbox import RemoteError, Sandbox, SandboxCrash, SandboxTimeout
+from pipeline.sandbox import (
+    RemoteError,
+    Sandbox,
+    SandboxCrash,
+    SandboxStartError,
+    SandboxTimeout,
+)
 from pipeline.text import content_hash
 from webtext.config import ExtractConfig
 from webtext.shards import TEXT_SCHEMA
@@ -212,7 +218,7 @@ def test_an_exception_in_the_child_is_returned_and_the_child_keeps_serving():
 
 
 def test_a_target_that_cannot_load_fails_at_start_with_the_reason():
-    with pytest.raises(SandboxCrash, match="ModuleNotFoundError"):
+    with pytest.raises(SandboxStartError, match="ModuleNotFoundError"):
         Sandbox("no_such_module_here:f").start()
 
 
