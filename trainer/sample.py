@@ -40,6 +40,11 @@ def sample(
     num_samples: int = 1,
 ) -> list[str]:
     """``num_samples`` continuations of ``prompt`` (an empty prompt starts a new document)."""
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} ids, the model only "
+            f"{model.config.vocab_size}: not the tokenizer this model was trained with"
+        )
     device = model.transformer.wte.weight.device
     ids = tokenizer.encode(prompt) if prompt else [tokenizer.eot_id]
     ids = ids[-model.config.block_size :]

@@ -44,16 +44,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"webtext sample: {args.model} records no tokenizer; pass --tokenizer",
               file=sys.stderr)  # fmt: skip
         return 1
-    texts = sample(
-        model,
-        load_tokenizer(tok_path),
-        args.prompt,
-        args.max_new_tokens,
-        args.temperature,
-        args.top_k or None,
-        args.seed,
-        args.num_samples,
-    )
+    try:
+        texts = sample(
+            model,
+            load_tokenizer(tok_path),
+            args.prompt,
+            args.max_new_tokens,
+            args.temperature,
+            args.top_k or None,
+            args.seed,
+            args.num_samples,
+        )
+    except ValueError as e:
+        print(f"webtext sample: {tok_path}: {e}", file=sys.stderr)
+        return 1
     for i, text in enumerate(texts):
         if i:
             print("\n" + "-" * 40)
