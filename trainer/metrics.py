@@ -19,8 +19,10 @@ NVIDIA L4 / A10G / V100       bf16/fp16  121 / 125 / 125 TFLOP/s
 CPU (x86-64 with AVX2+FMA)    fp32       threads x GHz x 32 (two 8-wide FMA units)
 ============================  =========  =========================================
 
-The CPU figure is an estimate (the clock is read from /proc/cpuinfo, 2.5 GHz when unknown;
-AVX-512 machines can reach twice it): CPU MFU compares runs on one machine, not machines.
+The CPU figure is an estimate: the clock is /proc/cpuinfo's "cpu MHz" (2.5 GHz when unknown),
+which in a VM is often the base clock, so a core boosting above it can show an MFU above what
+is possible; AVX-512 machines can reach twice the figure. CPU MFU compares runs on one
+machine, not machines.
 An unknown GPU reports MFU against the A100's figure, and says so in the log.
 """
 
