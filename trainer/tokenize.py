@@ -92,7 +92,7 @@ def prepare_tokenizer(shards_dir: str, out_dir: str, cfg: TokenizeConfig) -> Tok
     else:
         log.info("training a %d-id BPE on up to %d bytes", cfg.vocab_size, cfg.train_sample_bytes)
         tok = train_tokenizer(training_sample(shards_dir, cfg), cfg.vocab_size, cfg.min_frequency)
-    if not storage.exists(saved) or load_tokenizer(saved).sha256 != tok.sha256:
+    if not storage.exists(saved) or storage.read_text(saved) != tok.hf.to_str(pretty=True):
         tok.save(saved)
     return tok
 

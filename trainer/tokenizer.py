@@ -145,10 +145,8 @@ class Tokenizer:
     """Encode/decode with a byte-level BPE; ``eot_id`` separates documents."""
 
     def __init__(self, hf: Any, source: str = "<memory>") -> None:
-        from tokenizers import Tokenizer as HFTokenizer
-
-        # A private copy, so that treating special tokens as text does not leak to the caller.
-        self.hf = HFTokenizer.from_str(hf.to_str())
+        """Wrap (and own: it is set to encode special-token strings as text) ``hf``."""
+        self.hf = hf
         self.hf.encode_special_tokens = True
         self.source = source
         eot = self.hf.token_to_id(EOT)
