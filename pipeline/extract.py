@@ -38,8 +38,9 @@ ERROR = "extract.error"
 TIMEOUT = "extract.timeout"
 CRASH = "extract.crash"
 
-LANGUAGE_SAMPLE_CHARS = 3000
-"""py3langid reads this much of the text: enough for a stable answer, bounded in cost."""
+LANGUAGE_SAMPLE_CHARS = 1000
+"""py3langid reads this much of the text: on 300 corpus pages the first 1000 characters give the
+full text's answer for 299 (1.2 ms a page; the whole text costs 2-3x more)."""
 _BINARY_PROBE_CHARS = 4096
 _BINARY_MAX_SHARE = 0.05
 """Decoded text with more control/replacement characters than this is not a web page."""
