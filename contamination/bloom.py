@@ -152,7 +152,10 @@ class BloomFilter:
             h = hashes[i : i + BATCH]
             blk = _block_of(h, self.blocks)  # non-decreasing because h is sorted
             starts = np.flatnonzero(np.concatenate(([True], blk[1:] != blk[:-1])))
-            self.words[blk[starts]] |= np.bitwise_or.reduceat(_masks(h), starts, axis=0)
+            # Masks as (16, len) rows: reduceat along contiguous rows is much faster.
+            h2 = fmix64(h ^ _U(_MIX))
+            masks = _U(1) << ((_ODD[:, None] * h2[None, :]) >> _U(58))
+            self.words[blk[starts]] |= np.bitwise_or.reduceat(masks, starts, axis=1).T
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """A bool per hash: True if it may be in the set (False: certainly not)."""
