@@ -236,7 +236,7 @@ class BloomFilter:
         from contamination.normalize import NORMALISATION_VERSION
 
         fs, p = storage.resolve(path)
-        with fs.open_input_stream(p) as f:
+        with fs.open_input_stream(p, compression=None) as f:
             start = f.read(12)
             if len(start) < 12 or start[:8] != MAGIC:
                 raise BloomError(f"{path}: not a webtext Bloom filter (bad magic)")

@@ -82,6 +82,10 @@ def _bad_example(drop: Drop) -> str:
     return f"{drop.where}: {drop.reason} {drop.detail}".strip()
 
 
+def _named(value: object, name: str) -> tuple[str, object]:
+    return name, value
+
+
 def _is_source_drop(drop: Drop) -> bool:
     return drop.reason.startswith("source.")
 
@@ -144,7 +148,7 @@ def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None
         | "SourceDrops" >> beam.Filter(_is_source_drop)
         | "Describe" >> beam.Map(_bad_example)
         | "FirstExamples" >> beam.combiners.Top.Smallest(BAD_EXAMPLES)
-        | "ExamplesExtra" >> beam.Map(lambda xs: ("bad_examples", xs))
+        | "ExamplesExtra" >> beam.Map(_named, "bad_examples")
     )
     commit_items = [
         units | "Files" >> beam.Map(as_file),
@@ -190,11 +194,15 @@ def _count_docs(_: object) -> tuple[str, int]:
     return "shards.documents", 1
 
 
+def _count_url(_: object) -> tuple[str, int]:
+    return "fetch.urls", 1
+
+
 def build_pages_pipeline(
     p: beam.Pipeline, cfg: JobConfig, unit_paths: list[str], run_dir: str
 ) -> None:
-    from dedup.transforms import NearDedup
-    from pipeline.exact_dedup import ExactDedup
+    from dedup.index import run_key
+    from dedup.stage import Deduplicate
     from pipeline.extract import Extract
     from pipeline.fetch import FetchUnits, ReplayWarc
     from pipeline.quality import Quality
@@ -212,30 +220,20 @@ def build_pages_pipeline(
     pages = results | "Fetched" >> beam.Filter(_is_fetched)
     docs, extract_drops = pages | "Extract" >> Extract(cfg.extract) | "SplitExtract" >> SplitDrops()
     docs, quality_drops = docs | "Quality" >> Quality(cfg.quality) | "SplitQuality" >> SplitDrops()
-    drops = [failed, extract_drops, quality_drops]
-    if cfg.dedup.exact:
-        docs, exact_drops = docs | "ExactDedup" >> ExactDedup() | "SplitExact" >> SplitDrops()
-        drops.append(exact_drops)
-    extras = []
-    if cfg.dedup.near:
-        near = docs | "NearDedup" >> NearDedup(cfg.dedup)
-        docs, near_drops = near.documents | "SplitNear" >> SplitDrops()
-        drops.append(near_drops)
-        extras.append(near.report(dirs["dedup"]))
+    deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, dirs["dedup"], run_key(dirs["shards"]))
+    docs = deduped.documents
     files = docs | "WriteShards" >> WriteShards(
         dirs["shards"], cfg.output.format, cfg.output.shard_docs, TEXT_SCHEMA
     )
     commit_items = [
         files | "Files" >> beam.Map(as_file),
-        drops
+        (failed, extract_drops, quality_drops, deduped.drops)
         | "AllDrops" >> beam.Flatten()
         | "CountDrops" >> CountDrops()
         | "Counts" >> beam.Map(as_count),
-        results
-        | "CountUrls" >> beam.Map(lambda _: ("fetch.urls", 1))
-        | "Urls" >> beam.Map(as_count),
+        results | "CountUrls" >> beam.Map(_count_url) | "Urls" >> beam.Map(as_count),
         docs | "CountDocs" >> beam.Map(_count_docs) | "Docs" >> beam.Map(as_count),
-        *[e | f"Extra{i}" >> beam.Map(as_extra) for i, e in enumerate(extras)],
+        deduped.extras | "Extras" >> beam.Map(as_extra),
     ]
     _ = (
         commit_items
@@ -310,4 +308,15 @@ def run_ingest(cfg: JobConfig, progress: bool = True) -> IngestResult:
         ):
             build_pages_pipeline(p, cfg, unit_paths, run_dir)
         seconds["pages"] = time.perf_counter() - start
+        if (
+            cfg.fetch.backend == "live"
+            and not cfg.fetch.record_warc
+            and is_complete(dirs["shards"])
+        ):
+            from pipeline.fetch import discard_unit_warcs
+
+            log.info(
+                "Removed %d fetch checkpoints (fetch.record_warc is off).",
+                discard_unit_warcs(run_dir),
+            )
     return IngestResult(run_dir, urls, Manifest.load(dirs["shards"]), seconds)

@@ -179,7 +179,7 @@ def iter_responses(path: str, max_body: int | None = None) -> Iterator[WarcRespo
     from warcio.bufferedreaders import ChunkedDataReader
 
     fs, p = storage.resolve(path)
-    with fs.open_input_stream(p) as f:
+    with fs.open_input_stream(p, compression=None) as f:
         for record in ArchiveIterator(f, arc2warc=True):
             if record.rec_type != "response" or record.http_headers is None:
                 continue

@@ -11,14 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.ingest import IngestError, run_ingest
 from tests.page_server import PageServer, article_html, submission, write_dump
 from webtext.config import JobConfig, with_overrides
-from webtext.shards import Manifest
+from webtext.shards import Manifest, read_shards
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +40,7 @@ def _config(run_dir: Path, dump: Path, **overrides) -> JobConfig:
 
 
 def _documents(shards: Path) -> list[dict]:
-    return ds.dataset(str(shards), format="parquet").to_table().to_pylist()
+    return read_shards(str(shards)).to_pylist()
 
 
 def test_ingest_generated_pages_end_to_end(tmp_path):
@@ -89,8 +88,12 @@ def test_ingest_generated_pages_end_to_end(tmp_path):
     manifest.verify(str(shards))
     assert manifest.rows == 20 and len(manifest.files) == 2  # shard_docs=10
 
-    log_rows = pq.read_table(str(tmp_path / "run" / "fetch")).to_pylist()
+    fetch_dir = tmp_path / "run" / "fetch"
+    log_rows = [r for p in fetch_dir.glob("*.log.parquet") for r in pq.read_table(p).to_pylist()]
     assert len(log_rows) == result.urls.rows  # every URL has a recorded outcome
+    assert not list(fetch_dir.glob("*.warc.gz"))  # checkpoints gone: fetch.record_warc is off
+    report = json.loads((tmp_path / "run" / "dedup" / "report.json").read_text())
+    assert report["removed"]["exact"] == 1  # the exact-dedup count reaches the dedup report
 
 
 def test_ingest_corpus_pages(tmp_path, corpus):

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pytest
 
 from pipeline.ingest import run_ingest
 from tests.page_server import PageServer, article_html, submission, write_dump
 from webtext.config import JobConfig, with_overrides
+from webtext.shards import read_shards
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,7 @@ def _ingest(run_dir: Path, dump: Path, beam_args: tuple[str, ...] = ()) -> list[
         },
     )
     run_ingest(cfg, progress=False)
-    table = ds.dataset(str(run_dir / "shards"), format="parquet").to_table()
+    table = read_shards(str(run_dir / "shards"))
     rows = table.drop_columns(["fetch_time"]).to_pylist()
     return sorted(rows, key=lambda r: r["id"])
 

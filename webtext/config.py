@@ -223,6 +223,9 @@ class DedupConfig:
     fails, naming this setting, if clusters have not converged after them."""
     index: str | None = None
     """A persisted signature/band index of an existing corpus to deduplicate against."""
+    write_index: str | None = None
+    """Add this run's surviving documents to the index here (created if absent; the same path
+    as ``index`` extends it in place, so next month's run deduplicates against this one)."""
 
     def __post_init__(self) -> None:
         _check(self.num_perm > 0, "dedup", "num_perm", self.num_perm, "must be positive")

@@ -218,5 +218,13 @@ def iter_batches(
         yield from read_table(path, columns).to_batches()
 
 
+def read_shards(directory: str, columns: list[str] | None = None) -> pa.Table:
+    """Every shard a manifest lists as one table (small runs and tests; stream big ones)."""
+    manifest = Manifest.load(directory)
+    manifest.verify(directory, checksums=False)
+    tables = [read_table(path, columns) for path in manifest.paths(directory)]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
 def table_from_rows(rows: list[dict[str, Any]], schema: pa.Schema = TEXT_SCHEMA) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)

@@ -63,8 +63,9 @@ def remove(path: str) -> None:
 
 
 def read_bytes(path: str) -> bytes:
+    """The file's bytes as stored (pyarrow would otherwise decompress ``.gz``/``.zst``)."""
     fs, p = resolve(path)
-    with fs.open_input_stream(p) as f:
+    with fs.open_input_stream(p, compression=None) as f:
         return f.read()
 
 
@@ -101,7 +102,7 @@ def write_text(path: str, text: str) -> None:
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     fs, p = resolve(path)
     h = hashlib.sha256()
-    with fs.open_input_stream(p) as f:
+    with fs.open_input_stream(p, compression=None) as f:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()

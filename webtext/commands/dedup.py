@@ -48,57 +48,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def build_pipeline(p, cfg, shards_dir: str, out: str, write_index: str | None) -> None:
+def build_pipeline(p, cfg, shards_dir: str, out: str) -> None:
     """The dedup job's Beam graph; every output flows into the one manifest commit step."""
     import apache_beam as beam
 
-    from dedup.index import WriteIndex, run_key
-    from dedup.transforms import NearDedup
-    from pipeline.drops import CountDrops, SplitDrops
-    from pipeline.exact_dedup import ExactDedup
+    from dedup.index import run_key
+    from dedup.stage import Deduplicate
+    from pipeline.drops import CountDrops
     from pipeline.write import CommitManifest, WriteShards, as_count, as_extra, as_file
     from webtext.shards import TEXT_SCHEMA, Manifest
 
     manifest = Manifest.load(shards_dir)
     manifest.verify(shards_dir, checksums=False)
-    docs = (
+    deduped = (
         p
         | "Shards" >> beam.Create(manifest.paths(shards_dir))
         | "Spread" >> beam.Reshuffle()
         | "Read" >> beam.FlatMap(_read_rows)
+        | "Dedup" >> Deduplicate(cfg.dedup, out, run_key(out))
     )
-    drops, extras = [], []
-    exact_counts = None
-    if cfg.dedup.exact:
-        docs, exact_drops = docs | "ExactDedup" >> ExactDedup() | "SplitExact" >> SplitDrops()
-        drops.append(exact_drops)
-        exact_counts = exact_drops | "ExactCounts" >> beam.Map(_reason_one)
-    if cfg.dedup.near:
-        near = docs | "NearDedup" >> NearDedup(cfg.dedup, skip_run=run_key(out))
-        docs, near_drops = near.documents | "SplitNear" >> SplitDrops()
-        drops.append(near_drops)
-        extras.append(near.report(out, extra_stats=exact_counts))
-        if write_index:
-            extras.append(
-                near.sketches | "WriteIndex" >> WriteIndex(write_index, cfg.dedup, run_key(out))
-            )
+    docs = deduped.documents
     files = docs | "WriteShards" >> WriteShards(
         out, cfg.output.format, cfg.output.shard_docs, TEXT_SCHEMA
     )
-    items = [
-        files | "Files" >> beam.Map(as_file),
-        docs | "CountDocs" >> beam.Map(_count_doc) | "Docs" >> beam.Map(as_count),
-        *[e | f"Extra{i}" >> beam.Map(as_extra) for i, e in enumerate(extras)],
-    ]
-    if drops:
-        items.append(
-            drops
-            | "AllDrops" >> beam.Flatten()
-            | "CountDrops" >> CountDrops()
-            | "Counts" >> beam.Map(as_count)
-        )
     _ = (
-        items
+        [
+            files | "Files" >> beam.Map(as_file),
+            docs | "CountDocs" >> beam.Map(_count_doc) | "Docs" >> beam.Map(as_count),
+            deduped.extras | "Extras" >> beam.Map(as_extra),
+            deduped.drops | "CountDrops" >> CountDrops() | "Counts" >> beam.Map(as_count),
+        ]
         | "CommitItems" >> beam.Flatten()
         | "Commit" >> CommitManifest(out, kind="text", fmt=cfg.output.format, config=cfg.to_dict())
     )
@@ -108,10 +87,6 @@ def _read_rows(path: str):
     from webtext.shards import read_table
 
     yield from read_table(path).to_pylist()
-
-
-def _reason_one(drop) -> tuple[str, int]:
-    return drop.reason, 1
 
 
 def _count_doc(_: object) -> tuple[str, int]:
@@ -125,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from webtext import storage
     from webtext.shards import Manifest, ShardError
 
-    fixed = {"dedup.index": args.index}
+    fixed = {"dedup.index": args.index, "dedup.write_index": args.write_index}
     if args.beam:
         fixed["output.beam_args"] = tuple(args.beam)
     cfg = resolve_config(args, **fixed)
@@ -134,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         with beam.Pipeline(options=beam_options(cfg.output)) as p:
-            build_pipeline(p, cfg, args.shards, args.out, args.write_index)
+            build_pipeline(p, cfg, args.shards, args.out)
         result = Manifest.load(args.out)
     except ShardError as e:
         print(f"webtext dedup: {e}", file=sys.stderr)
