@@ -20,6 +20,7 @@ COMMANDS = {
     "train": "train",
     "sample": "sample",
     "export": "export",
+    "eval": "eval",
 }
 
 

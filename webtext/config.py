@@ -494,6 +494,49 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Zero-shot evaluation (``webtext eval``): how test texts are scored and flagged."""
+
+    stride: int = 0
+    """Targets a sliding window advances by; each token then has at least block_size - stride
+    tokens of context. Smaller is better-informed, slower and lower in perplexity: the figure
+    depends on it. 0: half the model's block_size."""
+    batch_size: int = 8
+    """Windows or examples per forward pass."""
+    n: int = 8
+    """An example is dirty when any normalised n-gram of it is in the training filter."""
+    detokenize: Literal["none", "wikitext", "ptb"] = "none"
+    """Undo a tokenised release's spacing conventions before the byte-level BPE sees it."""
+    lm_unit: Literal["paragraph", "line", "file"] = "paragraph"
+    """Plain-text LM files are scored as one stream; this is the example unit for flags."""
+    placeholder: str = "XXXXX"
+    """The blank in cloze questions."""
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """``auto``: bfloat16 autocast on CUDA, float32 on CPU."""
+
+    def __post_init__(self) -> None:
+        _check(self.stride >= 0, "eval", "stride", self.stride, "must be >= 0")
+        _check(self.n > 0, "eval", "n", self.n, "must be positive")
+        _check(self.batch_size > 0, "eval", "batch_size", self.batch_size, "must be positive")
+        for name, allowed in (
+            ("detokenize", ("none", "wikitext", "ptb")),
+            ("lm_unit", ("paragraph", "line", "file")),
+            ("dtype", ("auto", "float32", "bfloat16")),
+        ):
+            value = getattr(self, name)
+            _check(value in allowed, "eval", name, value, f"must be one of {list(allowed)}")
+        _check(bool(self.placeholder), "eval", "placeholder", self.placeholder, "must not be empty")
+        _check(
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"),
+            "eval",
+            "device",
+            self.device,
+            "must be auto, cpu, cuda[:N] or mps",
+        )
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """A whole webtext job: every stage's settings in one place."""
 
@@ -509,6 +552,7 @@ class JobConfig:
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
