@@ -21,6 +21,8 @@ COMMANDS = {
     "sample": "sample",
     "export": "export",
     "eval": "eval",
+    "run": "run",
+    "demo": "demo",
 }
 
 

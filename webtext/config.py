@@ -566,11 +566,16 @@ class JobConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> JobConfig:
+        """Load a job file: TOML, or the JSON a run records in ``RUN/config/`` (by suffix)."""
         try:
             with open(path, "rb") as f:
-                data = tomllib.load(f)
+                data = json.load(f) if str(path).endswith(".json") else tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from e
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid JSON: {e}") from e
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read the config ({e.strerror})") from e
         return from_dict(cls, data, where=str(path))
 
 

@@ -45,6 +45,12 @@ def _manifest_stage(name: str, path: str, unit: str) -> StageStatus:
 
 def _fetch_stage(run_dir: str) -> StageStatus:
     path = storage.join(run_dir, "fetch")
+    replay = storage.join(path, "replay")
+    if storage.exists(replay) and storage.listdir(replay):
+        logs = len(storage.listdir(replay))
+        return StageStatus(
+            "fetch", DONE, f"replayed from WARC ({logs} log files)", _dir_bytes(replay)
+        )
     done = sum(n.endswith(".log.parquet") for n in storage.listdir(path))
     urls = storage.join(run_dir, "urls")
     total = len(Manifest.load(urls).files) if storage.exists(storage.join(urls, MANIFEST)) else 0
@@ -103,7 +109,15 @@ def run_status(run_dir: str) -> list[StageStatus]:
         ),
         _manifest_stage("tokens", j(run_dir, "tokens"), "tokens"),
         _train_stage(run_dir),
+        _sample_stage(j(run_dir, "sample.txt")),
     ]
+
+
+def _sample_stage(path: str) -> StageStatus:
+    if not storage.exists(path):
+        return StageStatus("sample", MISSING, "")
+    words = len(storage.read_text(path).split())
+    return StageStatus("sample", DONE, f"{words} words", storage.size(path))
 
 
 def format_status(run_dir: str, stages: list[StageStatus]) -> str:

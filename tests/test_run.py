@@ -1,0 +1,112 @@
+"""``webtext run``: the whole job on the demo data, a failed stage, reruns that redo only what
+changed, and ``webtext status`` on the result."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from webtext.cli import main
+from webtext.commands.demo import demo_config
+from webtext.config import with_overrides
+from webtext.run import RunError, run_job
+from webtext.status import DONE, MISSING, run_status
+
+SMALL = {
+    "model.n_embd": 32,
+    "model.n_layer": 2,
+    "model.n_head": 2,
+    "model.block_size": 32,
+    "train.max_steps": 6,
+    "train.warmup_steps": 2,
+    "train.eval_interval": 3,
+    "train.eval_steps": 2,
+    "train.checkpoint_interval": 3,
+    "tokenize.vocab_size": 512,
+}
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """The demo job, made small, whose first run fails at contamination (a missing test set)."""
+    root = tmp_path_factory.mktemp("run")
+    cfg = with_overrides(demo_config(str(root)), SMALL)
+    broken = with_overrides(cfg, {"contamination.test_sets": (f"lost={root}/no-such-file.txt",)})
+    with pytest.raises(RunError, match="contamination.*no-such-file.txt"):
+        run_job(broken, progress=False)
+    return root, cfg
+
+
+def test_a_failed_stage_keeps_what_finished_and_a_rerun_resumes_after_it(job):
+    root, cfg = job
+    run = Path(cfg.output.run_dir)
+    state = json.loads((run / "run.json").read_text())["stages"]
+    assert state["ingest"]["finished"] and state["contamination"]["finished"] is None
+    shards_manifest = run / "shards" / "manifest.json"
+    before = _mtime(shards_manifest)
+
+    result = run_job(cfg, progress=False)
+
+    assert result.skipped == ["ingest"]
+    assert result.ran == ["contamination", "tokenize", "train", "sample"]
+    assert _mtime(shards_manifest) == before  # the shards were not rewritten
+    assert (run / "contamination" / "report.html").exists()
+    assert json.loads((run / "train" / "latest.json").read_text())["step"] == 6
+    assert (run / "sample.txt").read_text().strip()
+
+
+def test_changing_training_settings_reruns_only_training(job):
+    root, cfg = job
+    run = Path(cfg.output.run_dir)
+    tokens_manifest = run / "tokens" / "manifest.json"
+    before = _mtime(tokens_manifest)
+
+    again = run_job(cfg, progress=False)
+    assert again.ran == [] and again.skipped == [
+        "ingest",
+        "contamination",
+        "tokenize",
+        "train",
+        "sample",
+    ]
+
+    changed = with_overrides(cfg, {"train.lr": 1e-3})
+    result = run_job(changed, progress=False)
+    assert result.ran == ["train", "sample"]
+    assert _mtime(tokens_manifest) == before
+    aside = [p for p in run.iterdir() if p.name.startswith("train.")]
+    assert len(aside) == 1 and (aside[0] / "latest.json").exists()  # the old run is kept
+
+
+def test_other_ingest_settings_are_refused_not_silently_refetched(job):
+    root, cfg = job
+    changed = with_overrides(cfg, {"quality.min_words": 50})
+    with pytest.raises(RunError, match=r"quality\.min_words"):
+        run_job(changed, progress=False)
+
+
+def test_run_command_and_status(job, capsys):
+    root, cfg = job
+    run = cfg.output.run_dir
+    config_json = os.path.join(run, "config", "train.json")  # the resolved config of the run
+    assert main(["run", config_json, "--train-lr", "0.001", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Ran: nothing." in out and "contamination report" in out and "Sample:" in out
+
+    stages = {s.name: s for s in run_status(run)}
+    assert all(stages[n].state == DONE for n in ("urls", "shards", "tokens", "train", "sample"))
+    assert "documents" in stages["shards"].detail and "step 6" in stages["train"].detail
+    assert "overlap" in stages["contamination"].detail
+    assert main(["status", run]) == 0
+    table = capsys.readouterr().out
+    assert "shards" in table and "done" in table
+
+    fresh = run_status(str(root / "empty"))
+    assert all(s.state == MISSING for s in fresh)

@@ -1,0 +1,77 @@
+"""``webtext run CONFIG``: the whole job (ingest -> contamination -> tokenize -> train -> sample).
+
+A rerun skips the stages already complete for this config (``webtext/run.py`` says how), so
+after a failure or a change of training settings only what is needed runs again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from webtext.commands.options import add_config_flags, resolve_config
+from webtext.config import JobConfig
+
+SECTIONS = tuple(JobConfig.__dataclass_fields__)[1:]  # every section (not the job's name)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from webtext.run import STAGES
+
+    parser = subparsers.add_parser(
+        "run",
+        help="run every stage of a job, skipping the ones already complete",
+        description=(
+            "Ingest (with dedup), check contamination, tokenize, train and sample for one job "
+            "config. Stages whose outputs are complete for the same settings are skipped, so "
+            "rerun the same command after a failure or after changing the training settings. "
+            "Training runs in this process; for several GPUs stop at --until tokenize and "
+            "start `webtext train` under torchrun."
+        ),
+    )
+    parser.add_argument("job", nargs="?", metavar="CONFIG", help="job config (TOML)")
+    parser.add_argument("--until", choices=STAGES, default="sample", help="last stage to run")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_flags(parser, SECTIONS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.job and args.config:
+        print("webtext run: give the config once (CONFIG or --config)", file=sys.stderr)
+        return 2
+    args.config = args.config or args.job
+    cfg = resolve_config(args)
+    return run_and_report(cfg, args.until, progress=not args.no_progress)
+
+
+def run_and_report(cfg: JobConfig, until: str, progress: bool) -> int:
+    """Run the job, print what ran and where its outputs are; 1 when a stage failed."""
+    from webtext.run import RunError, run_job
+    from webtext.status import format_status, run_status
+
+    try:
+        result = run_job(cfg, until=until, progress=progress)
+    except RunError as e:
+        print(f"webtext run: {e}", file=sys.stderr)
+        print("Fix it and run the same command again: finished stages are kept.", file=sys.stderr)
+        return 1
+    ran = ", ".join(f"{s} ({result.seconds[s]:.0f}s)" for s in result.ran) or "nothing"
+    print(f"\nRan: {ran}. Already complete: {', '.join(result.skipped) or 'nothing'}.")
+    print(format_status(cfg.output.run_dir, run_status(cfg.output.run_dir)))
+    names = {
+        "shards": "text shards",
+        "dedup_report": "dedup report",
+        "report_html": "contamination report",
+        "loss_curve": "loss curve",
+        "sample": "sample",
+    }
+    print("\nOutputs:")
+    for key, label in names.items():
+        if key in result.outputs:
+            print(f"  {label:<22}{result.outputs[key]}")
+    if "sample" in result.outputs:
+        from webtext import storage
+
+        print("\nSample:\n" + storage.read_text(result.outputs["sample"]).strip())
+    return 0

@@ -1,0 +1,353 @@
+"""``webtext run``: every stage of a job in order, skipping the ones already done for this config.
+
+    ingest (with dedup) -> contamination report -> tokenize -> train -> sample
+
+Each stage's outputs end in a manifest (or report) written last, and ``RUN/run.json`` records,
+per finished stage, a fingerprint of what it was made from: the config sections the stage reads
+and the checksum of its input's manifest. A rerun skips a stage whose outputs exist and whose
+fingerprint matches, so after a failure only the failed stage and the ones after it run, and
+after a change of training settings only training (and the sample) run again. A stage whose
+inputs changed runs again; training with other settings starts afresh and moves the previous
+run's checkpoints aside rather than resuming a run with a different schedule.
+
+Ingestion is the exception: its outputs are fetched pages, which cost hours to remake, so a run
+directory whose shards were made with other ingestion settings is an error naming the changed
+settings, not a silent refetch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from webtext import storage
+from webtext.config import JobConfig
+from webtext.shards import Manifest
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "run.json"
+STAGES = ("ingest", "contamination", "tokenize", "train", "sample")
+INGEST_SECTIONS = ("source", "filter", "fetch", "extract", "quality", "dedup")
+OUTPUT_FIELDS = ("format", "shard_docs", "unit_urls")
+"""Output settings that change the shards (workers, runner and run_dir do not)."""
+
+
+class RunError(RuntimeError):
+    """A stage failed or cannot run; the message names the stage and what to do."""
+
+
+@dataclass
+class RunResult:
+    run_dir: str
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    """Paths a person wants to open: shards, the contamination report, loss curve, sample."""
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _manifest_checksum(directory: str) -> str | None:
+    if not storage.exists(storage.join(directory, "manifest.json")):
+        return None
+    return Manifest.load(directory).checksum
+
+
+class RunState:
+    """``RUN/run.json``: per stage, the fingerprint it was started with and when it finished."""
+
+    def __init__(self, run_dir: str):
+        self.path = storage.join(run_dir, STATE_FILE)
+        self.stages: dict[str, dict[str, Any]] = {}
+        if storage.exists(self.path):
+            self.stages = json.loads(storage.read_text(self.path)).get("stages", {})
+
+    def entry(self, stage: str) -> dict[str, Any]:
+        return self.stages.get(stage, {})
+
+    def start(self, stage: str, fingerprint: str, inputs: Any) -> None:
+        self.stages[stage] = {"fingerprint": fingerprint, "inputs": inputs, "finished": None}
+        self._save()
+
+    def finish(self, stage: str, seconds: float) -> None:
+        self.stages[stage]["seconds"] = round(seconds, 2)
+        self.stages[stage]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self._save()
+
+    def _save(self) -> None:
+        storage.write_text(self.path, json.dumps({"stages": self.stages}, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the job: what it reads (for the fingerprint), whether its outputs exist."""
+
+    name: str
+    inputs: Callable[[JobConfig, dict[str, str]], Any]
+    complete: Callable[[JobConfig, dict[str, str]], bool]
+    execute: Callable[[JobConfig, dict[str, str], bool], None]
+
+
+def paths(run_dir: str) -> dict[str, str]:
+    j = storage.join
+    return {
+        "run": run_dir,
+        "shards": j(run_dir, "shards"),
+        "dedup_report": j(run_dir, "dedup", "report.md"),
+        "contamination": j(run_dir, "contamination"),
+        "report": j(run_dir, "contamination", "report.json"),
+        "report_html": j(run_dir, "contamination", "report.html"),
+        "tokens": j(run_dir, "tokens"),
+        "train": j(run_dir, "train"),
+        "loss_curve": j(run_dir, "train", "loss.png"),
+        "sample": j(run_dir, "sample.txt"),
+    }
+
+
+# --- ingest ----------------------------------------------------------------------------------
+
+
+def _ingest_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+    d = cfg.to_dict()
+    return {
+        **{s: d[s] for s in INGEST_SECTIONS},
+        "output": {k: d["output"][k] for k in OUTPUT_FIELDS},
+    }
+
+
+def _ingest_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
+    from pipeline.write import is_complete
+
+    return is_complete(p["shards"])
+
+
+def _ingest(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
+    from pipeline.ingest import IngestError, run_ingest
+    from webtext.commands.options import write_resolved_config
+    from webtext.summary import ingest_summary
+
+    write_resolved_config(cfg, "ingest")
+    try:
+        result = run_ingest(cfg, progress=progress)
+    except IngestError as e:
+        raise RunError(f"ingest: {e}") from e
+    print(ingest_summary(result))
+
+
+# --- contamination ---------------------------------------------------------------------------
+
+
+def _test_sets(cfg: JobConfig) -> dict[str, str]:
+    from contamination.sources import parse_test_sets
+
+    return parse_test_sets(cfg.contamination.test_sets)
+
+
+def _contamination_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+    c = cfg.contamination
+    return {
+        "shards": _manifest_checksum(p["shards"]),
+        "settings": [c.n, c.fp_rate, c.text_docs, c.field],
+        "test_sets": {name: _file_state(path) for name, path in _test_sets(cfg).items()},
+    }
+
+
+def _file_state(path: str) -> Any:
+    """Size and mtime of a test set (file or folder): enough to notice it was replaced."""
+    if not storage.exists(path):
+        return None
+    local = Path(path)
+    if local.is_dir():
+        return sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in local.iterdir())
+    if local.exists():
+        return [local.stat().st_size, local.stat().st_mtime_ns]
+    return storage.size(path)
+
+
+def _contamination_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
+    return storage.exists(p["report"])
+
+
+def _contamination(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
+    from contamination.api import run_check
+    from contamination.report import format_table
+    from contamination.sources import ContaminationInputError
+
+    tests = _test_sets(cfg)
+    if not tests:
+        raise RunError(
+            "contamination: no test sets; set contamination.test_sets "
+            '(e.g. test_sets = ["wikitext2=wiki.test.txt"]) so training has a report to respect'
+        )
+    try:
+        report = run_check([p["shards"]], tests, p["contamination"], cfg.contamination)
+    except (ContaminationInputError, FileNotFoundError) as e:
+        raise RunError(f"contamination: {e}") from e
+    print(format_table(report))
+
+
+# --- tokenize --------------------------------------------------------------------------------
+
+
+def _tokenize_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+    return {"shards": _manifest_checksum(p["shards"]), "tokenize": cfg.to_dict()["tokenize"]}
+
+
+def _tokenize_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
+    return _manifest_checksum(p["tokens"]) is not None
+
+
+def _tokenize(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
+    from trainer.tokenize import tokenize_shards
+
+    m = tokenize_shards(p["shards"], p["tokens"], cfg.tokenize, progress=progress)
+    c = m.counts
+    print(f"tokenize: {c['tokens_train']:,} train and {c['tokens_val']:,} validation tokens")
+
+
+# --- train and sample ------------------------------------------------------------------------
+
+
+def _train_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+    d = cfg.to_dict()
+    return {
+        "tokens": _manifest_checksum(p["tokens"]),
+        "model": d["model"],
+        "train": d["train"],
+    }
+
+
+def _finished_step(train_dir: str) -> int | None:
+    pointer = Path(train_dir) / "latest.json"
+    if not pointer.exists():
+        return None
+    return int(json.loads(pointer.read_text()).get("step", 0))
+
+
+def _train_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
+    return (_finished_step(p["train"]) or 0) >= cfg.train.max_steps
+
+
+def _train(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
+    from contamination.gate import ContaminationGateError
+    from trainer.checkpoint import CheckpointError
+    from trainer.train import TrainingDiverged, train
+    from webtext.commands.options import write_resolved_config
+
+    write_resolved_config(cfg, "train")
+    try:
+        result = train(cfg, p["tokens"], p["train"], resume=True, progress=progress)
+    except (ContaminationGateError, TrainingDiverged, CheckpointError) as e:
+        raise RunError(f"train: {e}") from e
+    if result.interrupted:
+        raise RunError(f"train: interrupted at step {result.step}; rerun to resume")
+    val = f", validation loss {result.val_loss:.3f}" if result.val_loss is not None else ""
+    print(f"train: step {result.step}{val}")
+
+
+def _sample_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+    return {"step": _finished_step(p["train"]), "train": _train_inputs(cfg, p)}
+
+
+def _sample_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
+    return storage.exists(p["sample"])
+
+
+def _sample(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
+    from trainer.sample import load_model, sample
+    from trainer.tokenizer import load_tokenizer
+
+    model, tok_path = load_model(p["train"], "cpu")
+    text = sample(model, load_tokenizer(tok_path), "", max_new_tokens=120, seed=0)[0]
+    storage.write_text(p["sample"], text + "\n")
+
+
+STAGE_LIST = (
+    Stage("ingest", _ingest_inputs, _ingest_complete, _ingest),
+    Stage("contamination", _contamination_inputs, _contamination_complete, _contamination),
+    Stage("tokenize", _tokenize_inputs, _tokenize_complete, _tokenize),
+    Stage("train", _train_inputs, _train_complete, _train),
+    Stage("sample", _sample_inputs, _sample_complete, _sample),
+)
+
+
+def _up_to_date(name: str, done: bool, entry: dict[str, Any], fingerprint: str) -> bool:
+    if not done:
+        return False
+    if name == "ingest":  # complete shards are never remade (other settings raise earlier)
+        return True
+    return entry.get("fingerprint") == fingerprint and bool(entry.get("finished"))
+
+
+def _move_aside(train_dir: str) -> None:
+    """Keep a training run made with other settings instead of resuming it with these."""
+    if Path(train_dir).exists():
+        aside = f"{train_dir}.{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.move(train_dir, aside)
+        log.warning("train: settings or data changed; the previous run moved to %s", aside)
+
+
+def run_job(cfg: JobConfig, until: str = "sample", progress: bool = True) -> RunResult:
+    """Run the job's stages up to ``until`` (inclusive); see the module docstring."""
+    if until not in STAGES:
+        raise ValueError(f"until={until!r}: must be one of {', '.join(STAGES)}")
+    p = paths(cfg.output.run_dir)
+    state = RunState(cfg.output.run_dir)
+    result = RunResult(cfg.output.run_dir)
+    for stage in STAGE_LIST:
+        inputs = stage.inputs(cfg, p)
+        fingerprint = _digest(inputs)
+        entry = state.entry(stage.name)
+        recorded = entry.get("fingerprint")
+        done = stage.complete(cfg, p)
+        if stage.name == "ingest" and done and recorded not in (None, fingerprint):
+            changed = _changed(entry.get("inputs", {}), inputs)
+            raise RunError(
+                f"ingest: the shards in {p['shards']} were made with other settings "
+                f"({', '.join(changed)}); use a new output.run_dir, or remove {p['shards']} "
+                "to remake them from the fetched pages"
+            )
+        if _up_to_date(stage.name, done, entry, fingerprint):
+            log.info("%s: already complete for this config; skipping.", stage.name)
+            result.skipped.append(stage.name)
+            if recorded != fingerprint:  # shards from `webtext ingest`, adopted as they are
+                state.start(stage.name, fingerprint, inputs)
+                state.finish(stage.name, 0.0)
+        else:
+            if stage.name == "train" and recorded not in (None, fingerprint):
+                _move_aside(p["train"])
+            log.info("%s: running.", stage.name)
+            state.start(stage.name, fingerprint, inputs)
+            start = time.perf_counter()
+            stage.execute(cfg, p, progress)
+            result.seconds[stage.name] = time.perf_counter() - start
+            state.finish(stage.name, result.seconds[stage.name])
+            result.ran.append(stage.name)
+        if stage.name == until:
+            break
+    result.outputs = {k: v for k, v in p.items() if k != "run" and storage.exists(v)}
+    return result
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two nested dicts."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed(a, b, name + ".")
+        elif a != b:
+            out.append(name)
+    return out
