@@ -127,8 +127,11 @@ def score(
     batch_size: int = 8,
     dtype: str = "auto",
     progress: Any = None,
+    greedy: bool = False,
 ) -> list[Scores]:
-    """Scores of every request, in order. ``progress`` is a tqdm bar (updated per request)."""
+    """Scores of every request, in order. ``progress`` is a tqdm bar (updated per request).
+    ``greedy`` also checks each target against the argmax (another pass over the logits, so
+    only LAMBADA asks for it; otherwise ``Scores.greedy`` is all False)."""
     device = model.transformer.wte.weight.device
     block = model.config.block_size
     out: list[Scores | None] = [None] * len(requests)
@@ -156,10 +159,10 @@ def score(
         logits = logits.float()
         y = torch.as_tensor(targets, device=device)  # (K,)
         nll = F.cross_entropy(logits, y, reduction="none").double().cpu().numpy()
-        greedy = (logits.argmax(dim=-1) == y).cpu().numpy()
+        hit = (logits.argmax(dim=-1) == y).cpu().numpy() if greedy else np.zeros(len(y), bool)
         at = 0
         for i, r in zip(batch, reqs, strict=True):
-            out[i] = Scores(nll[at : at + r.n], greedy[at : at + r.n])
+            out[i] = Scores(nll[at : at + r.n], hit[at : at + r.n])
             at += r.n
         if progress is not None:
             progress.update(len(reqs))
@@ -271,7 +274,7 @@ def score_lambada(
     requests = lambada_requests(tokenizer, examples, model.config.block_size)
     if progress is not None:
         progress.reset(total=len(requests))
-    scores = score(model, requests, batch_size, dtype, progress)
+    scores = score(model, requests, batch_size, dtype, progress, greedy=True)
     return [
         ExampleScore(
             ex.id,
