@@ -427,3 +427,73 @@ def test_summary_counts_and_relative_difference():
     empty = summarise("cbt", ex[:1], [False])
     assert math.isnan(empty["subsets"]["dirty"]["accuracy"])
     assert score_cloze is not None
+
+
+def test_cloze_placeholder_in_the_context_is_left_alone(tmp_path):
+    row = {**GOOD_CBT, "context": "They wrote XXXXX on the box."}
+    (ex,) = read_cbt(_write_jsonl(tmp_path / "c.jsonl", [row]))
+    assert ex.prefix == "They wrote XXXXX on the box. The"
+    assert ex.suffixes == (" cat sat.", " dog sat.")
+    assert ex.text == "They wrote XXXXX on the box. The cat sat."
+
+
+def test_bf16_autocast_scores_close_to_float32(exported):
+    """The GPU path (bf16 autocast, a bf16 key/value cache), exercised on CPU."""
+    out, tok = exported
+    model, _ = load_model(out)
+    ids = tok.encode(MEMO)
+    reqs = lm_requests(ids, tok.eot_id, CFG.block_size, 16)
+    f32 = sum(s.nll.sum() for s in score(model, reqs, dtype="float32"))
+    bf16 = sum(s.nll.sum() for s in score(model, reqs, dtype="bfloat16"))
+    assert bf16 == pytest.approx(f32, rel=0.05)
+    prefix, suffixes = tok.encode(MEMO[:25]), [tok.encode(" gulls"), tok.encode(" rocks here")]
+    a = cloze_logprobs(model, [tok.eot_id, *prefix], suffixes, "float32")
+    b = cloze_logprobs(model, [tok.eot_id, *prefix], suffixes, "bfloat16")
+    np.testing.assert_allclose(a, b, rtol=0.05)
+
+
+def test_a_run_filter_of_another_n_is_rebuilt_from_the_run_shards(tmp_path):
+    from tests.shard_factory import make_text_shards
+
+    run = tmp_path / "run"
+    make_text_shards(run / "shards", [MEMO, "an unrelated short page about nothing much"])
+    build_filter(str(run / "shards")).save(str(run / "contamination" / "bloom.bin"))
+    saved, info = load_filter(run)
+    assert saved.n == 8 and not info["built"]
+    rebuilt, info = load_filter(run, n=13)
+    assert rebuilt.n == 13 and info["built"] and info["train"].endswith("shards")
+    words = MEMO.split()
+    assert [f["dirty"] for f in dirty_flags(rebuilt, [" ".join(words[5:18]), OTHER])] == [
+        True,
+        False,
+    ]
+    # 12 words of the training text hold no 13-gram: clean at n=13, dirty at n=8.
+    twelve = " ".join(words[5:17])
+    assert not dirty_flags(rebuilt, [twelve])[0]["dirty"]
+    assert dirty_flags(saved, [twelve])[0]["dirty"]
+
+
+def test_every_eval_flag_reaches_the_resolved_config():
+    from webtext.cli import parse_args
+    from webtext.commands.eval import overrides
+    from webtext.commands.options import resolve_config
+
+    argv = ["eval", "--model", "m", "--lm", "a.txt", "--out", "o", "--stride", "5"]
+    argv += ["--batch-size", "3", "--detokenize", "ptb", "--n", "13", "--device", "cpu"]
+    argv += ["--eval-lm-unit", "line", "--eval-placeholder", "@blank@", "--eval-dtype", "float32"]
+    args = parse_args(argv)
+    assert resolve_config(args, **overrides(args)).eval == EvalConfig(
+        stride=5, batch_size=3, n=13, detokenize="ptb", lm_unit="line",
+        placeholder="@blank@", device="cpu", dtype="float32",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("stride", -1), ("batch_size", 0), ("n", 0), ("detokenize", "moses"), ("device", "tpu")],
+)
+def test_eval_config_refuses_bad_values(field, value):
+    from webtext.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"eval.{field}="):
+        EvalConfig(**{field: value})

@@ -288,21 +288,22 @@ def read_cbt(path: str | Path, placeholder: str = "XXXXX") -> list[ClozeExample]
             raise EvalInputError(f"{where}: candidates must be non-empty strings: {cands!r:.80}")
         if answer not in cands:
             raise EvalInputError(f"{where}: answer {answer!r} is not among the candidates")
-        full = context.rstrip() + " " + question.strip()
-        at = full.index(placeholder)
+        head = context.rstrip() + " "
+        full = head + question.strip()
+        at = len(head) + question.strip().index(placeholder)  # not a look-alike in the context
         cut = at
         while cut > 0 and not full[cut - 1].isspace():
             cut -= 1
         cut = max(cut - 1, 0)  # the whitespace goes with the candidate, as BPE attaches it
-        head, tail = full[cut:at], full[at + len(placeholder) :]
+        lead, tail = full[cut:at], full[at + len(placeholder) :]
         out.append(
             ClozeExample(
                 where,
                 full[:cut],
-                tuple(head + c + tail for c in cands),
+                tuple(lead + c + tail for c in cands),
                 tuple(cands),
                 cands.index(answer),
-                full.replace(placeholder, answer),
+                full[:at] + answer + tail,
             )
         )
     if not out:

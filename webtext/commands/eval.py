@@ -46,6 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The short flags as the ``eval`` fields they set (unset ones are None: not applied)."""
+    return {
+        "eval.stride": args.stride,
+        "eval.batch_size": args.batch_size,
+        "eval.detokenize": args.detokenize,
+        "eval.n": args.n,
+        "eval.device": args.device,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from contamination.bloom import BloomError
     from contamination.sources import ContaminationInputError
@@ -58,14 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from trainer.tokenizer import load_tokenizer
     from webtext.shards import ShardError
 
-    fixed = {
-        "eval.stride": args.stride,
-        "eval.batch_size": args.batch_size,
-        "eval.detokenize": args.detokenize,
-        "eval.n": args.n,
-        "eval.device": args.device,
-    }
-    cfg = resolve_config(args, **fixed).eval
+    cfg = resolve_config(args, **overrides(args)).eval
     tasks = task_names(args.lm, args.lambada, args.cbt)
     if not tasks:
         print("webtext eval: give at least one of --lm, --lambada, --cbt", file=sys.stderr)
