@@ -7,7 +7,7 @@ Input: paths. Output: :class:`DocSource` units and ``(doc_id, text)`` pairs.
 - JSONL (``.jsonl``, ``.ndjson``): one document per line, the text in a named field.
 - Parquet (``.parquet``) and Arrow IPC (``.arrow``): one document per row, a named column.
 - A folder: every file of those kinds below it, in sorted path order.
-- A shard directory (it holds ``manifest.json``): the files its manifest lists, column ``text``.
+- A shard directory (it holds ``_manifest.json``): the files its manifest lists, column ``text``.
 
 Bad input fails early with :class:`ContaminationInputError` naming the file (and line).
 """

@@ -1,7 +1,7 @@
 """The persisted near-dedup index of a corpus: signatures, band hashes and shingle sets in Parquet.
 
     INDEX/part-<run>-00000.parquet ...   rows: id, signature, bands, shingles  (INDEX_SCHEMA)
-    INDEX/manifest.json                  Manifest(kind="minhash-index"), written last
+    INDEX/_manifest.json                  Manifest(kind="minhash-index"), written last
 
 A later run loads the index (``DedupConfig.index``) and drops its documents that are near
 duplicates of indexed ones, then extends the index with its survivors (:class:`WriteIndex`).
@@ -62,7 +62,7 @@ def index_params(cfg: DedupConfig, banding: Banding) -> dict[str, Any]:
 
 def load_manifest(path: str) -> Manifest | None:
     """The index's manifest, or None when no index exists there yet."""
-    if not storage.exists(storage.join(path, "manifest.json")):
+    if not storage.exists(storage.join(path, "_manifest.json")):
         return None
     manifest = Manifest.load(path)
     if manifest.kind != KIND:
@@ -79,7 +79,7 @@ def index_files(
     """
     manifest = load_manifest(path)
     if manifest is None:
-        raise ShardError(f"{path}: no near-dedup index here (no manifest.json)")
+        raise ShardError(f"{path}: no near-dedup index here (no _manifest.json)")
     want = index_params(cfg, banding)
     for name in ("num_perm", "seed", "ngram", "shingle_hash"):
         if manifest.config.get(name) != want[name]:

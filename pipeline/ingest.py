@@ -1,9 +1,9 @@
 """The ingestion job: Reddit submissions to deduplicated text shards, as two Beam pipelines.
 
     urls phase:  dumps | praw -> submissions -> filters, canonical URL, URL dedup, karma
-                 -> RUN/urls/part-*.parquet (each file one fetch unit) + manifest.json
+                 -> RUN/urls/part-*.parquet (each file one fetch unit) + _manifest.json
     pages phase: units -> fetch (live, checkpointed per unit | WARC replay) -> extract -> quality
-                 -> exact dedup -> near dedup -> RUN/shards/part-*.parquet + manifest.json
+                 -> exact dedup -> near dedup -> RUN/shards/part-*.parquet + _manifest.json
 
 Each phase ends in one commit step fed by all its outputs, so it is correct on runners that only
 compute the graph's last leaf (Dask), and a phase whose manifest exists is skipped on a rerun. A
@@ -289,7 +289,7 @@ def run_ingest(cfg: JobConfig, progress: bool = True) -> IngestResult:
         with beam.Pipeline(options=beam_options(cfg.output)) as p:
             build_urls_pipeline(p, cfg, dirs["urls"])
         seconds["urls"] = time.perf_counter() - start
-        rejected = storage.join(dirs["urls"], "manifest.rejected.json")
+        rejected = storage.join(dirs["urls"], "_manifest.rejected.json")
         if storage.exists(rejected):
             import json
 

@@ -109,7 +109,7 @@ def commit_manifest(
     """Write the manifest from everything the pipeline produced; the last step of a run.
 
     ``check`` may veto the commit (returning why): the manifest is then written as
-    ``manifest.rejected.json`` instead, so the stage is not taken for complete.
+    ``_manifest.rejected.json`` instead, so the stage is not taken for complete.
     """
     files: list[ShardFile] = []
     counts: dict[str, int] = {}
@@ -138,10 +138,10 @@ def commit_manifest(
     problem = check(manifest) if check else None
     if problem:
         manifest.extra["rejected"] = problem
-        storage.write_text(storage.join(directory, "manifest.rejected.json"), _dumps(manifest))
+        storage.write_text(storage.join(directory, "_manifest.rejected.json"), _dumps(manifest))
         return manifest
     manifest.save(directory)
-    rejected = storage.join(directory, "manifest.rejected.json")
+    rejected = storage.join(directory, "_manifest.rejected.json")
     if storage.exists(rejected):
         storage.remove(rejected)
     return manifest

@@ -49,9 +49,9 @@ def test_dedup_command_and_incremental_index(tmp_path, capsys):
     assert _ids(out1) == {"a", "c"}
     m1 = Manifest.load(str(out1))
     assert m1.counts["dedup.exact"] == 1 and m1.counts["dedup.near"] == 1
-    report = json.loads((out1 / "report.json").read_text())
+    report = json.loads((out1 / "_report" / "report.json").read_text())
     assert report["removed"] == {"exact": 1, "near": 1, "near_existing": 0, "identical_shingles": 0}
-    assert (out1 / "report.md").exists()
+    assert (out1 / "_report" / "report.md").exists()
     assert Manifest.load(idx).counts["documents"] == 2
 
     # A later month: a near copy of an indexed page, a new page and a copy of that new page.
@@ -69,7 +69,7 @@ def test_dedup_command_and_incremental_index(tmp_path, capsys):
     assert _ids(out2) == {"d"}
     m2 = Manifest.load(str(out2))
     assert m2.counts["dedup.near_existing"] == 1 and m2.counts["dedup.near"] == 1
-    report = json.loads((out2 / "report.json").read_text())
+    report = json.loads((out2 / "_report" / "report.json").read_text())
     (example,) = [e for e in report["examples"] if e["reason"] == "dedup.near_existing"]
     assert (example["removed"], example["kept"]) == ("a2", "a") and example["jaccard"] > 0.7
     index = Manifest.load(idx)
@@ -121,7 +121,7 @@ def test_same_output_with_one_or_two_worker_processes_and_reruns(tmp_path):
     ):
         out = tmp_path / name
         assert main(["dedup", shards, "--out", str(out), *flags]) == 0
-        report = json.loads((out / "report.json").read_text())
+        report = json.loads((out / "_report" / "report.json").read_text())
         outs.append((Manifest.load(str(out)).checksum, report))
     assert outs[0] == outs[1] == outs[2]
     assert outs[0][1]["removed"]["near"] >= 6

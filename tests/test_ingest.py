@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
@@ -87,6 +88,8 @@ def test_ingest_generated_pages_end_to_end(tmp_path):
     manifest = Manifest.load(str(shards))
     manifest.verify(str(shards))
     assert manifest.rows == 20 and len(manifest.files) == 2  # shard_docs=10
+    as_dataset = ds.dataset(str(shards), format="parquet").to_table()  # the directory as it is
+    assert sorted(as_dataset.column("id").to_pylist()) == sorted(ids)
 
     fetch_dir = tmp_path / "run" / "fetch"
     log_rows = [r for p in fetch_dir.glob("*.log.parquet") for r in pq.read_table(p).to_pylist()]
@@ -175,7 +178,7 @@ def test_killed_job_resumes_without_refetching_or_duplicating(tmp_path):
         proc.wait()
         finished = {p.name for p in fetch_dir.glob("*.log.parquet")}
         fetched_before = sum(server.requests.values())
-        assert not (run_dir / "shards" / "manifest.json").exists()
+        assert not (run_dir / "shards" / "_manifest.json").exists()
         done_urls = set()
         for name in finished:
             done_urls |= {r["url"] for r in pq.read_table(fetch_dir / name).to_pylist()}

@@ -143,7 +143,7 @@ def test_killed_run_resumes_without_reencoding_finished_shards(shards, tmp_path,
     victim.write_bytes(b"\0" * len(good))  # same size: only reading it fails
     with pytest.raises(ShardError, match=r"part-00003\.parquet"):
         tokenize_shards(str(src), str(out), cfg, progress=False)
-    assert not (out / "manifest.json").exists()
+    assert not (out / "_manifest.json").exists()
     done = sorted(p.name for p in (out / "pieces").glob("*.json"))
     assert done == ["part-00000.json", "part-00001.json", "part-00002.json"]
     victim.write_bytes(good)

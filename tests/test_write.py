@@ -69,8 +69,8 @@ def test_orphan_parts_from_a_killed_run_are_removed(tmp_path):
 def test_a_vetoed_commit_leaves_no_manifest(tmp_path):
     out = str(tmp_path)
     commit_manifest([("count", ("bad", 3))], out, "test", "parquet", {}, check=lambda m: "too bad")
-    assert not storage.exists(storage.join(out, "manifest.json"))
-    assert "too bad" in storage.read_text(storage.join(out, "manifest.rejected.json"))
+    assert not storage.exists(storage.join(out, "_manifest.json"))
+    assert "too bad" in storage.read_text(storage.join(out, "_manifest.rejected.json"))
 
 
 def test_corrupt_shard_is_named(tmp_path):

@@ -1,9 +1,9 @@
 """Text shards -> token shards: the tokenizer, a document-hash split, parallel encoding, packing.
 
-Input: a text-shard directory (``manifest.json`` of kind ``"text"``, columns ``id`` and
+Input: a text-shard directory (``_manifest.json`` of kind ``"text"``, columns ``id`` and
 ``text``). Output, in ``out_dir`` (the layout :mod:`trainer.tokens` documents):
 ``tokenizer.json``, ``train-NNNNN.bin`` / ``val-NNNNN.bin`` of ``shard_tokens`` tokens each,
-and ``manifest.json`` (kind ``"tokens"``), written last.
+and ``_manifest.json`` (kind ``"tokens"``), written last.
 
 Steps, each resumable:
 

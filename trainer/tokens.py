@@ -21,7 +21,7 @@ Ids are uint16 while the vocabulary fits (<= 65536 ids), else uint32. Documents 
 GPT-2 and nanoGPT do: ``<|endoftext|>`` *before* each document, so every document is preceded
 by the separator and a window that starts at an EOT starts at a document boundary.
 
-The directory's ``manifest.json`` (a :class:`webtext.shards.Manifest` of kind ``"tokens"``) is the
+The directory's ``_manifest.json`` (a :class:`webtext.shards.Manifest` of kind ``"tokens"``) is the
 commit record: it lists each file with ``rows`` = its token count, and ``extra`` holds
 ``vocab_size``, ``eot_id``, ``dtype``, ``tokenizer`` (the file name of the saved tokenizer,
 ``tokenizer.json``) and per-split counts. Readers open files through :class:`TokenShards`, which
@@ -190,7 +190,7 @@ class TokenShards:
             self.manifest = Manifest.load(self.directory)
         except ShardError as e:
             raise TokenShardError(str(e)) from e
-        where = storage.join(self.directory, "manifest.json")
+        where = storage.join(self.directory, "_manifest.json")
         if self.manifest.kind != KIND:
             raise TokenShardError(
                 f"{where}: a {self.manifest.kind!r} manifest, not a token directory; "

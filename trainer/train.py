@@ -156,7 +156,7 @@ def check_contamination(tokens_dir: str, job: JobConfig) -> dict[str, Any]:
     source = Manifest.load(tokens_dir).extra.get("source")
     try:
         if not source:
-            raise ShardError(f"{tokens_dir}/manifest.json records no source text shards")
+            raise ShardError(f"{tokens_dir}/_manifest.json records no source text shards")
         result = check_gate(source, max_overlap_pct=threshold, allow=allow)
     except ShardError as e:
         reason = f"cannot check contamination: {e}"

@@ -59,7 +59,7 @@ def _digest(obj: Any) -> str:
 
 
 def _manifest_checksum(directory: str) -> str | None:
-    if not storage.exists(storage.join(directory, "manifest.json")):
+    if not storage.exists(storage.join(directory, "_manifest.json")):
         return None
     return Manifest.load(directory).checksum
 

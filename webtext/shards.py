@@ -1,6 +1,6 @@
 """The text-shard schema and the manifest every stage reads and writes.
 
-A shard directory holds ``part-00000.parquet`` (or ``.arrow``) files and one ``manifest.json``.
+A shard directory holds ``part-00000.parquet`` (or ``.arrow``) files and one ``_manifest.json``.
 The manifest is the commit record: a shard exists for downstream stages only once it is listed
 there with its row count and sha256, so a killed job never leaves a half shard that looks whole.
 The manifest's ``checksum`` (over the listed files' hashes) binds later artefacts, such as a
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from webtext import storage
 
 SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"
 
 SUBMISSION_TYPE = pa.struct(
     [

@@ -77,9 +77,11 @@ def read_text(path: str) -> str:
 def atomic_output(path: str) -> Iterator[IO[bytes]]:
     """Open ``path`` for writing under a temporary name; rename into place only on success."""
     fs, p = resolve(path)
-    parent = p.rsplit("/", 1)[0]
+    parent, _, name = p.rpartition("/")
     fs.create_dir(parent, recursive=True)
-    tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
+    # A dot name: readers of the directory (pyarrow.dataset, Spark, datasets) skip it, even
+    # when a killed job leaves it behind.
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         with fs.open_output_stream(tmp) as f:
             yield f

@@ -4,7 +4,8 @@
 
 Reads the shards a manifest lists, removes exact duplicates (same normalised text) and near
 duplicates (dedup/transforms.py), and writes new shards into OUT with their manifest (written
-last, by the one commit step every output flows into) and report.json + report.md. With
+last, by the one commit step every output flows into) and ``OUT/_report/`` (report.json,
+report.md; the leading underscore keeps readers of OUT as a dataset from taking it for data). With
 ``--index`` the documents are also deduplicated against a persisted index of an existing corpus;
 ``--write-index`` adds this run's kept documents to an index (the same path extends it in place;
 a rerun replaces its own part rather than adding it twice).
@@ -28,12 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "dedup",
         help="remove exact and near-duplicate documents from existing text shards",
         description=(
-            "Read text shards (a directory with manifest.json), remove exact and MinHash-LSH "
+            "Read text shards (a directory with _manifest.json), remove exact and MinHash-LSH "
             "near duplicates (keeping one document per cluster, with the cluster's submissions), "
-            "and write new shards, a manifest and report.json/report.md into --out."
+            "and write new shards and a manifest into --out, the report into --out/_report."
         ),
     )
-    parser.add_argument("shards", help="input shard directory (with manifest.json)")
+    parser.add_argument("shards", help="input shard directory (with _manifest.json)")
     parser.add_argument("--out", required=True, help="output directory for shards and reports")
     parser.add_argument("--index", help="deduplicate against this persisted index (dedup.index)")
     parser.add_argument("--write-index", metavar="PATH", help="add the kept documents to an index")
@@ -65,7 +66,7 @@ def build_pipeline(p, cfg, shards_dir: str, out: str) -> None:
         | "Shards" >> beam.Create(manifest.paths(shards_dir))
         | "Spread" >> beam.Reshuffle()
         | "Read" >> beam.FlatMap(_read_rows)
-        | "Dedup" >> Deduplicate(cfg.dedup, out, run_key(out))
+        | "Dedup" >> Deduplicate(cfg.dedup, report_dir(out), run_key(out))
     )
     docs = deduped.documents
     files = docs | "WriteShards" >> WriteShards(
@@ -81,6 +82,12 @@ def build_pipeline(p, cfg, shards_dir: str, out: str) -> None:
         | "CommitItems" >> beam.Flatten()
         | "Commit" >> CommitManifest(out, kind="text", fmt=cfg.output.format, config=cfg.to_dict())
     )
+
+
+def report_dir(out: str) -> str:
+    from webtext import storage
+
+    return storage.join(out, "_report")
 
 
 def _read_rows(path: str):
@@ -120,6 +127,6 @@ def run(args: argparse.Namespace) -> int:
         f"dedup: {report.get('documents_in', '?')} documents in, {result.rows} out "
         f"(exact {removed.get('exact', 0)}, near {removed.get('near', 0)}, "
         f"near an indexed document {removed.get('near_existing', 0)}); "
-        f"report: {storage.join(args.out, 'report.md')}"
+        f"report: {storage.join(report_dir(args.out), 'report.md')}"
     )
     return 0

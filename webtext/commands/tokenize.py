@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "manifest into --out. Rerunning resumes: finished text shards are not re-encoded."
         ),
     )
-    parser.add_argument("shards", help="text-shard directory (with manifest.json)")
+    parser.add_argument("shards", help="text-shard directory (with _manifest.json)")
     parser.add_argument("--out", required=True, help="output directory, e.g. RUN/tokens")
     given = parser.add_mutually_exclusive_group()
     given.add_argument("--tokenizer", help="use this tokenizer.json (tokenize.tokenizer)")
