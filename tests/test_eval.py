@@ -333,6 +333,8 @@ def test_plain_text_examples_are_paragraphs_covering_the_text(tmp_path):
     assert doc.example_ids[1] == f"{path}:4"
     (whole,) = read_lm(path, unit="file")
     assert len(whole.spans) == 1 and whole.text == text
+    for unit in ("line", "file"):  # the unit changes the attribution, never the text scored
+        assert read_lm(path, unit=unit, detokenize="wikitext")[0].text == doc.text
 
 
 @pytest.mark.parametrize(
@@ -344,7 +346,7 @@ def test_plain_text_examples_are_paragraphs_covering_the_text(tmp_path):
             "he said , ( quietly ) that it 's fine .",
             "he said, (quietly) that it's fine.",
         ),
-        ("wikitext", " = = Early life = = ", " == Early life == "),
+        ("wikitext", " = = Early life = = \n", "== Early life ==\n"),
         ("ptb", "the N companies do n't have <unk> plans .", "the 1 companies don't have ? plans."),
         ("ptb", "costs $ N million", "costs $1 million"),
     ],

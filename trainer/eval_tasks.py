@@ -72,7 +72,8 @@ class ClozeExample:
 
 # --- de-tokenisers ----------------------------------------------------------------------------
 # The tokenised releases split words and punctuation apart; GPT-2 scored them through invertible
-# de-tokenisers so that its byte-level BPE saw ordinary text.
+# de-tokenisers so that its byte-level BPE saw ordinary text. No rule crosses a line break, so a
+# file de-tokenised paragraph by paragraph is the file de-tokenised whole.
 
 _WIKI_RULES: tuple[tuple[str, str], ...] = (
     (r" @([-,.])@ ", r"\1"),  # 1 @,@ 000 -> 1,000; well @-@ known -> well-known
@@ -81,7 +82,7 @@ _WIKI_RULES: tuple[tuple[str, str], ...] = (
     (r" (n't|'s|'re|'ve|'m|'ll|'d)\b", r"\1"),  # do n't -> don't, it 's -> it's
     (r"(?<==) (?==)", ""),  # heading markers: = = Early life = = -> == Early life ==
     (r'" ([^"\n]*?) "', r'"\1"'),  # quoted spans
-    (r" *\n *", "\n"),  # spaces around line breaks
+    (r"(?m)^ +| +$", ""),  # spaces at line ends (per line: the same in a piece or the whole)
 )
 _PTB_RULES: tuple[tuple[str, str], ...] = (
     (r"(?<!\S)N(?!\S)", "1"),  # PTB replaces every number with N

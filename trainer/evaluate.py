@@ -155,7 +155,9 @@ def score(
         x = x.to(device)
         with autocast(device, dtype):
             h = hidden_states(model, x)  # (B, T, C)
-            logits = model.lm_head(h[torch.as_tensor(rows), torch.as_tensor(cols)])  # (K, V)
+            at_rows = torch.as_tensor(rows, device=device)
+            at_cols = torch.as_tensor(cols, device=device)
+            logits = model.lm_head(h[at_rows, at_cols])  # (K, V): scored positions only
         logits = logits.float()
         y = torch.as_tensor(targets, device=device)  # (K,)
         nll = F.cross_entropy(logits, y, reduction="none").double().cpu().numpy()
