@@ -24,6 +24,7 @@ from webtext.config import EvalConfig
 
 REPORT_VERSION = 1
 KINDS = ("lm", "lambada", "cbt")
+_COUNTS = ("examples", "tokens", "words")
 _ROWS = {
     "lm": (
         "examples",
@@ -125,16 +126,12 @@ def build_report(
     }
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
+def _fmt(metric: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
-    return str(value)
+    if metric in _COUNTS:
+        return str(int(value))
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
 
 
 def _rel(value: float | None) -> str:
@@ -148,7 +145,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, list[list[str]]]:
         subsets, rel = task["subsets"], task["relative_difference_pct"]
         rows = [["metric", "all", "clean", "dirty", "clean vs all"]]
         for metric in _ROWS[task["kind"]]:
-            cells = [_fmt(subsets[s].get(metric)) for s in ("all", "clean", "dirty")]
+            cells = [_fmt(metric, subsets[s].get(metric)) for s in ("all", "clean", "dirty")]
             rows.append([metric, *cells, _rel(rel.get(metric)) if metric in rel else ""])
         out[name] = rows
     return out

@@ -180,7 +180,7 @@ class ExampleScore:
 
     id: str
     text: str
-    """What the contamination check reads (the example's original text)."""
+    """What the contamination check reads (the example as scored, after de-tokenisation)."""
     values: dict[str, float]
 
 
@@ -409,7 +409,7 @@ def summarise(kind: str, examples: Sequence[ExampleScore], dirty: Sequence[bool]
         sums: dict[str, float] = {}
         for e in chosen:
             for key, value in e.values.items():
-                sums[key] = sums.get(key, 0.0) + value
+                sums[key] = sums.get(key, 0) + value  # counts stay integers
         metrics = METRICS[kind](sums, len(chosen))
         subsets[name] = {"examples": len(chosen), **sums, **metrics}
     rel = {}
