@@ -499,3 +499,24 @@ def test_eval_config_refuses_bad_values(field, value):
 
     with pytest.raises(ConfigError, match=f"eval.{field}="):
         EvalConfig(**{field: value})
+
+
+def test_cli_on_an_hf_directory_with_only_gpt2_vocab_and_merges(exported, tmp_path):
+    import shutil
+
+    out, _ = exported
+    hf_dir = tmp_path / "gpt2"
+    shutil.copytree(out, hf_dir)
+    (hf_dir / "tokenizer.json").unlink()
+    assert (hf_dir / "vocab.json").is_file() and (hf_dir / "merges.txt").is_file()
+    lm = _write_jsonl(tmp_path / "lm.jsonl", [{"text": MEMO}, {"text": "too short"}])
+    (tmp_path / "train.txt").write_text(OTHER)
+    reports = []
+    for model in (out, hf_dir):
+        dest = tmp_path / f"eval-{model.name}"
+        argv = ["eval", "--model", str(model), "--lm", str(lm), "--out", str(dest)]
+        assert main([*argv, "--contamination", str(tmp_path / "train.txt"), "--no-progress"]) == 0
+        reports.append(json.loads((dest / "eval.json").read_text())["tasks"]["lm"])
+    assert reports[0]["subsets"] == reports[1]["subsets"]  # the same ids either way
+    assert reports[1]["too_short_to_flag"] == 1
+    assert [e["dirty"] for e in reports[1]["examples"]] == [False, False]

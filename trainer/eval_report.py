@@ -111,6 +111,8 @@ def build_report(
             "kind": kind,
             "path": path,
             "seconds": seconds,
+            # Examples under n words have no n-gram to look up: they always count as clean.
+            "too_short_to_flag": sum(1 for f in flags if f["ngrams"] == 0),
             **summary,
             "examples": [{"id": s.id, **f, **s.values} for s, f in zip(scores, flags, strict=True)],
         }
@@ -175,6 +177,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
     for name, rows in tables(report).items():
         task = report["tasks"][name]
         lines += ["", f"## {name} ({task['kind']}, {task['path']})", ""]
+        if task["too_short_to_flag"]:
+            lines += [f"{task['too_short_to_flag']} examples too short to flag (clean).", ""]
         lines.append("| " + " | ".join(rows[0]) + " |")
         lines.append("|" + "---|" * len(rows[0]))
         lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
