@@ -55,11 +55,16 @@ def test_a_failed_stage_keeps_what_finished_and_a_rerun_resumes_after_it(job):
     result = run_job(cfg, progress=False)
 
     assert result.skipped == ["ingest"]
-    assert result.ran == ["contamination", "tokenize", "train", "sample"]
+    assert result.ran == ["contamination", "tokenize", "train", "sample", "eval"]
     assert _mtime(shards_manifest) == before  # the shards were not rewritten
     assert (run / "contamination" / "report.html").exists()
     assert json.loads((run / "train" / "latest.json").read_text())["step"] == 6
     assert (run / "sample.txt").read_text().strip()
+    tasks = json.loads((run / "eval" / "eval.json").read_text())["tasks"]
+    overlap, clean = tasks["overlap"]["subsets"], tasks["clean"]["subsets"]
+    # The demo's overlap set copies paragraphs of kept pages: those examples are flagged dirty.
+    assert overlap["dirty"]["examples"] >= 1 and overlap["clean"]["examples"] >= 1
+    assert clean["dirty"]["examples"] == 0 and clean["all"]["ppl_token"] > 1
 
 
 def test_changing_training_settings_reruns_only_training(job):
@@ -75,11 +80,12 @@ def test_changing_training_settings_reruns_only_training(job):
         "tokenize",
         "train",
         "sample",
+        "eval",
     ]
 
     changed = with_overrides(cfg, {"train.lr": 1e-3})
     result = run_job(changed, progress=False)
-    assert result.ran == ["train", "sample"]
+    assert result.ran == ["train", "sample", "eval"]
     assert _mtime(tokens_manifest) == before
     aside = [p for p in run.iterdir() if p.name.startswith("train.")]
     assert len(aside) == 1 and (aside[0] / "latest.json").exists()  # the old run is kept
@@ -102,6 +108,7 @@ def test_run_command_and_status(job, capsys, tmp_path):
 
     stages = {s.name: s for s in run_status(run)}
     assert all(stages[n].state == DONE for n in ("urls", "shards", "tokens", "train", "sample"))
+    assert "evaluation report" in out
     assert "documents" in stages["shards"].detail and "step 6" in stages["train"].detail
     assert "overlap" in stages["contamination"].detail
     assert main(["status", run]) == 0

@@ -153,6 +153,16 @@ def tables(report: Mapping[str, Any]) -> dict[str, list[list[str]]]:
     return out
 
 
+def format_tables(report: Mapping[str, Any]) -> str:
+    """The tables as plain text for a terminal."""
+    lines = []
+    for name, rows in tables(report).items():
+        lines.append(f"{name}:")
+        for row in rows:
+            lines.append("  " + "".join(f"{c:>14}" if i else f"{c:<16}" for i, c in enumerate(row)))
+    return "\n".join(lines)
+
+
 def _header_lines(report: Mapping[str, Any]) -> list[str]:
     s = report["settings"]
     c = report.get("contamination")

@@ -1,6 +1,9 @@
 """``webtext run``: every stage of a job in order, skipping the ones already done for this config.
 
-    ingest (with dedup) -> contamination report -> tokenize -> train -> sample
+    ingest (with dedup) -> contamination report -> tokenize -> train -> sample -> eval
+
+``eval`` scores the trained model on the contamination test sets (plain text or JSONL) as
+language-modelling tasks, each example flagged clean or dirty against the run's filter.
 
 Each stage's outputs end in a manifest (or report) written last, and ``RUN/run.json`` records,
 per finished stage, a fingerprint of what it was made from: the config sections the stage reads
@@ -34,7 +37,7 @@ from webtext.shards import Manifest
 log = logging.getLogger(__name__)
 
 STATE_FILE = "run.json"
-STAGES = ("ingest", "contamination", "tokenize", "train", "sample")
+STAGES = ("ingest", "contamination", "tokenize", "train", "sample", "eval")
 INGEST_SECTIONS = ("source", "filter", "fetch", "extract", "quality", "dedup")
 OUTPUT_FIELDS = ("format", "shard_docs", "unit_urls")
 """Output settings that change the shards (workers, runner and run_dir do not)."""
@@ -112,6 +115,9 @@ def paths(run_dir: str) -> dict[str, str]:
         "train": j(run_dir, "train"),
         "loss_curve": j(run_dir, "train", "loss.png"),
         "sample": j(run_dir, "sample.txt"),
+        "eval": j(run_dir, "eval"),
+        "eval_json": j(run_dir, "eval", "eval.json"),
+        "eval_html": j(run_dir, "eval", "eval.html"),
     }
 
 
@@ -273,12 +279,60 @@ def _sample(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
     storage.write_text(p["sample"], text + "\n")
 
 
+EVAL_SUFFIXES = (".txt", ".jsonl")
+
+
+def _eval_tasks(cfg: JobConfig) -> dict[str, tuple[str, str]]:
+    return {
+        name: ("lm", path)
+        for name, path in _test_sets(cfg).items()
+        if path.endswith(EVAL_SUFFIXES) and storage.exists(path)
+    }
+
+
+def _eval_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+    return {
+        "sample": _sample_inputs(cfg, p),
+        "eval": cfg.to_dict()["eval"],
+        "contamination": _contamination_inputs(cfg, p),
+    }
+
+
+def _eval_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
+    return storage.exists(p["eval_json"])
+
+
+def _eval(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
+    from trainer.eval_flags import load_filter
+    from trainer.eval_report import build_report, format_tables, write_reports
+    from trainer.sample import load_model
+    from trainer.tokenizer import load_tokenizer
+
+    tasks = _eval_tasks(cfg)
+    if not tasks:
+        log.warning("eval: no plain-text or JSONL test set to score; nothing to evaluate")
+        return
+    device = cfg.eval.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, tok_path = load_model(p["train"], device)
+    bloom, info = load_filter(p["run"], cfg.eval.n)
+    report = build_report(
+        model, load_tokenizer(tok_path), tasks, cfg.eval, bloom, info, p["train"], progress
+    )
+    write_reports(report, p["eval"])
+    print(format_tables(report))
+
+
 STAGE_LIST = (
     Stage("ingest", _ingest_inputs, _ingest_complete, _ingest),
     Stage("contamination", _contamination_inputs, _contamination_complete, _contamination),
     Stage("tokenize", _tokenize_inputs, _tokenize_complete, _tokenize),
     Stage("train", _train_inputs, _train_complete, _train),
     Stage("sample", _sample_inputs, _sample_complete, _sample),
+    Stage("eval", _eval_inputs, _eval_complete, _eval),
 )
 
 
@@ -298,7 +352,7 @@ def _move_aside(train_dir: str) -> None:
         log.warning("train: settings or data changed; the previous run moved to %s", aside)
 
 
-def run_job(cfg: JobConfig, until: str = "sample", progress: bool = True) -> RunResult:
+def run_job(cfg: JobConfig, until: str = STAGES[-1], progress: bool = True) -> RunResult:
     """Run the job's stages up to ``until`` (inclusive); see the module docstring."""
     if until not in STAGES:
         raise ValueError(f"until={until!r}: must be one of {', '.join(STAGES)}")

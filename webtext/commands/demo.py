@@ -55,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
     from webtext.commands.run import run_and_report
 
     cfg = demo_config(args.dir, args.max_steps)
-    return run_and_report(cfg, "sample", progress=not args.no_progress)
+    return run_and_report(cfg, "eval", progress=not args.no_progress)

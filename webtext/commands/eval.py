@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from contamination.sources import ContaminationInputError
     from trainer.checkpoint import CheckpointError
     from trainer.eval_flags import ContaminationSourceError, load_filter
-    from trainer.eval_report import build_report, tables, task_names, write_reports
+    from trainer.eval_report import build_report, format_tables, task_names, write_reports
     from trainer.eval_tasks import EvalInputError
     from trainer.hf import ExportError
     from trainer.sample import load_model
@@ -126,9 +126,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"webtext eval: {e}", file=sys.stderr)
         return 1
     paths = write_reports(report, args.out)
-    for name, rows in tables(report).items():
-        print(f"{name}:")
-        for row in rows:
-            print("  " + "".join(f"{c:>14}" if i else f"{c:<16}" for i, c in enumerate(row)))
+    print(format_tables(report))
     print(f"reports: {paths['json']}, {paths['md']}, {paths['html']}")
     return 0

@@ -1,4 +1,4 @@
-"""``webtext run CONFIG``: the whole job (ingest -> contamination -> tokenize -> train -> sample).
+"""``webtext run CONFIG``: the whole job, ingest -> contamination -> tokenize -> train -> eval.
 
 A rerun skips the stages already complete for this config (``webtext/run.py`` says how), so
 after a failure or a change of training settings only what is needed runs again.
@@ -22,15 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run every stage of a job, skipping the ones already complete",
         description=(
-            "Ingest (with dedup), check contamination, tokenize, train and sample for one job "
-            "config. Stages whose outputs are complete for the same settings are skipped, so "
-            "rerun the same command after a failure or after changing the training settings. "
+            "Ingest (with dedup), check contamination, tokenize, train, sample and evaluate "
+            "(on the contamination test sets, clean vs dirty) for one job config. Stages whose "
+            "outputs are complete for the same settings are skipped, so rerun the same "
+            "command after a failure or after changing the training settings. "
             "Training runs in this process; for several GPUs stop at --until tokenize and "
             "start `webtext train` under torchrun."
         ),
     )
     parser.add_argument("job", nargs="?", metavar="CONFIG", help="job config (TOML)")
-    parser.add_argument("--until", choices=STAGES, default="sample", help="last stage to run")
+    parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="last stage to run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(parser, SECTIONS)
     parser.set_defaults(func=run)
@@ -65,6 +66,7 @@ def run_and_report(cfg: JobConfig, until: str, progress: bool) -> int:
         "report_html": "contamination report",
         "loss_curve": "loss curve",
         "sample": "sample",
+        "eval_html": "evaluation report",
     }
     print("\nOutputs:")
     for key, label in names.items():
