@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-JOBS = {"demo-data", "webtext", "webtext-dask", "tokenize", "trainer"}
+JOBS = {"demo-data", "webtext", "webtext-dask", "prepare", "trainer"}
 """One-shot services; everything else is long-running and must have a health check."""
 
 
@@ -148,7 +148,7 @@ def test_every_webtext_command_parses_with_our_cli(services: dict) -> None:
             args.config = str(_host_path(args.config))
         resolve_config(args)  # every flag value is valid for its config field
         checked.add(name)
-    assert {"webtext", "webtext-dask", "tokenize", "trainer"} <= checked
+    assert {"webtext", "webtext-dask", "prepare", "trainer"} <= checked
 
 
 def _beam_options(services: dict, name: str):
@@ -219,12 +219,13 @@ def test_demo_data_service_feeds_the_compose_job(services: dict) -> None:
     assert cfg.source.dumps == (f"{out}/{DUMP_NAME}",)
     assert cfg.fetch.warc_inputs == (f"{out}/{WARC_NAME}",)
     assert cfg.output.run_dir.startswith("/data/runs/")
-    tokenize = services["tokenize"]["command"]
-    assert tokenize[1] == f"{cfg.output.run_dir}/shards"
+    assert cfg.contamination.test_sets  # the trainer's gate needs a report made from them
+    prepare = services["prepare"]["command"]
+    assert prepare[:2] == ["run", "--config=/app/configs/compose.toml"]
 
 
 def test_data_volumes_are_shared_at_the_same_paths(services: dict) -> None:
-    for name in ("demo-data", "webtext", "webtext-dask", "sdk-worker", "worker", "tokenize"):
+    for name in ("demo-data", "webtext", "webtext-dask", "sdk-worker", "worker", "prepare"):
         mounts = {v["target"]: Path(v["source"]) for v in services[name]["volumes"]}
         assert mounts.get("/data/input") == ROOT / "data", name
         assert mounts.get("/data/runs") == ROOT / "runs", name
