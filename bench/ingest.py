@@ -17,6 +17,11 @@ The peers are single-process loops over the same pages, each page once:
   of our settings; the pipeline's gap to it is the cost of the pipeline.
 
 Each loop runs before and after the pipelines and the mean is used, since the machine is shared.
+CPU time is reported beside wall time, as it is less disturbed by other work on the machine: the
+loops' CPU ms per page, and the pages phase's (start-up included, every process: driver with
+the page server, Beam workers, sandboxes) per page; ``cpu_ratio`` is what the
+2-worker ratio would be if two otherwise idle cores were kept busy all along,
+``2 x loop CPU/page / pages phase CPU/page``.
 
     python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2]
 
@@ -41,7 +46,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.ingest import run_ingest  # noqa: E402
+import apache_beam as beam  # noqa: E402
+
+from pipeline.ingest import (  # noqa: E402
+    beam_options,
+    build_urls_pipeline,
+    run_directories,
+    run_ingest,
+)
 from tests.page_server import PageServer, article_html, submission, write_dump  # noqa: E402
 from webtext.config import JobConfig, with_overrides  # noqa: E402
 
@@ -81,15 +93,26 @@ def settings_extract() -> Callable[[bytes], object]:
     return run
 
 
-def loop_pages_per_s(pages: list[bytes], extract: Callable[[bytes], object]) -> float:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (Beam workers and their sandboxes)."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def loop_pages_per_s(pages: list[bytes], extract: Callable[[bytes], object]) -> tuple[float, float]:
+    """Pages per second of wall time, and CPU ms per page."""
+    start, cpu = time.perf_counter(), time.process_time()
     for html in pages:
         extract(html)
-    return len(pages) / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return len(pages) / wall, 1000 * cpu / len(pages)
 
 
 def pipeline_seconds(pages: list[bytes], copies: int, workers: int, unit_urls: int, tmp: Path):
-    """Seconds of the pages phase over ``copies * len(pages)`` URLs, and the documents written."""
+    """Seconds and CPU seconds of the pages phase over ``copies * len(pages)`` URLs, and the
+    documents written. The urls phase runs first on its own, so neither figure includes it."""
     routes = {f"/{c}/{i}.html": html for c in range(copies) for i, html in enumerate(pages)}
     with PageServer(routes) as server:
         dump = tmp / f"RS_bench_{workers}.zst"
@@ -109,8 +132,13 @@ def pipeline_seconds(pages: list[bytes], copies: int, workers: int, unit_urls: i
                 "quality.min_words": 0,
             },
         )
-        result = run_ingest(cfg, progress=False)
-    return result.seconds["pages"], result.shards.counts.get("shards.documents", 0)
+        urls_dir = run_directories(cfg.output.run_dir)["urls"]
+        with beam.Pipeline(options=beam_options(cfg.output)) as p:
+            build_urls_pipeline(p, cfg, urls_dir)
+        cpu = cpu_seconds()
+        result = run_ingest(cfg, progress=False)  # resumes: the urls phase is complete
+        cpu = cpu_seconds() - cpu
+    return result.seconds["pages"], cpu, result.shards.counts.get("shards.documents", 0)
 
 
 def main() -> None:
@@ -127,27 +155,39 @@ def main() -> None:
     pages = load_pages(args.pages)
     loops = {"loop": default_extract(), "settings loop": settings_extract()}
     rates: dict[str, list[float]] = {name: [] for name in loops}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in loops}
 
     def run_loops() -> None:
         for name, extract in loops.items():
-            rates[name].append(loop_pages_per_s(pages, extract))
-            print(f"{name}: {rates[name][-1]:.1f} pages/s over {len(pages)} pages")
+            rate, ms = loop_pages_per_s(pages, extract)
+            rates[name].append(rate)
+            cpu_ms[name].append(ms)
+            print(f"{name}: {rate:.1f} pages/s, {ms:.1f} CPU ms/page over {len(pages)} pages")
 
     run_loops()
     n = len(pages) * args.copies
     pipeline: dict[int, float] = {}
+    phase_ms: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in args.workers:
-            seconds, docs = pipeline_seconds(pages, args.copies, workers, args.unit_urls, Path(tmp))
-            pipeline[workers] = n / seconds
+            seconds, cpu, docs = pipeline_seconds(
+                pages, args.copies, workers, args.unit_urls, Path(tmp)
+            )
+            pipeline[workers], phase_ms[workers] = n / seconds, 1000 * cpu / n
             print(
                 f"pipeline, {workers} worker(s): {pipeline[workers]:.1f} pages/s "
-                f"({n} URLs, {docs} documents written, pages phase {seconds:.1f} s)"
+                f"({n} URLs, {docs} documents written, pages phase {seconds:.1f} s), "
+                f"pages phase CPU {phase_ms[workers]:.1f} ms/page"
             )
     run_loops()
     loop = statistics.mean(rates["loop"])
     ours = statistics.mean(rates["settings loop"])
-    print(f"loop (trafilatura defaults): {loop:.1f} pages/s; settings loop: {ours:.1f} pages/s")
+    loop_ms = statistics.mean(cpu_ms["loop"])
+    ours_ms = statistics.mean(cpu_ms["settings loop"])
+    print(
+        f"loop (trafilatura defaults): {loop:.1f} pages/s, {loop_ms:.1f} CPU ms/page; "
+        f"settings loop: {ours:.1f} pages/s, {ours_ms:.1f} CPU ms/page"
+    )
     for workers, rate in pipeline.items():
         print(
             f"pipeline, {workers} worker(s): {rate / loop:.2f}x the loop, "
@@ -156,9 +196,12 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"driver peak RSS: {peak_mb:.0f} MB")
     last = pipeline[args.workers[-1]]
+    cpu_ratio = 2 * loop_ms / phase_ms[args.workers[-1]]
     print(
         f"ingest_speed: ratio={last / loop:.2f} pipeline_pages_per_s={last:.1f} "
         f"loop_pages_per_s={loop:.1f} settings_ratio={last / ours:.2f} "
+        f"cpu_ratio={cpu_ratio:.2f} pipeline_cpu_ms_per_page={phase_ms[args.workers[-1]]:.1f} "
+        f"loop_cpu_ms_per_page={loop_ms:.1f} settings_loop_cpu_ms_per_page={ours_ms:.1f} "
         f"settings_loop_pages_per_s={ours:.1f} "
         f"one_worker_pages_per_s={pipeline.get(1, float('nan')):.1f} "
         f"workers={args.workers[-1]} pages={n} peak_mb={peak_mb:.0f}"
