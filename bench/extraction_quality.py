@@ -8,7 +8,7 @@ follows trafilatura's own evaluation: a ``with`` snippet found in the text is a 
 missing a false negative; a ``without`` snippet present is a false positive, absent a true
 negative. A page with no extraction has all its ``with`` snippets missing.
 
-"ours" goes through :func:`pipeline.extract.extract_document` on a FetchResult built from the
+"ours" goes through :func:`pipeline.extraction.extract_document` on a FetchResult built from the
 page (the code path of the pipeline, with ``ExtractConfig()`` defaults); "baseline" is
 ``trafilatura.extract(html)`` with every default. ``--sandbox`` also runs ours through the
 child process the Extract stage uses, checks it gives the same rows, and reports its overhead, both
@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.extract import extract_document, warm_up
+from pipeline.extraction import extract_document, warm_up
 from pipeline.records import Candidate, FetchResult
 from pipeline.sandbox import Sandbox
 from webtext.config import ExtractConfig
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ExtractConfig()
     ours, base, boxed = Score(), Score(), Score()
     mismatches = 0
-    sandbox = Sandbox("pipeline.extract:extract_document", warm_up="pipeline.extract:warm_up")
+    sandbox = Sandbox("pipeline.extraction:extract_document", warm_up="pipeline.extraction:warm_up")
     echo = Sandbox("builtins:id")  # returns at once: the bare cost of shipping a page over
     round_trips: list[float] = []
     cpu = {"ours": 0.0, "sandboxed": 0.0}

@@ -13,7 +13,7 @@ written.
 The peers are single-process loops over the same pages, each page once:
 
 * ``loop``: ``trafilatura.extract(html)`` with trafilatura's defaults (the issue's baseline);
-* ``settings loop``: :func:`pipeline.extract.extract_document` in-process with our
+* ``settings loop``: :func:`pipeline.extraction.extract_document` in-process with our
   ``ExtractConfig`` defaults (comments out; the parsed tree is kept, so trafilatura copies it)
   plus title, date, language, hash and word count, without fetching, the sandbox, Beam or
   writing. Its gap to ``loop`` is the per-page cost of our settings; the pipeline's gap to it
@@ -88,7 +88,7 @@ def default_extract() -> Callable[[bytes], object]:
 
 def settings_extract() -> Callable[[bytes], object]:
     """Our extraction of one page, in this process: what the sandbox child runs per page."""
-    from pipeline.extract import extract_document, warm_up
+    from pipeline.extraction import extract_document, warm_up
     from pipeline.records import Candidate, FetchResult
     from webtext.config import ExtractConfig
 

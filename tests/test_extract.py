@@ -17,13 +17,13 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.extract import (
+from pipeline.extract import Extract
+from pipeline.extraction import (
     BINARY,
     EMPTY,
     ERROR,
     NOT_HTML,
     TIMEOUT,
-    Extract,
     decode_body,
     extract_document,
 )
@@ -181,7 +181,7 @@ def test_utf16_page_is_text_not_binary():
 
 @pytest.fixture
 def sandbox():
-    box = Sandbox("pipeline.extract:extract_document")
+    box = Sandbox("pipeline.extraction:extract_document")
     box.start()
     yield box
     box.close()
