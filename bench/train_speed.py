@@ -97,7 +97,33 @@ def main() -> None:
         f"{dt / args.steps * 1000:.0f} ms/step, peak {peak / 1e12:.2f} TFLOP/s"
     )
     util = mfu(tps, fpt, peak)
-    print(f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={device.type}")
+    ceiling = matmul_flops(device, dtype, args.batch_size * cfg.block_size, cfg) / fpt
+    print(
+        f"matmul ceiling: the output head's matmul (most of the FLOPs) runs at "
+        f"{ceiling * fpt / 1e9:.0f} GFLOP/s here; at that rate the model's FLOPs allow about "
+        f"{ceiling:.0f} tokens/s on this device, and this run reaches {tps / ceiling:.0%}"
+    )
+    print(
+        f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={device.type} "
+        f"matmul_ceiling_tokens_per_s={ceiling:.0f} of_ceiling={tps / ceiling:.3f}"
+    )
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, tokens: int, cfg: GPTConfig) -> float:
+    """FLOP/s of the (tokens x n_embd) @ (n_embd x vocab) product, as measured here: a
+    machine's real matmul rate, against which a quoted tokens/s can be checked."""
+    a = torch.randn(tokens, cfg.n_embd, device=device, dtype=dtype)
+    w = torch.randn(cfg.vocab_size, cfg.n_embd, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ w.T
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    reps = 10
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        out = a @ w.T
+    out.sum().item()
+    return reps * 2 * tokens * cfg.n_embd * cfg.vocab_size / (time.perf_counter() - t0)
 
 
 if __name__ == "__main__":
