@@ -111,6 +111,7 @@ def test_run_command_and_status(job, capsys, tmp_path):
     assert "evaluation report" in out
     assert "documents" in stages["shards"].detail and "step 6" in stages["train"].detail
     assert "overlap" in stages["contamination"].detail
+    assert stages["eval"].state == DONE and "clean" in stages["eval"].detail
     assert main(["status", run]) == 0
     table = capsys.readouterr().out
     assert "shards" in table and "done" in table

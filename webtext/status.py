@@ -110,7 +110,24 @@ def run_status(run_dir: str) -> list[StageStatus]:
         _manifest_stage("tokens", j(run_dir, "tokens"), "tokens"),
         _train_stage(run_dir),
         _sample_stage(j(run_dir, "sample.txt")),
+        _report_stage("eval", j(run_dir, "eval", "eval.json"), _eval_detail),
     ]
+
+
+def _eval_detail(report: dict) -> str:
+    """Token perplexity per task, on all examples and on the clean ones."""
+    parts = []
+    for name, task in report.get("tasks", {}).items():
+        subsets = task.get("subsets", {})
+        every, clean = subsets.get("all", {}), subsets.get("clean", {})
+        if isinstance(every.get("ppl_token"), int | float):
+            part = f"{name} ppl {every['ppl_token']:.1f}"
+            if isinstance(clean.get("ppl_token"), int | float):
+                part += f" (clean {clean['ppl_token']:.1f})"
+            parts.append(part)
+        elif isinstance(every.get("accuracy"), int | float):
+            parts.append(f"{name} acc {every['accuracy']:.3f}")
+    return ", ".join(parts) or "report"
 
 
 def _sample_stage(path: str) -> StageStatus:
