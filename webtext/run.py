@@ -155,9 +155,12 @@ def _ingest(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
 
 
 def _test_sets(cfg: JobConfig) -> dict[str, str]:
-    from contamination.sources import parse_test_sets
+    from contamination.sources import ContaminationInputError, parse_test_sets
 
-    return parse_test_sets(cfg.contamination.test_sets)
+    try:
+        return parse_test_sets(cfg.contamination.test_sets)
+    except ContaminationInputError as e:
+        raise RunError(f"contamination.test_sets: {e}") from e
 
 
 def _contamination_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
