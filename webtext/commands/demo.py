@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole job offline on the embedded demo data",
         description=(
             "Generate a Pushshift-style dump and a WARC of the pages it links to, then ingest, "
-            "deduplicate, check contamination, tokenize, train a small GPT-2 and sample from it. "
+            "deduplicate, check contamination, tokenize, train a small GPT-2, sample from it and "
+            "evaluate it on the test sets, clean vs dirty. "
             "Rerunning skips what is already done."
         ),
     )
