@@ -1,4 +1,4 @@
-"""Shared fixtures: the shared corpus (when present) and offline settings."""
+"""Shared fixtures: the shared corpus (when present), offline settings, one torch thread."""
 
 from __future__ import annotations
 
@@ -20,3 +20,16 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip("../shared/corpus is not present")
     return CORPUS
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for tests of tiny models: they gain nothing from two, and on a
+    shared 2-core machine OpenMP's spinning threads make them 10-20x slower. A module opts in
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

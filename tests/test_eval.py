@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from contamination.api import build_filter
+from tests.train_factory import random_export
 from trainer.checkpoint import save_checkpoint
 from trainer.eval_flags import ContaminationSourceError, dirty_flags, load_filter
 from trainer.eval_report import build_report, write_reports
@@ -33,7 +34,6 @@ from trainer.evaluate import (
     summarise,
     windows,
 )
-from trainer.hf import export_hf
 from trainer.model import GPT, GPTConfig
 from trainer.sample import load_model
 from trainer.tokenizer import train_tokenizer
@@ -51,13 +51,7 @@ OTHER = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny matmuls gain nothing from two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_jsonl(path, rows):
@@ -106,16 +100,8 @@ CORPUS = [MEMO * 3, OTHER * 3, "Grüße aus Köln, naïve café. " * 10]
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hf")
-    torch.manual_seed(0)
-    model = GPT(CFG).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                p.normal_(0, 0.1 if name.endswith("bias") else 1.0)
-    tok = train_tokenizer(CORPUS, vocab_size=300, min_frequency=1)
-    tok.save(str(d / "tokenizer.json"))
-    return export_hf(model, d / "export", d / "tokenizer.json"), tok
+    _, out, tok = random_export(tmp_path_factory.mktemp("hf"), CORPUS, CFG)
+    return out, tok
 
 
 def _hf_window_nll(hf, requests):

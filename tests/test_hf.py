@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from trainer.hf import ExportError, export_hf, import_hf
-from trainer.model import GPT, GPTConfig
-from trainer.tokenizer import train_tokenizer
+from tests.train_factory import random_export
+from trainer.hf import ExportError, import_hf
+from trainer.model import GPTConfig
 
 transformers = pytest.importorskip("transformers")
 
@@ -17,29 +17,12 @@ CFG = GPTConfig(block_size=32, vocab_size=320, n_layer=2, n_head=4, n_embd=64)
 TEXT = ["The quick brown fox jumps over the lazy dog. " * 20, "Grüße aus Köln, naïve café. " * 20]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny matmuls gain nothing from two, and on a shared 2-core
-    machine OpenMP's spinning threads make them 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
 def exported(tmp_path):
-    torch.manual_seed(0)
-    model = GPT(CFG).eval()
-    # Randomise biases and LayerNorm too, so a transposed or misnamed one shows.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                p.normal_(0, 0.1 if name.endswith("bias") else 1.0)
-    tok = train_tokenizer(TEXT, vocab_size=300, min_frequency=1)
-    tok.save(str(tmp_path / "tokenizer.json"))
-    out = export_hf(model, tmp_path / "export", tmp_path / "tokenizer.json")
-    return model, out, tok
+    return random_export(tmp_path, TEXT, CFG)
 
 
 def test_transformers_loads_export_with_matching_logits(exported):

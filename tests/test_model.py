@@ -12,14 +12,7 @@ from trainer.model import CONFIGS, GPT, GPTConfig, KVCache, named_config
 TINY = GPTConfig(block_size=16, vocab_size=256, n_layer=2, n_head=2, n_embd=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny matmuls gain nothing from two, and on a shared 2-core
-    machine OpenMP's spinning threads make them 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(

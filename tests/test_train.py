@@ -17,15 +17,7 @@ from trainer.train import TrainingDiverged, get_lr, train
 from webtext.config import ConfigError, TrainConfig
 from webtext.shards import Manifest
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning OpenMP threads make tiny
-    models 10-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -69,3 +69,25 @@ def job(**train: object) -> JobConfig:
         model=ModelConfig(name="tiny", block_size=32, vocab_size=VOCAB),
         train=TrainConfig(**settings),
     )
+
+
+def random_export(directory: Path, texts: list[str], cfg=None):
+    """(model, HF export dir, tokenizer): a seeded small GPT with its biases and LayerNorm
+    gains randomised too (so a transposed or misnamed one shows), exported with a BPE trained
+    on ``texts``."""
+    import torch
+
+    from trainer.hf import export_hf
+    from trainer.model import GPT, GPTConfig
+    from trainer.tokenizer import train_tokenizer
+
+    cfg = cfg or GPTConfig(block_size=32, vocab_size=320, n_layer=2, n_head=4, n_embd=64)
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.normal_(0, 0.1 if name.endswith("bias") else 1.0)
+    tok = train_tokenizer(texts, vocab_size=300, min_frequency=1)
+    tok.save(str(directory / "tokenizer.json"))
+    return model, export_hf(model, directory / "export", directory / "tokenizer.json"), tok
