@@ -85,6 +85,57 @@ def run_task(
     raise ValueError(f"unknown task kind {kind!r}; known: {list(KINDS)}")
 
 
+def _gpt2_files(model: str) -> str | None:
+    """A model directory holding GPT-2's vocab.json + merges.txt but no tokenizer.json."""
+    d = Path(model)
+    return str(d) if (d / "vocab.json").is_file() and (d / "merges.txt").is_file() else None
+
+
+def _load_tokenizer(path: str) -> Any:
+    """tokenizer.json (a file or a directory holding one), else GPT-2's two files."""
+    from trainer.tokenizer import load_tokenizer
+
+    d = Path(path)
+    if d.is_dir() and not (d / "tokenizer.json").is_file() and _gpt2_files(path):
+        return load_tokenizer(vocab=str(d / "vocab.json"), merges=str(d / "merges.txt"))
+    return load_tokenizer(path)
+
+
+def evaluate_model(
+    model_path: str,
+    tasks: Mapping[str, tuple[str, str]],
+    cfg: EvalConfig,
+    contamination: str | None = None,
+    tokenizer_path: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load a checkpoint or HF directory, its tokenizer and the training filter, and score.
+
+    ``contamination``: a filter, report directory, run or training data (eval_flags.py); none
+    flags every example clean. Raises ValueError when no tokenizer is known or it does not fit.
+    """
+    from trainer.eval_flags import load_filter
+    from trainer.sample import load_model
+
+    device = cfg.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, recorded = load_model(model_path, device)
+    tok_path = tokenizer_path or recorded or _gpt2_files(model_path)
+    if tok_path is None:
+        raise ValueError(f"{model_path} records no tokenizer; pass --tokenizer")
+    tokenizer = _load_tokenizer(tok_path)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(
+            f"{tok_path}: {tokenizer.vocab_size} ids, the model only "
+            f"{model.config.vocab_size}: not this model's tokenizer"
+        )
+    bloom, info = load_filter(contamination, cfg.n) if contamination else (None, None)
+    return build_report(model, tokenizer, tasks, cfg, bloom, info, model_path, progress)
+
+
 def build_report(
     model: Any,
     tokenizer: Any,

@@ -306,25 +306,13 @@ def _eval_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
 
 
 def _eval(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
-    from trainer.eval_flags import load_filter
-    from trainer.eval_report import build_report, format_tables, write_reports
-    from trainer.sample import load_model
-    from trainer.tokenizer import load_tokenizer
+    from trainer.eval_report import evaluate_model, format_tables, write_reports
 
     tasks = _eval_tasks(cfg)
     if not tasks:
         log.warning("eval: no plain-text or JSONL test set to score; nothing to evaluate")
         return
-    device = cfg.eval.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tok_path = load_model(p["train"], device)
-    bloom, info = load_filter(p["run"], cfg.eval.n)
-    report = build_report(
-        model, load_tokenizer(tok_path), tasks, cfg.eval, bloom, info, p["train"], progress
-    )
+    report = evaluate_model(p["train"], tasks, cfg.eval, contamination=p["run"], progress=progress)
     write_reports(report, p["eval"])
     print(format_tables(report))
 

@@ -12,15 +12,11 @@ tables. The short flags set the ``eval`` config section's fields (``--eval-FIELD
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from pathlib import Path
-from typing import Any
 
 from webtext.commands.options import add_config_flags, resolve_config
 
 SECTIONS = ("eval",)
-log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,22 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _gpt2_files(model: str) -> str | None:
-    """A model directory holding GPT-2's vocab.json + merges.txt but no tokenizer.json."""
-    d = Path(model)
-    return str(d) if (d / "vocab.json").is_file() and (d / "merges.txt").is_file() else None
-
-
-def _load_tokenizer(path: str) -> Any:
-    """tokenizer.json (a file or a directory holding one), else GPT-2's two files."""
-    from trainer.tokenizer import load_tokenizer as load
-
-    d = Path(path)
-    if d.is_dir() and not (d / "tokenizer.json").is_file() and _gpt2_files(path):
-        return load(vocab=str(d / "vocab.json"), merges=str(d / "merges.txt"))
-    return load(path)
-
-
 def overrides(args: argparse.Namespace) -> dict[str, object]:
     """The short flags as the ``eval`` fields they set (unset ones are None: not applied)."""
     return {
@@ -79,11 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from contamination.bloom import BloomError
     from contamination.sources import ContaminationInputError
     from trainer.checkpoint import CheckpointError
-    from trainer.eval_flags import ContaminationSourceError, load_filter
-    from trainer.eval_report import build_report, format_tables, task_names, write_reports
+    from trainer.eval_flags import ContaminationSourceError
+    from trainer.eval_report import evaluate_model, format_tables, task_names, write_reports
     from trainer.eval_tasks import EvalInputError
     from trainer.hf import ExportError
-    from trainer.sample import load_model
     from webtext.shards import ShardError
 
     cfg = resolve_config(args, **overrides(args)).eval
@@ -91,27 +70,14 @@ def run(args: argparse.Namespace) -> int:
     if not tasks:
         print("webtext eval: give at least one of --lm, --lambada, --cbt", file=sys.stderr)
         return 2
-    device = cfg.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        model, tok_path = load_model(args.model, device)
-        tok_path = args.tokenizer or tok_path or _gpt2_files(args.model)
-        if tok_path is None:
-            raise ValueError(f"{args.model} records no tokenizer; pass --tokenizer")
-        tokenizer = _load_tokenizer(tok_path)
-        if tokenizer.vocab_size > model.config.vocab_size:
-            raise ValueError(
-                f"{tok_path}: {tokenizer.vocab_size} ids, the model only "
-                f"{model.config.vocab_size}: not this model's tokenizer"
-            )
-        bloom, info = None, None
-        if args.contamination:
-            bloom, info = load_filter(args.contamination, cfg.n)
-        report = build_report(
-            model, tokenizer, tasks, cfg, bloom, info, args.model, progress=not args.no_progress
+        report = evaluate_model(
+            args.model,
+            tasks,
+            cfg,
+            args.contamination,
+            args.tokenizer,
+            progress=not args.no_progress,
         )
     except (
         CheckpointError,
