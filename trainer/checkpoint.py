@@ -86,6 +86,14 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return Path(directory) / _read_pointer(pointer)["file"]
 
 
+def latest_step(directory: str | Path) -> int | None:
+    """The step of the latest checkpoint (from ``latest.json``), or None when there is none."""
+    pointer = Path(directory) / POINTER
+    if not pointer.exists():
+        return None
+    return int(_read_pointer(pointer).get("step", 0))
+
+
 def _read_pointer(pointer: Path) -> dict[str, Any]:
     try:
         data = json.loads(pointer.read_text())

@@ -237,15 +237,10 @@ def _train_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
     }
 
 
-def _finished_step(train_dir: str) -> int | None:
-    pointer = Path(train_dir) / "latest.json"
-    if not pointer.exists():
-        return None
-    return int(json.loads(pointer.read_text()).get("step", 0))
-
-
 def _train_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
-    return (_finished_step(p["train"]) or 0) >= cfg.train.max_steps
+    from trainer.checkpoint import latest_step  # torch: not at CLI start-up
+
+    return (latest_step(p["train"]) or 0) >= cfg.train.max_steps
 
 
 def _train(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
@@ -266,7 +261,9 @@ def _train(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
 
 
 def _sample_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
-    return {"step": _finished_step(p["train"]), "train": _train_inputs(cfg, p)}
+    from trainer.checkpoint import latest_step
+
+    return {"step": latest_step(p["train"]), "train": _train_inputs(cfg, p)}
 
 
 def _sample_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
