@@ -26,7 +26,7 @@ from dedup.minhash import Banding, banding
 from dedup.sketch import Sketch
 from webtext import storage
 from webtext.config import DedupConfig
-from webtext.shards import Manifest, ShardError, ShardFile, read_table, write_table
+from webtext.shards import MANIFEST, Manifest, ShardError, ShardFile, read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def index_params(cfg: DedupConfig, banding: Banding) -> dict[str, Any]:
 
 def load_manifest(path: str) -> Manifest | None:
     """The index's manifest, or None when no index exists there yet."""
-    if not storage.exists(storage.join(path, "_manifest.json")):
+    if not storage.exists(storage.join(path, MANIFEST)):
         return None
     manifest = Manifest.load(path)
     if manifest.kind != KIND:

@@ -33,7 +33,7 @@ from pipeline.write import (
 )
 from webtext import storage
 from webtext.config import JobConfig, OutputConfig
-from webtext.shards import TEXT_SCHEMA, URL_SCHEMA, Manifest, read_table
+from webtext.shards import REJECTED, TEXT_SCHEMA, URL_SCHEMA, Manifest, read_table
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def run_ingest(cfg: JobConfig, progress: bool = True) -> IngestResult:
         with beam.Pipeline(options=beam_options(cfg.output)) as p:
             build_urls_pipeline(p, cfg, dirs["urls"])
         seconds["urls"] = time.perf_counter() - start
-        rejected = storage.join(dirs["urls"], "_manifest.rejected.json")
+        rejected = storage.join(dirs["urls"], REJECTED)
         if storage.exists(rejected):
             import json
 

@@ -19,7 +19,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from webtext import storage
-from webtext.shards import MANIFEST, SUFFIX, Manifest, ShardFile, shard_name, write_table
+from webtext.shards import MANIFEST, REJECTED, SUFFIX, Manifest, ShardFile, shard_name, write_table
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,10 @@ def commit_manifest(
     problem = check(manifest) if check else None
     if problem:
         manifest.extra["rejected"] = problem
-        storage.write_text(storage.join(directory, "_manifest.rejected.json"), _dumps(manifest))
+        storage.write_text(storage.join(directory, REJECTED), _dumps(manifest))
         return manifest
     manifest.save(directory)
-    rejected = storage.join(directory, "_manifest.rejected.json")
+    rejected = storage.join(directory, REJECTED)
     if storage.exists(rejected):
         storage.remove(rejected)
     return manifest

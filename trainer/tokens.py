@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from webtext import storage
-from webtext.shards import Manifest, ShardError, ShardFile
+from webtext.shards import MANIFEST, Manifest, ShardError, ShardFile
 
 MAGIC = b"WTTOKENS"
 VERSION = 1
@@ -190,7 +190,7 @@ class TokenShards:
             self.manifest = Manifest.load(self.directory)
         except ShardError as e:
             raise TokenShardError(str(e)) from e
-        where = storage.join(self.directory, "_manifest.json")
+        where = storage.join(self.directory, MANIFEST)
         if self.manifest.kind != KIND:
             raise TokenShardError(
                 f"{where}: a {self.manifest.kind!r} manifest, not a token directory; "

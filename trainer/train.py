@@ -42,7 +42,7 @@ from trainer.metrics import MetricsLog, flops_per_token, mfu, peak_flops, plot_l
 from trainer.model import GPT, GPTConfig, named_config
 from trainer.tokens import TokenShardError, TokenShards
 from webtext.config import ConfigError, JobConfig, TrainConfig
-from webtext.shards import Manifest, ShardError
+from webtext.shards import MANIFEST, Manifest, ShardError
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def check_contamination(tokens_dir: str, job: JobConfig) -> dict[str, Any]:
     source = Manifest.load(tokens_dir).extra.get("source")
     try:
         if not source:
-            raise ShardError(f"{tokens_dir}/_manifest.json records no source text shards")
+            raise ShardError(f"{tokens_dir}/{MANIFEST} records no source text shards")
         result = check_gate(source, max_overlap_pct=threshold, allow=allow)
     except ShardError as e:
         reason = f"cannot check contamination: {e}"

@@ -32,7 +32,7 @@ from typing import Any
 
 from webtext import storage
 from webtext.config import JobConfig
-from webtext.shards import Manifest
+from webtext.shards import MANIFEST, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _digest(obj: Any) -> str:
 
 
 def _manifest_checksum(directory: str) -> str | None:
-    if not storage.exists(storage.join(directory, "_manifest.json")):
+    if not storage.exists(storage.join(directory, MANIFEST)):
         return None
     return Manifest.load(directory).checksum
 

@@ -24,6 +24,8 @@ from webtext import storage
 
 SCHEMA_VERSION = 1
 MANIFEST = "_manifest.json"
+REJECTED = "_manifest.rejected.json"
+"""Written instead of the manifest when a commit check vetoes the stage (the reason inside)."""
 
 SUBMISSION_TYPE = pa.struct(
     [

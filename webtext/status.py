@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from webtext import storage
-from webtext.shards import MANIFEST, Manifest, ShardError
+from webtext.shards import MANIFEST, REJECTED, Manifest, ShardError
 
 DONE, PARTIAL, MISSING, FAILED = "done", "partial", "not started", "failed"
 
@@ -35,8 +35,8 @@ def _manifest_stage(name: str, path: str, unit: str) -> StageStatus:
             return StageStatus(name, FAILED, str(e))
         size = sum(f.bytes for f in m.files)
         return StageStatus(name, DONE, f"{m.rows:,} {unit} in {len(m.files)} files", size)
-    if storage.exists(storage.join(path, "_manifest.rejected.json")):
-        why = json.loads(storage.read_text(storage.join(path, "_manifest.rejected.json")))
+    if storage.exists(storage.join(path, REJECTED)):
+        why = json.loads(storage.read_text(storage.join(path, REJECTED)))
         return StageStatus(name, FAILED, why.get("extra", {}).get("rejected", "rejected"))
     if storage.listdir(path):
         return StageStatus(name, PARTIAL, "files written, no manifest yet", _dir_bytes(path))
