@@ -18,7 +18,7 @@ import apache_beam as beam
 
 from dedup.index import WriteIndex
 from dedup.transforms import NearDedup
-from pipeline.drops import SplitDrops
+from pipeline.drops import SplitDrops, reason_one
 from pipeline.exact_dedup import ExactDedup
 from webtext.config import DedupConfig
 
@@ -27,10 +27,6 @@ class DedupOutputs(NamedTuple):
     documents: beam.PCollection
     drops: beam.PCollection
     extras: beam.PCollection
-
-
-def _reason_one(drop) -> tuple[str, int]:
-    return drop.reason, 1
 
 
 class Deduplicate(beam.PTransform):
@@ -48,7 +44,7 @@ class Deduplicate(beam.PTransform):
         if cfg.exact:
             docs, exact_drops = docs | "Exact" >> ExactDedup() | "SplitExact" >> SplitDrops()
             drops.append(exact_drops)
-            exact_counts = exact_drops | "ExactCounts" >> beam.Map(_reason_one)
+            exact_counts = exact_drops | "ExactCounts" >> beam.Map(reason_one)
         if cfg.near:
             near = docs | "Near" >> NearDedup(cfg, skip_run=self.key)
             docs, near_drops = near.documents | "SplitNear" >> SplitDrops()

@@ -20,7 +20,8 @@ class SplitDrops(beam.PTransform):
         return items, drops
 
 
-def _reason(drop: Drop) -> tuple[str, int]:
+def reason_one(drop: Drop) -> tuple[str, int]:
+    """(reason, 1): a drop as one count of its reason."""
     return drop.reason, 1
 
 
@@ -28,4 +29,4 @@ class CountDrops(beam.PTransform):
     """PCollection[Drop] -> PCollection[(reason, count)]."""
 
     def expand(self, drops):
-        return drops | "ByReason" >> beam.Map(_reason) | "Sum" >> beam.CombinePerKey(sum)
+        return drops | "ByReason" >> beam.Map(reason_one) | "Sum" >> beam.CombinePerKey(sum)
