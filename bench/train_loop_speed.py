@@ -1,0 +1,93 @@
+"""The training loop's own throughput: ``trainer.train.train`` end to end on random token shards.
+
+    python bench/train_loop_speed.py --model small --device cpu            # CPU
+    python bench/train_loop_speed.py --model gpt2 --device cuda --compile  # GPT-2 124M on a GPU
+
+bench/train_speed.py times the bare step on tensors already in place; this times what a user
+runs: memory-mapped token shards, host-to-device copies, accumulation, the NaN check, clipping,
+per-step metrics and a final checkpoint. Its tokens/s beside train_speed's shows the loop's
+overhead. The figure is the median of the per-step tokens/s in ``metrics.jsonl`` after
+``--warmup`` steps (compilation happens in the first). The last line is
+``train_loop_speed: tokens_per_s=... mfu=... device=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from trainer.metrics import read_metrics
+from trainer.tokens import write_token_file
+from trainer.train import train
+from webtext.config import JobConfig, ModelConfig, TrainConfig
+from webtext.shards import Manifest
+
+
+def random_tokens(directory: Path, n_tokens: int, vocab_size: int) -> str:
+    """A token directory of uniformly random ids (one train file, one small val file)."""
+    rng = np.random.default_rng(0)
+    entries = [
+        write_token_file(
+            str(directory / name), rng.integers(0, vocab_size, n, dtype=np.int64), vocab_size, 0
+        )
+        for name, n in (("train-00000.bin", n_tokens), ("val-00000.bin", 1 << 16))
+    ]
+    Manifest(
+        kind="tokens", format="bin", files=entries, extra={"vocab_size": vocab_size, "eot_id": 0}
+    ).save(str(directory))
+    return str(directory)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="small", help="a named size: gpt2, small, tiny...")
+    p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--vocab-size", type=int, default=50257, help="token ids (model pads to 64)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    args = p.parse_args()
+
+    steps = args.warmup + args.steps
+    job = JobConfig(
+        model=ModelConfig(name=args.model, block_size=args.block_size),
+        train=TrainConfig(
+            batch_size=args.batch_size,
+            max_steps=steps,
+            warmup_steps=1,
+            eval_interval=steps,
+            eval_steps=1,
+            checkpoint_interval=steps,
+            compile=args.compile,
+            device=args.device,
+            dtype=args.dtype,
+            allow_contaminated=True,  # random tokens have no contamination report
+        ),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        block = args.block_size or 1024
+        tokens = random_tokens(
+            Path(tmp) / "tokens", steps * args.batch_size * (block + 1) * 2, args.vocab_size
+        )
+        train(job, tokens, f"{tmp}/run", progress=False)
+        records = [r for r in read_metrics(Path(tmp) / "run" / "metrics.jsonl") if "loss" in r]
+    timed = records[args.warmup :]
+    tps = statistics.median(r["tokens_per_s"] for r in timed)
+    util = statistics.median(r["mfu"] for r in timed)
+    first_s = records[0]["tokens"] / records[0]["tokens_per_s"]
+    print(
+        f"{args.model}, batch {args.batch_size}, {args.device}, dtype={args.dtype}, "
+        f"compile={args.compile}: first step {first_s:.1f} s, then {len(timed)} timed steps"
+    )
+    print(f"train_loop_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={args.device}")
+
+
+if __name__ == "__main__":
+    main()
