@@ -38,6 +38,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--threads", type=int, default=2, help="CPU intra-op threads")
+    p.add_argument(
+        "--sdpa",
+        default="auto",
+        choices=["auto", "flash", "cudnn", "efficient", "math"],
+        help="attention kernel (auto: PyTorch's choice; others are tried first)",
+    )
     args = p.parse_args()
 
     torch.manual_seed(0)
@@ -73,14 +79,15 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         return loss.item()  # waits for the device
 
-    t0 = time.perf_counter()
-    for _ in range(args.warmup):
-        step()
-    warm_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    dt = time.perf_counter() - t0
+    with attention_kernel(args.sdpa):
+        t0 = time.perf_counter()
+        for _ in range(args.warmup):
+            step()
+        warm_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        dt = time.perf_counter() - t0
     tps = args.steps * args.batch_size * cfg.block_size / dt
     fpt = flops_per_token(
         raw.num_params(non_embedding=True),
@@ -93,7 +100,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"{raw.num_params() / 1e6:.1f}M params, {name}, {args.dtype}, compile={args.compile}, "
-        f"threads={torch.get_num_threads()}: warm-up {warm_s:.1f} s, "
+        f"sdpa={args.sdpa}, threads={torch.get_num_threads()}: warm-up {warm_s:.1f} s, "
         f"{dt / args.steps * 1000:.0f} ms/step, peak {peak / 1e12:.2f} TFLOP/s"
     )
     util = mfu(tps, fpt, peak)
@@ -107,6 +114,23 @@ def main() -> None:
         f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={device.type} "
         f"matmul_ceiling_tokens_per_s={ceiling:.0f} of_ceiling={tps / ceiling:.3f}"
     )
+
+
+def attention_kernel(name: str) -> contextlib.AbstractContextManager:
+    """Put one ``scaled_dot_product_attention`` backend first (the others remain fallbacks)."""
+    if name == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    order = ["cudnn", "flash", "efficient", "math"]
+    order.remove(name)
+    names = {
+        "cudnn": "CUDNN_ATTENTION",
+        "flash": "FLASH_ATTENTION",
+        "efficient": "EFFICIENT_ATTENTION",
+        "math": "MATH",
+    }
+    return sdpa_kernel([getattr(SDPBackend, names[n]) for n in [name, *order]], set_priority=True)
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, tokens: int, cfg: GPTConfig) -> float:
