@@ -122,15 +122,14 @@ def attention_kernel(name: str) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    order = ["cudnn", "flash", "efficient", "math"]
-    order.remove(name)
-    names = {
-        "cudnn": "CUDNN_ATTENTION",
-        "flash": "FLASH_ATTENTION",
-        "efficient": "EFFICIENT_ATTENTION",
-        "math": "MATH",
+    backends = {
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "math": SDPBackend.MATH,
     }
-    return sdpa_kernel([getattr(SDPBackend, names[n]) for n in [name, *order]], set_priority=True)
+    first = backends.pop(name)
+    return sdpa_kernel([first, *backends.values()], set_priority=True)
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, tokens: int, cfg: GPTConfig) -> float:
