@@ -35,6 +35,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--compile", action="store_true")
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "max-autotune-no-cudagraphs", "max-autotune"],
+        help="torch.compile mode (autotuning costs minutes of compilation)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--threads", type=int, default=2, help="CPU intra-op threads")
@@ -62,7 +68,7 @@ def main() -> None:
     )
     raw = GPT(cfg).to(device)
     opt = raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
-    model = torch.compile(raw) if args.compile else raw
+    model = torch.compile(raw, mode=args.compile_mode) if args.compile else raw
     dtype = getattr(torch, args.dtype)
     autocast: contextlib.AbstractContextManager = contextlib.nullcontext()
     if dtype != torch.float32:
@@ -99,7 +105,8 @@ def main() -> None:
     peak = peak_flops(device.type, args.dtype, args.threads if device.type == "cpu" else None)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
-        f"{raw.num_params() / 1e6:.1f}M params, {name}, {args.dtype}, compile={args.compile}, "
+        f"{raw.num_params() / 1e6:.1f}M params, {name}, {args.dtype}, "
+        f"compile={args.compile and args.compile_mode}, "
         f"sdpa={args.sdpa}, threads={torch.get_num_threads()}: warm-up {warm_s:.1f} s, "
         f"{dt / args.steps * 1000:.0f} ms/step, peak {peak / 1e12:.2f} TFLOP/s"
     )
