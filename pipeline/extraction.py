@@ -107,8 +107,26 @@ def _row(result: FetchResult, text: str, title: str | None, date: str | None) ->
     }
 
 
-def _extract(result: FetchResult, cfg: ExtractConfig) -> dict | Drop:
+def _main_text(tree: Any, url: str, cfg: ExtractConfig, fast: bool) -> str:
+    """trafilatura's main text of ``tree``; it works on a copy, so ``tree`` stays whole for a
+    second pass and for the metadata."""
     import trafilatura
+
+    document = trafilatura.bare_extraction(
+        tree,
+        url=url,
+        fast=fast,
+        favor_precision=cfg.favor_precision,
+        favor_recall=cfg.favor_recall,
+        include_comments=cfg.include_comments,
+        include_tables=cfg.include_tables,
+        deduplicate=False,  # trafilatura's cache is per process and order-dependent
+        with_metadata=False,
+    )
+    return (document.text or "").strip() if document is not None else ""
+
+
+def _extract(result: FetchResult, cfg: ExtractConfig) -> dict | Drop:
     from trafilatura.utils import load_html
 
     url = result.final_url or result.candidate.url
@@ -120,18 +138,9 @@ def _extract(result: FetchResult, cfg: ExtractConfig) -> dict | Drop:
     tree = load_html(html)
     if tree is None:
         return Drop(NOT_HTML, where=url)
-    document = trafilatura.bare_extraction(
-        tree,
-        url=url,
-        fast=cfg.fast,
-        favor_precision=cfg.favor_precision,
-        favor_recall=cfg.favor_recall,
-        include_comments=cfg.include_comments,
-        include_tables=cfg.include_tables,
-        deduplicate=False,  # trafilatura's cache is per process and order-dependent
-        with_metadata=False,
-    )  # works on a copy of the tree: the metadata below reads the original
-    text = (document.text or "").strip() if document is not None else ""
+    text = _main_text(tree, url, cfg, fast=cfg.fast)
+    if cfg.fast and count_words(text) < cfg.fallback_below_words:
+        text = _main_text(tree, url, cfg, fast=False) or text
     if not text:
         return Drop(EMPTY, where=url, detail="no main text")
     date = None

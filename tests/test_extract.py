@@ -103,6 +103,22 @@ def test_corpus_page_text_title_date_language(corpus, gold, stored_as):
     assert row["language"] == GOLD_PAGES[stored_as]
 
 
+def test_a_short_fast_extraction_falls_back_to_the_full_extractors(corpus, gold):
+    """The fast pass finds 85 words on this page and none of the gold snippets; the fallback
+    extractors find the article, all of them, and none of the boilerplate ones."""
+    result, entry = corpus_page(corpus, gold, "html/changenow.de.loibl.html.gz")
+    fast_only = extract_document(result, ExtractConfig(fallback_below_words=0))
+    full = extract_document(result, ExtractConfig(fast=False))
+    row = extract_document(result, ExtractConfig())
+    assert fast_only["n_words"] < 128 <= row["n_words"]
+    assert row["text"] == full["text"]
+    assert not any(s in fast_only["text"] for s in entry["with"])
+    assert all(s in row["text"] for s in entry["with"])
+    assert not any(s in row["text"] for s in entry["without"])
+    long_enough = extract_document(result, ExtractConfig(fallback_below_words=fast_only["n_words"]))
+    assert long_enough["text"] == fast_only["text"]  # not below the threshold: no second pass
+
+
 def test_row_fits_text_schema_and_carries_the_candidate():
     row = extract_document(page(ARTICLE.encode()), CFG)
     assert isinstance(row, dict), row
