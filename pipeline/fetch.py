@@ -157,10 +157,11 @@ class _FetchUnitFn(beam.DoFn):
 
     def _fetch(self, candidates: list[Candidate], warc_path: str, log_path: str):
         from pipeline.http_client import Exchange
-        from pipeline.warc import WarcRecorder
+        from pipeline.warc import CHECKPOINT_GZIP_LEVEL, KEPT_GZIP_LEVEL, WarcRecorder
 
         start = time.monotonic()
-        with WarcRecorder(warc_path) as recorder:
+        level = KEPT_GZIP_LEVEL if self.cfg.record_warc else CHECKPOINT_GZIP_LEVEL
+        with WarcRecorder(warc_path, level) as recorder:
 
             def record(e: Exchange) -> None:
                 r = e.result

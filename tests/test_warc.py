@@ -120,3 +120,24 @@ def test_foreign_records_get_the_live_rules(tmp_path):
     small = replace(CFG, max_decompressed_bytes=10)
     assert result_from_response(cand("http://a.example/gz"), next(iter_responses(path)), small) \
         .outcome == "fetch.decompression_bomb"  # fmt: skip
+
+
+def test_checkpoint_level_trades_size_for_speed_and_reads_back(tmp_path):
+    """Unit checkpoints (removed after the commit) are gzipped faster than kept WARCs; both
+    read back to the same bodies."""
+    from pipeline.warc import CHECKPOINT_GZIP_LEVEL, KEPT_GZIP_LEVEL
+
+    assert CHECKPOINT_GZIP_LEVEL < KEPT_GZIP_LEVEL
+    bodies = [
+        (b"<p>page %d of a site about rivers and their bridges</p>" % i) * 300 for i in range(5)
+    ]
+    sizes = {}
+    for level in (CHECKPOINT_GZIP_LEVEL, KEPT_GZIP_LEVEL):
+        path = str(tmp_path / f"{level}.warc.gz")
+        with WarcRecorder(path, level) as rec:
+            for i, body in enumerate(bodies):
+                url = f"http://example.com/{i}"
+                rec.write(url, url, 200, "OK", (("Content-Type", "text/html"),), body)
+        assert [r.body for r in iter_responses(path)] == bodies
+        sizes[level] = os.path.getsize(path)
+    assert sizes[KEPT_GZIP_LEVEL] < sizes[CHECKPOINT_GZIP_LEVEL]
