@@ -26,12 +26,18 @@ page server, Beam workers, sandboxes) per page; ``cpu_ratio`` is what the 2-work
 be if two otherwise idle cores were kept busy all along, ``2 x loop CPU/page / pages phase
 CPU/page``.
 
-Where the time goes (measured on the shared 2-core machine, CPU ms per corpus page of 144 KB):
-trafilatura.extract with defaults about 52; our settings about 57-63 (tree copy 4.6, htmldate's
-quick search 3.9, language 1.5-1.9, title 1.0, hash and word count 0.8, comments out -3); the
-pipeline adds about 14-17 more in steady state: the WARC checkpoint's gzip at warcio's fixed
-level 9 (7.2; level 6 gives the same size for 4.9, level 1 +17% size for 2.2), the HTTP client
-2.5-3.5, the local page server 1.1, the sandbox round trip 0.7, Beam and shard writing the rest.
+A third peer bounds what the machine allows: ``trafilatura.extract`` in a process pool of as
+many processes as the pipeline has workers (pages pickled to them, as the pipeline pickles them
+to its extraction children). ``of_pool`` is the pipeline's share of it.
+
+Where the time goes (2026-11-27, the shared 2-core machine, whose speed drifts by 20-30%
+between runs; CPU ms per corpus page of 144 KB, pages phase with 2 workers, split by process):
+extraction children about 52 (our settings alone in one process: 34-50), Beam workers about
+10 (HTTP client 1.8, the WARC checkpoint 1.5 at gzip level 3, Beam's coders 1.4, the rest
+Beam's bundle processing, start-up imports and shard writing), the driver with the page
+server and Beam's runner 3-4. Start-up is about 6.5 s of wall time and 10 s of CPU per phase.
+The extraction children cost more per page than the same code alone because both cores are
+busy: the process pool shows the same effect, at 1.8x the loop rather than 2x.
 
     python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2]
 
@@ -120,6 +126,26 @@ def loop_pages_per_s(pages: list[bytes], extract: Callable[[bytes], object]) -> 
     return len(pages) / wall, 1000 * cpu / len(pages)
 
 
+def _trafilatura_extract(html: bytes) -> None:
+    import trafilatura
+
+    trafilatura.extract(html)
+
+
+def pool_pages_per_s(pages: list[bytes], processes: int) -> float:
+    """Pages per second of wall time of ``trafilatura.extract`` with defaults in a process pool
+    (pages sent to the workers, as the pipeline sends them to its extraction children): what
+    ``processes`` cores give this machine's extraction with no pipeline at all."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        pool.map(_trafilatura_extract, pages[:processes])  # imports, off the clock
+        start = time.perf_counter()
+        for _ in pool.imap_unordered(_trafilatura_extract, pages, chunksize=4):
+            pass
+        return len(pages) / (time.perf_counter() - start)
+
+
 def pipeline_seconds(pages: list[bytes], copies: int, workers: int, unit_urls: int, tmp: Path):
     """Seconds and CPU seconds of the pages phase over ``copies * len(pages)`` URLs, and the
     documents written. The urls phase runs first on its own, so neither figure includes it."""
@@ -167,12 +193,17 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in loops}
     cpu_ms: dict[str, list[float]] = {name: [] for name in loops}
 
+    pool_rates: list[float] = []
+    processes = args.workers[-1]
+
     def run_loops() -> None:
         for name, extract in loops.items():
             rate, ms = loop_pages_per_s(pages, extract)
             rates[name].append(rate)
             cpu_ms[name].append(ms)
             print(f"{name}: {rate:.1f} pages/s, {ms:.1f} CPU ms/page over {len(pages)} pages")
+        pool_rates.append(pool_pages_per_s(pages, processes))
+        print(f"{processes}-process pool: {pool_rates[-1]:.1f} pages/s")
 
     run_loops()
     n = len(pages) * args.copies
@@ -198,10 +229,12 @@ def main() -> None:
         f"loop (trafilatura defaults): {loop:.1f} pages/s, {loop_ms:.1f} CPU ms/page; "
         f"settings loop: {ours:.1f} pages/s, {ours_ms:.1f} CPU ms/page"
     )
+    pool = statistics.mean(pool_rates)
+    print(f"{processes}-process pool: {pool:.1f} pages/s, {pool / loop:.2f}x the loop")
     for workers, rate in pipeline.items():
         print(
             f"pipeline, {workers} worker(s): {rate / loop:.2f}x the loop, "
-            f"{rate / ours:.2f}x the settings loop"
+            f"{rate / ours:.2f}x the settings loop, {rate / pool:.2f}x the pool"
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"driver peak RSS: {peak_mb:.0f} MB")
@@ -210,6 +243,7 @@ def main() -> None:
     print(
         f"ingest_speed: ratio={last / loop:.2f} pipeline_pages_per_s={last:.1f} "
         f"loop_pages_per_s={loop:.1f} settings_ratio={last / ours:.2f} "
+        f"pool_ratio={pool / loop:.2f} of_pool={last / pool:.2f} "
         f"cpu_ratio={cpu_ratio:.2f} pipeline_cpu_ms_per_page={phase_ms[args.workers[-1]]:.1f} "
         f"loop_cpu_ms_per_page={loop_ms:.1f} settings_loop_cpu_ms_per_page={ours_ms:.1f} "
         f"settings_loop_pages_per_s={ours:.1f} "
