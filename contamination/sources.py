@@ -15,7 +15,6 @@ Bad input fails early with :class:`ContaminationInputError` naming the file (and
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -26,6 +25,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from webtext import shards, storage
+from webtext.textfiles import json_objects, read_utf8
 
 Kind = Literal["text", "jsonl", "parquet", "arrow"]
 SUFFIX_KIND: dict[str, Kind] = {
@@ -122,21 +122,12 @@ def train_side(paths: list[str] | tuple[str, ...], opts: ReadOptions) -> TrainSi
     return TrainSide(tuple(sources), "files", h.hexdigest(), tuple(paths))
 
 
-def _read_text(path: str) -> str:
-    try:
-        return storage.read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ContaminationInputError(f"{path}: not UTF-8 text ({e})") from e
-    except OSError as e:
-        raise ContaminationInputError(f"{path}: cannot read ({e})") from e
-
-
 def _name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _text_docs(src: DocSource) -> Iterator[tuple[str, str]]:
-    text = _read_text(src.path)
+    text = read_utf8(src.path, ContaminationInputError)
     if not text.strip():
         raise ContaminationInputError(f"{src.path}: empty file, no documents")
     name = _name(src.path)
@@ -153,18 +144,9 @@ def _text_docs(src: DocSource) -> Iterator[tuple[str, str]]:
 
 
 def _jsonl_docs(src: DocSource) -> Iterator[tuple[str, str]]:
-    text = _read_text(src.path)
     name = _name(src.path)
     seen = False
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ContaminationInputError(f"{src.path}:{i}: not valid JSON ({e.msg})") from e
-        if not isinstance(record, dict):
-            raise ContaminationInputError(f"{src.path}:{i}: expected a JSON object per line")
+    for i, record in json_objects(src.path, ContaminationInputError):
         if src.field not in record:
             raise ContaminationInputError(
                 f"{src.path}:{i}: no field {src.field!r} (fields: {sorted(record)}); "

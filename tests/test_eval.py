@@ -347,7 +347,7 @@ def test_detokenizers(name, raw, expected, tmp_path):
 @pytest.mark.parametrize(
     ("reader", "line", "message"),
     [
-        (read_lambada, "{not json", r"l\.jsonl:2: not JSON"),
+        (read_lambada, "{not json", r"l\.jsonl:2: not valid JSON"),
         (read_lambada, '{"txt": "a b"}', r"l\.jsonl:2: missing field 'text'"),
         (read_lambada, '{"text": "   "}', r"l\.jsonl:2: empty text"),
         (read_lambada, '{"text": "oneword"}', r"l\.jsonl:2: no context"),

@@ -14,12 +14,13 @@ silently skipped examples would report a figure on a different test set.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from webtext.textfiles import json_objects, read_utf8
 
 DETOKENIZERS = ("wikitext", "ptb")
 LM_UNITS = ("paragraph", "line", "file")
@@ -124,31 +125,6 @@ def detokenizer(name: str | None) -> Callable[[str], str]:
 # --- readers ----------------------------------------------------------------------------------
 
 
-def _read_text(path: str | Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise EvalInputError(f"{path}: no such file") from e
-    except UnicodeDecodeError as e:
-        raise EvalInputError(f"{path}: not UTF-8 text ({e})") from e
-    except OSError as e:
-        raise EvalInputError(f"{path}: cannot read ({e})") from e
-
-
-def _jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line."""
-    for lineno, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalInputError(f"{path}:{lineno}: not JSON ({e.msg})") from e
-        if not isinstance(obj, dict):
-            raise EvalInputError(f"{path}:{lineno}: expected a JSON object, got {obj!r:.60}")
-        yield lineno, obj
-
-
 def _field(obj: dict[str, Any], name: str, where: str, kind: type = str) -> Any:
     if name not in obj:
         raise EvalInputError(f"{where}: missing field {name!r} (fields: {sorted(obj)})")
@@ -221,13 +197,13 @@ def read_lm(
     name = str(path)
     if is_jsonl(path):
         docs = []
-        for lineno, obj in _jsonl(path):
+        for lineno, obj in json_objects(str(path), EvalInputError):
             text = _text_field(obj, f"{name}:{lineno}")
             docs.append(_document(name, [f"{name}:{lineno}"], [text], detok))
         if not docs:
             raise EvalInputError(f"{name}: no examples")
         return docs
-    text = _read_text(path)
+    text = read_utf8(str(path), EvalInputError)
     if not text.strip():
         raise EvalInputError(f"{name}: empty text")
     pieces = _pieces(text, unit)
@@ -248,7 +224,7 @@ def read_lambada(path: str | Path) -> list[LambadaExample]:
     across that space either, so nothing changes for ordinary words).
     """
     out = []
-    for lineno, obj in _jsonl(path):
+    for lineno, obj in json_objects(str(path), EvalInputError):
         where = f"{path}:{lineno}"
         text = _text_field(obj, where).rstrip()
         cut = text.rfind(" ")
@@ -269,7 +245,7 @@ def read_cbt(path: str | Path, placeholder: str = "XXXXX") -> list[ClozeExample]
     is scored once per candidate (the shared part cancels out of the comparison).
     """
     out = []
-    for lineno, obj in _jsonl(path):
+    for lineno, obj in json_objects(str(path), EvalInputError):
         where = f"{path}:{lineno}"
         context = obj.get("context")
         if isinstance(context, list) and all(isinstance(s, str) for s in context):
