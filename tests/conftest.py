@@ -33,3 +33,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    """One HostileServer (tests/hostile_server.py) per test module that asks for it."""
+    from tests.hostile_server import HostileServer
+
+    with HostileServer() as server:
+        yield server

@@ -216,3 +216,12 @@ class HostileServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def candidate(url: str):
+    """A fetch candidate for ``url``, with the canonical form and document id ingest gives it."""
+    from dedup.urls import canonicalize, doc_id
+    from pipeline.records import Candidate
+
+    canonical = canonicalize(url)
+    return Candidate(doc_id(canonical), canonical, url, "d", 3, 0, ())

@@ -12,26 +12,14 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
-from dedup.urls import canonicalize, doc_id
 from pipeline.fetch import FetchUnits, ReplayWarc, _match, discard_unit_warcs, unit_files
 from pipeline.records import Candidate, FetchResult, candidate_to_row
 from pipeline.warc import WarcRecorder, iter_responses
-from tests.hostile_server import PAGE, HostileServer
+from tests.hostile_server import PAGE, candidate
 from tests.test_fetch_client import CFG
 from webtext.shards import URL_SCHEMA, read_table, write_table
 
 LIVE = replace(CFG, per_host_delay_s=0.0)
-
-
-def cand(url: str) -> Candidate:
-    canonical = canonicalize(url)
-    return Candidate(doc_id(canonical), canonical, url, "d", 3, 0, ())
-
-
-@pytest.fixture(scope="module")
-def server():
-    with HostileServer() as s:
-        yield s
 
 
 def write_unit(run: str, index: int, candidates: list[Candidate]) -> str:
@@ -70,14 +58,16 @@ def log_rows(path: str) -> list[dict]:
 
 
 @pytest.fixture
-def units(server, tmp_path):
+def units(hostile, tmp_path):
     run = str(tmp_path / "run")
-    a = [cand(server.url(p)) for p in ("/page?u=a1", "/latin1?u=a2", "/404?u=a3", "/png?u=a4")]
-    b = [cand(server.url(p)) for p in ("/page?u=b1", "/to?u=/cp1252", "/private/page?u=b3")]
+    a = [
+        candidate(hostile.url(p)) for p in ("/page?u=a1", "/latin1?u=a2", "/404?u=a3", "/png?u=a4")
+    ]
+    b = [candidate(hostile.url(p)) for p in ("/page?u=b1", "/to?u=/cp1252", "/private/page?u=b3")]
     return run, [write_unit(run, 0, a), write_unit(run, 1, b)], a + b
 
 
-def test_fetch_units_write_warc_and_log_per_unit(server, units):
+def test_fetch_units_write_warc_and_log_per_unit(hostile, units):
     run, paths, candidates = units
     results = run_fetch(paths, run)
     outcome = {r.candidate.url: r.outcome for r in results}
@@ -93,10 +83,10 @@ def test_fetch_units_write_warc_and_log_per_unit(server, units):
         fetched = {r["doc_id"] for r in rows if r["outcome"] == "fetched"}
         assert {r.doc_id for r in iter_responses(warc)} == fetched
     redirected = next(r for r in results if r.candidate.url.endswith("/to?u=/cp1252"))
-    assert redirected.final_url == server.url("/cp1252")
+    assert redirected.final_url == hostile.url("/cp1252")
     row = next(r for r in log_rows(unit_files(run, paths[1])[1]) if "cp1252" in r["url"])
     assert (row["final_url"], row["encoding"], row["status"]) == (
-        server.url("/cp1252"),
+        hostile.url("/cp1252"),
         "cp1252",
         200,
     )
@@ -105,24 +95,24 @@ def test_fetch_units_write_warc_and_log_per_unit(server, units):
     assert not any(n.endswith(".warc.gz") for n in os.listdir(os.path.join(run, "fetch")))
 
 
-def test_complete_units_are_replayed_not_refetched(server, units):
+def test_complete_units_are_replayed_not_refetched(hostile, units):
     run, paths, _ = units
     first = run_fetch(paths[:1], run)
-    page_requests = server.count("/page")
+    page_requests = hostile.count("/page")
     # unit 1 was killed after writing its WARC but before its log: it must be fetched again
     warc_b, log_b = unit_files(run, paths[1])
     WarcRecorder(warc_b).close()
     both = run_fetch(paths, run)
-    assert server.count("/page") == page_requests + 1  # b1 only; a1 came from the checkpoint
+    assert hostile.count("/page") == page_requests + 1  # b1 only; a1 came from the checkpoint
     assert {r for r in both if r.candidate in {f.candidate for f in first}} == set(first)
     assert os.path.exists(log_b) and len(log_rows(log_b)) == 3
     again = run_fetch(paths, run)
-    assert server.count("/page") == page_requests + 1
+    assert hostile.count("/page") == page_requests + 1
     assert set(again) == set(both)
     # a log without its WARC is not a usable checkpoint: that unit is fetched again
     os.remove(unit_files(run, paths[0])[0])
     assert set(run_fetch(paths, run)) - set(both)  # new fetch times for unit 0
-    assert server.count("/page") == page_requests + 2
+    assert hostile.count("/page") == page_requests + 2
     assert os.path.exists(unit_files(run, paths[0])[0])
 
 
@@ -134,10 +124,10 @@ def run_replay(candidates: list[Candidate], cfg, run: str) -> list[FetchResult]:
     return collect.load()
 
 
-def test_replay_from_recorded_warcs_equals_live(server, units, tmp_path):
+def test_replay_from_recorded_warcs_equals_live(hostile, units, tmp_path):
     run, paths, candidates = units
     live = run_fetch(paths, run)
-    missing = cand("http://not.recorded.example/x")
+    missing = candidate("http://not.recorded.example/x")
     cfg = replace(LIVE, backend="warc", warc_inputs=(os.path.join(run, "fetch", "*.warc.gz"),))
     replay_run = str(tmp_path / "replay")
     replayed = run_replay([*candidates, missing], cfg, replay_run)
@@ -161,7 +151,7 @@ def test_replay_picks_the_same_duplicate_whatever_the_file_order(tmp_path):
             headers = (("Content-Type", "text/html"),)
             rec.write(url, url, 200, "OK", headers, body, fetch_time=when)
             rec.write(url, url, 503, "Busy", headers, b"<html>busy</html>", fetch_time=when + 5)
-    c = cand(url)
+    c = candidate(url)
     records = [r for n in ("1", "2") for r in iter_responses(str(tmp_path / f"{n}.warc.gz"))]
     for order in (records, records[::-1], records[1:] + records[:1]):
         (r,) = _match((c.canonical_url, {"candidates": [c], "responses": order}), LIVE)

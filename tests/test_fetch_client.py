@@ -11,7 +11,7 @@ import pytest
 from pipeline.address_guard import Target, resolve_target
 from pipeline.http_client import Fetcher, HostGate, interleave_by_host, parse_retry_after
 from pipeline.records import Candidate
-from tests.hostile_server import CP1252, LATIN1, PAGE, HostileServer
+from tests.hostile_server import CP1252, LATIN1, PAGE
 from webtext.config import FetchConfig
 
 CFG = FetchConfig(
@@ -38,12 +38,6 @@ def cand(url: str) -> Candidate:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def server():
-    with HostileServer() as s:
-        yield s
-
-
 def fetch(url: str, cfg: FetchConfig = CFG, **kw):
     fetcher = Fetcher(cfg, **kw)
     try:
@@ -62,12 +56,12 @@ def fetch(url: str, cfg: FetchConfig = CFG, **kw):
         ("/gzip-page", PAGE, "utf-8"),  # gzip decoded
     ],
 )
-def test_html_pages_are_fetched_with_their_charset(server, path, body, encoding):
-    r = fetch(server.url(path))
+def test_html_pages_are_fetched_with_their_charset(hostile, path, body, encoding):
+    r = fetch(hostile.url(path))
     assert (r.outcome, r.status, r.content_type) == ("fetched", 200, "text/html")
     assert r.body == body
     assert r.encoding == encoding
-    assert r.final_url == server.url(path)
+    assert r.final_url == hostile.url(path)
     assert r.fetch_time > 0
 
 
@@ -87,9 +81,9 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("path,outcome", HOSTILE)
-def test_hostile_routes_end_quickly_with_their_outcome(server, path, outcome):
+def test_hostile_routes_end_quickly_with_their_outcome(hostile, path, outcome):
     start = time.monotonic()
-    r = fetch(server.url(path))
+    r = fetch(hostile.url(path))
     elapsed = time.monotonic() - start
     assert r.outcome == outcome, r.error
     assert r.body == b"" and r.error
@@ -97,47 +91,47 @@ def test_hostile_routes_end_quickly_with_their_outcome(server, path, outcome):
     assert elapsed < CFG.total_timeout_s + 1.0
 
 
-def test_slow_drip_is_not_retried_and_stops_at_total_timeout(server):
-    before = server.count("/slow")
+def test_slow_drip_is_not_retried_and_stops_at_total_timeout(hostile):
+    before = hostile.count("/slow")
     start = time.monotonic()
-    assert fetch(server.url("/slow")).outcome == "fetch.timeout"
+    assert fetch(hostile.url("/slow")).outcome == "fetch.timeout"
     assert time.monotonic() - start < CFG.total_timeout_s + 0.5
-    assert server.count("/slow") == before + 1
+    assert hostile.count("/slow") == before + 1
 
 
-def test_bomb_costs_at_most_the_cap(server):
+def test_bomb_costs_at_most_the_cap(hostile):
     cfg = replace(CFG, max_decompressed_bytes=9 * 1024 * 1024)  # the bomb is 8 MiB of zeros
     for kind in ("gzip", "deflate", "br"):
-        r = fetch(server.url(f"/{kind}-bomb"), cfg)
+        r = fetch(hostile.url(f"/{kind}-bomb"), cfg)
         assert r.outcome == "fetched" and len(r.body) == 8 * 1024 * 1024, r.error
 
 
 @pytest.mark.parametrize("route,status", [("/429", 429), ("/500", 500)])
-def test_retries_then_success(server, route, status):
+def test_retries_then_success(hostile, route, status):
     key = f"{route}-ok"
-    r = fetch(server.url(f"{route}?k={key}&n=2"))
+    r = fetch(hostile.url(f"{route}?k={key}&n=2"))
     assert r.outcome == "fetched"
-    assert server.count(f"{route}?{key}", key=True) - 1 == 3  # two failures, then the page
+    assert hostile.count(f"{route}?{key}", key=True) - 1 == 3  # two failures, then the page
 
 
 @pytest.mark.parametrize("route,status", [("/429", 429), ("/500", 500)])
-def test_retries_give_up_after_cfg_retries(server, route, status):
+def test_retries_give_up_after_cfg_retries(hostile, route, status):
     key = f"{route}-fail"
-    r = fetch(server.url(f"{route}?k={key}&n=99"))
+    r = fetch(hostile.url(f"{route}?k={key}&n=99"))
     assert (r.outcome, r.status) == (f"fetch.http_{status}", status)
-    assert server.count(f"{route}?{key}", key=True) - 1 == CFG.retries + 1
+    assert hostile.count(f"{route}?{key}", key=True) - 1 == CFG.retries + 1
 
 
-def test_retry_after_beyond_the_cap_is_not_retried(server):
-    r = fetch(server.url("/429?k=long&n=99&after=3600"))
+def test_retry_after_beyond_the_cap_is_not_retried(hostile):
+    r = fetch(hostile.url("/429?k=long&n=99&after=3600"))
     assert r.outcome == "fetch.http_429"
-    assert server.count("/429?long", key=True) - 1 == 1
+    assert hostile.count("/429?long", key=True) - 1 == 1
 
 
-def test_no_retry_on_404(server):
-    before = server.count("/404")
-    assert fetch(server.url("/404")).outcome == "fetch.http_404"
-    assert server.count("/404") == before + 1
+def test_no_retry_on_404(hostile):
+    before = hostile.count("/404")
+    assert fetch(hostile.url("/404")).outcome == "fetch.http_404"
+    assert hostile.count("/404") == before + 1
 
 
 def test_connection_refused_is_retried_then_recorded():
@@ -146,32 +140,32 @@ def test_connection_refused_is_retried_then_recorded():
     assert r.outcome == "fetch.connection"
 
 
-def test_robots_txt_fetched_once_per_origin_and_disallow_honoured(server):
+def test_robots_txt_fetched_once_per_origin_and_disallow_honoured(hostile):
     fetcher = Fetcher(CFG)
-    before = server.count("/robots.txt")
-    urls = [server.url(p) for p in ("/page", "/private/page", "/latin1", "/private/page")]
+    before = hostile.count("/robots.txt")
+    urls = [hostile.url(p) for p in ("/page", "/private/page", "/latin1", "/private/page")]
     results = fetcher.fetch_many([cand(u) for u in urls])
     assert [r.outcome for r in results] == ["fetched", "fetch.robots", "fetched", "fetch.robots"]
-    assert server.count("/robots.txt") == before + 1
-    ignoring = fetch(server.url("/private/page"), replace(CFG, respect_robots=False))
+    assert hostile.count("/robots.txt") == before + 1
+    ignoring = fetch(hostile.url("/private/page"), replace(CFG, respect_robots=False))
     assert ignoring.outcome == "fetched"
 
 
-def test_user_agent_from_config(server):
-    fetch(server.url("/page"), replace(CFG, user_agent="my-crawler/2.0 (+mail)"))
-    assert "my-crawler/2.0 (+mail)" in server.agents
+def test_user_agent_from_config(hostile):
+    fetch(hostile.url("/page"), replace(CFG, user_agent="my-crawler/2.0 (+mail)"))
+    assert "my-crawler/2.0 (+mail)" in hostile.agents
 
 
-def test_connects_to_the_checked_address_without_a_second_lookup(server):
+def test_connects_to_the_checked_address_without_a_second_lookup(hostile):
     """The name never resolves (.invalid), yet the request reaches the checked address."""
-    port = server.server_address[1]
+    port = hostile.server_address[1]
 
     def guard(host: str, p: int) -> Target:
         return Target(host=host, port=p, addresses=("127.0.0.1",))
 
     r = fetch(f"http://page.invalid:{port}/page", replace(CFG, respect_robots=False), guard=guard)
     assert r.outcome == "fetched", r.error
-    assert server.hosts[-1] == f"page.invalid:{port}"
+    assert hostile.hosts[-1] == f"page.invalid:{port}"
 
 
 @pytest.mark.parametrize(
@@ -185,54 +179,54 @@ def test_connects_to_the_checked_address_without_a_second_lookup(server):
         "http://10.0.0.1/",
     ],
 )
-def test_redirect_hops_are_checked_again(server, location):
+def test_redirect_hops_are_checked_again(hostile, location):
     """The test server is let through; each redirect target must pass the real guard."""
-    port = server.server_address[1]
+    port = hostile.server_address[1]
 
     def guard(host: str, p: int) -> Target:
         if (host, p) == ("127.0.0.1", port):
             return Target(host=host, port=p, addresses=("127.0.0.1",))
         return resolve_target(host, p, allow_private=False)
 
-    before = server.count("/page")
-    url = server.url("/to?u=" + location.format(port=port))
+    before = hostile.count("/page")
+    url = hostile.url("/to?u=" + location.format(port=port))
     for robots in (True, False):
         r = fetch(
             url, replace(CFG, allow_private_addresses=False, respect_robots=robots), guard=guard
         )
         assert r.outcome == "fetch.blocked_address", r.error
-    assert server.count("/page") == before  # the private target was never contacted
+    assert hostile.count("/page") == before  # the private target was never contacted
 
 
-def test_private_start_url_blocked_by_default(server):
-    r = fetch(server.url("/page"), replace(CFG, allow_private_addresses=False))
+def test_private_start_url_blocked_by_default(hostile):
+    r = fetch(hostile.url("/page"), replace(CFG, allow_private_addresses=False))
     assert r.outcome == "fetch.blocked_address"
 
 
-def test_requests_overlap(server):
+def test_requests_overlap(hostile):
     """20 requests of 0.3 s each take far less than 20 * 0.3 s."""
     cfg = replace(CFG, per_host_concurrency=20, concurrency=20)
     fetcher = Fetcher(cfg)
     start = time.monotonic()
-    results = fetcher.fetch_many([cand(server.url(f"/sleep?s=0.3&i={i}")) for i in range(20)])
+    results = fetcher.fetch_many([cand(hostile.url(f"/sleep?s=0.3&i={i}")) for i in range(20)])
     elapsed = time.monotonic() - start
     assert all(r.ok for r in results)
     assert elapsed < 2.0, elapsed  # serial would be 6 s
 
 
-def test_per_host_concurrency_and_delay(server):
+def test_per_host_concurrency_and_delay(hostile):
     fetcher = Fetcher(replace(CFG, per_host_concurrency=2, concurrency=10, respect_robots=False))
-    server.max_concurrent = 0
+    hostile.max_concurrent = 0
     start = time.monotonic()
-    results = fetcher.fetch_many([cand(server.url(f"/sleep?s=0.2&j={i}")) for i in range(6)])
+    results = fetcher.fetch_many([cand(hostile.url(f"/sleep?s=0.2&j={i}")) for i in range(6)])
     assert all(r.ok for r in results)
-    assert server.max_concurrent == 2
+    assert hostile.max_concurrent == 2
     assert time.monotonic() - start >= 3 * 0.2
 
     spaced = Fetcher(replace(CFG, per_host_delay_s=0.15, respect_robots=False))
-    mark = len(server.starts)
-    spaced.fetch_many([cand(server.url(f"/page?d={i}")) for i in range(4)])
-    starts = [t for _, t in server.starts[mark:]]
+    mark = len(hostile.starts)
+    spaced.fetch_many([cand(hostile.url(f"/page?d={i}")) for i in range(4)])
+    starts = [t for _, t in hostile.starts[mark:]]
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) == 3 and min(gaps) >= 0.13, gaps
 

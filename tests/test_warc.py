@@ -11,24 +11,11 @@ import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from dedup.urls import canonicalize, doc_id
 from pipeline.fetch import result_from_response
 from pipeline.http_client import Fetcher
-from pipeline.records import Candidate
 from pipeline.warc import ORIGINAL_ENCODING, WarcRecorder, iter_responses
-from tests.hostile_server import PAGE, HostileServer
+from tests.hostile_server import PAGE, candidate
 from tests.test_fetch_client import CFG
-
-
-def cand(url: str) -> Candidate:
-    canonical = canonicalize(url)
-    return Candidate(doc_id(canonical), canonical, url, "d", 3, 0, ())
-
-
-@pytest.fixture(scope="module")
-def server():
-    with HostileServer() as s:
-        yield s
 
 
 def record(exchanges, path):
@@ -41,10 +28,10 @@ def record(exchanges, path):
             )  # fmt: skip
 
 
-def test_record_and_replay_give_equal_results(server, tmp_path):
+def test_record_and_replay_give_equal_results(hostile, tmp_path):
     paths = ["/page", "/latin1", "/cp1252", "/gzip-page", "/noctype"]
-    redirect = server.url("/to?u=" + server.url("/latin1"))
-    candidates = [cand(server.url(p)) for p in paths] + [cand(redirect)]
+    redirect = hostile.url("/to?u=" + hostile.url("/latin1"))
+    candidates = [candidate(hostile.url(p)) for p in paths] + [candidate(redirect)]
     exchanges = Fetcher(CFG).exchanges(candidates)
     assert all(e.result.ok for e in exchanges)
     path = str(tmp_path / "x.warc.gz")
@@ -60,9 +47,9 @@ def test_record_and_replay_give_equal_results(server, tmp_path):
         assert resp.doc_id == live.candidate.doc_id
         assert result_from_response(live.candidate, resp, CFG) == live
     # the redirect: recorded under the final URL, linked to the requested one
-    assert by_requested[redirect].target_uri == server.url("/latin1")
+    assert by_requested[redirect].target_uri == hostile.url("/latin1")
     # decoded body stored; the wire's encoding kept aside
-    gz = by_requested[server.url("/gzip-page")]
+    gz = by_requested[hostile.url("/gzip-page")]
     assert gz.body == PAGE and gz.header(ORIGINAL_ENCODING) == "gzip"
     assert gz.header("content-encoding") == ""
 
@@ -109,7 +96,7 @@ def test_foreign_records_get_the_live_rules(tmp_path):
         ],
     )  # fmt: skip
     got = {
-        r.target_uri.rsplit("/", 1)[1]: result_from_response(cand(r.target_uri), r, CFG)
+        r.target_uri.rsplit("/", 1)[1]: result_from_response(candidate(r.target_uri), r, CFG)
         for r in iter_responses(path, max_body=CFG.max_bytes)
     }
     assert (got["gz"].outcome, got["gz"].body, got["gz"].encoding) == ("fetched", html, "koi8-r")
@@ -118,8 +105,8 @@ def test_foreign_records_get_the_live_rules(tmp_path):
     assert got["big"].outcome == "fetch.too_large"
     assert (got["gone"].outcome, got["gone"].status) == ("fetch.http_404", 404)
     small = replace(CFG, max_decompressed_bytes=10)
-    assert result_from_response(cand("http://a.example/gz"), next(iter_responses(path)), small) \
-        .outcome == "fetch.decompression_bomb"  # fmt: skip
+    bomb = result_from_response(candidate("http://a.example/gz"), next(iter_responses(path)), small)
+    assert bomb.outcome == "fetch.decompression_bomb"
 
 
 def test_checkpoint_level_trades_size_for_speed_and_reads_back(tmp_path):
