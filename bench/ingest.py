@@ -19,7 +19,8 @@ The peers are single-process loops over the same pages, each page once:
   writing. Its gap to ``loop`` is the per-page cost of our settings; the pipeline's gap to it
   is the cost of the pipeline.
 
-Each loop runs before and after the pipelines and the mean is used, since the machine is shared.
+Each peer runs before the pipelines and again after each of them, and the means are used: the
+shared machine's speed drifts by 20-30% over minutes.
 CPU time is reported beside wall time, as it is less disturbed by other work on the machine: the
 loops' CPU ms per page, and the pages phase's (start-up included, every process: driver with the
 page server, Beam workers, sandboxes) per page; ``cpu_ratio`` is what the 2-worker ratio would
@@ -220,7 +221,7 @@ def main() -> None:
                 f"({n} URLs, {docs} documents written, pages phase {seconds:.1f} s), "
                 f"pages phase CPU {phase_ms[workers]:.1f} ms/page"
             )
-    run_loops()
+            run_loops()
     loop = statistics.mean(rates["loop"])
     ours = statistics.mean(rates["settings loop"])
     loop_ms = statistics.mean(cpu_ms["loop"])
