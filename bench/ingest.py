@@ -37,8 +37,9 @@ extraction children about 52 (our settings alone in one process: 34-50), Beam wo
 10 (HTTP client 1.8, the WARC checkpoint 1.5 at gzip level 3, Beam's coders 1.4, the rest
 Beam's bundle processing, start-up imports and shard writing), the driver with the page
 server and Beam's runner 3-4. Start-up is about 6.5 s of wall time and 10 s of CPU per phase.
-The extraction children cost more per page than the same code alone because both cores are
-busy: the process pool shows the same effect, at 1.8x the loop rather than 2x.
+The extraction children cost more per page than the same code alone on an idle core. The pool
+measured 1.8-2.3x the loop: above 2x, the loop in this process (which has run Beam) is slower
+per page than forked children, so ratios to the loop carry about 15% of noise on this machine.
 
     python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2]
 
