@@ -80,18 +80,19 @@ def save_checkpoint(directory: str | Path, state: dict[str, Any], keep: int = 2)
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
     """The file ``latest.json`` names, or None when the directory has no checkpoint yet."""
-    pointer = Path(directory) / POINTER
-    if not pointer.exists():
-        return None
-    return Path(directory) / _read_pointer(pointer)["file"]
+    data = _pointer(directory)
+    return None if data is None else Path(directory) / data["file"]
 
 
 def latest_step(directory: str | Path) -> int | None:
     """The step of the latest checkpoint (from ``latest.json``), or None when there is none."""
+    data = _pointer(directory)
+    return None if data is None else int(data.get("step", 0))
+
+
+def _pointer(directory: str | Path) -> dict[str, Any] | None:
     pointer = Path(directory) / POINTER
-    if not pointer.exists():
-        return None
-    return int(_read_pointer(pointer).get("step", 0))
+    return _read_pointer(pointer) if pointer.exists() else None
 
 
 def _read_pointer(pointer: Path) -> dict[str, Any]:
