@@ -197,13 +197,13 @@ def read_lm(
     name = str(path)
     if is_jsonl(path):
         docs = []
-        for lineno, obj in json_objects(str(path), EvalInputError):
+        for lineno, obj in json_objects(path, EvalInputError):
             text = _text_field(obj, f"{name}:{lineno}")
             docs.append(_document(name, [f"{name}:{lineno}"], [text], detok))
         if not docs:
             raise EvalInputError(f"{name}: no examples")
         return docs
-    text = read_utf8(str(path), EvalInputError)
+    text = read_utf8(path, EvalInputError)
     if not text.strip():
         raise EvalInputError(f"{name}: empty text")
     pieces = _pieces(text, unit)
@@ -224,7 +224,7 @@ def read_lambada(path: str | Path) -> list[LambadaExample]:
     across that space either, so nothing changes for ordinary words).
     """
     out = []
-    for lineno, obj in json_objects(str(path), EvalInputError):
+    for lineno, obj in json_objects(path, EvalInputError):
         where = f"{path}:{lineno}"
         text = _text_field(obj, where).rstrip()
         cut = text.rfind(" ")
@@ -245,7 +245,7 @@ def read_cbt(path: str | Path, placeholder: str = "XXXXX") -> list[ClozeExample]
     is scored once per candidate (the shared part cancels out of the comparison).
     """
     out = []
-    for lineno, obj in json_objects(str(path), EvalInputError):
+    for lineno, obj in json_objects(path, EvalInputError):
         where = f"{path}:{lineno}"
         context = obj.get("context")
         if isinstance(context, list) and all(isinstance(s, str) for s in context):

@@ -8,16 +8,17 @@ and a bad task file an EvalInputError, with the same wording.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
 from webtext import storage
 
 
-def read_utf8(path: str, error: type[Exception]) -> str:
+def read_utf8(path: str | os.PathLike, error: type[Exception]) -> str:
     """The whole file as text."""
     try:
-        return storage.read_bytes(path).decode("utf-8")
+        return storage.read_bytes(os.fspath(path)).decode("utf-8")
     except FileNotFoundError as e:
         raise error(f"{path}: no such file") from e
     except UnicodeDecodeError as e:
@@ -26,7 +27,9 @@ def read_utf8(path: str, error: type[Exception]) -> str:
         raise error(f"{path}: cannot read ({e})") from e
 
 
-def json_objects(path: str, error: type[Exception]) -> Iterator[tuple[int, dict[str, Any]]]:
+def json_objects(
+    path: str | os.PathLike, error: type[Exception]
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line; a line that is not a JSON object
     raises ``error`` naming the file and line."""
     for lineno, line in enumerate(read_utf8(path, error).splitlines(), 1):
