@@ -23,8 +23,8 @@ Each peer runs before the pipelines and again after each of them, and the means 
 shared machine's speed drifts by 20-30% over minutes.
 CPU time is reported beside wall time, as it is less disturbed by other work on the machine: the
 loops' CPU ms per page, and the pages phase's (start-up included, every process: driver with the
-page server, Beam workers, sandboxes) per page; ``cpu_ratio`` is what the 2-worker ratio would
-be if two otherwise idle cores were kept busy all along, ``2 x loop CPU/page / pages phase
+page server, Beam workers, sandboxes) per page; ``cpu_ratio`` is what the N-worker ratio would
+be if N otherwise idle cores were kept busy all along, ``N x loop CPU/page / pages phase
 CPU/page``.
 
 A third peer bounds what the machine allows: ``trafilatura.extract`` in a process pool of as
@@ -240,17 +240,17 @@ def main() -> None:
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"driver peak RSS: {peak_mb:.0f} MB")
-    last = pipeline[args.workers[-1]]
-    cpu_ratio = 2 * loop_ms / phase_ms[args.workers[-1]]
+    last, last_ms = pipeline[processes], phase_ms[processes]
+    cpu_ratio = processes * loop_ms / last_ms
     print(
         f"ingest_speed: ratio={last / loop:.2f} pipeline_pages_per_s={last:.1f} "
         f"loop_pages_per_s={loop:.1f} settings_ratio={last / ours:.2f} "
         f"pool_ratio={pool / loop:.2f} of_pool={last / pool:.2f} "
-        f"cpu_ratio={cpu_ratio:.2f} pipeline_cpu_ms_per_page={phase_ms[args.workers[-1]]:.1f} "
+        f"cpu_ratio={cpu_ratio:.2f} pipeline_cpu_ms_per_page={last_ms:.1f} "
         f"loop_cpu_ms_per_page={loop_ms:.1f} settings_loop_cpu_ms_per_page={ours_ms:.1f} "
         f"settings_loop_pages_per_s={ours:.1f} "
         f"one_worker_pages_per_s={pipeline.get(1, float('nan')):.1f} "
-        f"workers={args.workers[-1]} pages={n} peak_mb={peak_mb:.0f}"
+        f"workers={processes} pages={n} peak_mb={peak_mb:.0f}"
     )
 
 
