@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.metrics import read_metrics
+from trainer.model import named_config
 from trainer.tokens import write_token_file
 from trainer.train import train
 from webtext.config import JobConfig, ModelConfig, TrainConfig
@@ -72,7 +73,7 @@ def main() -> None:
         ),
     )
     with tempfile.TemporaryDirectory() as tmp:
-        block = args.block_size or 1024
+        block = args.block_size or named_config(args.model).block_size
         tokens = random_tokens(
             Path(tmp) / "tokens", steps * args.batch_size * (block + 1) * 2, args.vocab_size
         )
