@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from trainer import precision
 from trainer.metrics import flops_per_token, mfu, peak_flops
 from trainer.model import GPT, GPTConfig
 
@@ -70,9 +71,7 @@ def main() -> None:
     opt = raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
     model = torch.compile(raw, mode=args.compile_mode) if args.compile else raw
     dtype = getattr(torch, args.dtype)
-    autocast: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if dtype != torch.float32:
-        autocast = torch.autocast(device.type, dtype=dtype)
+    autocast = precision.autocast(device, dtype)
     x = torch.randint(0, cfg.vocab_size, (args.batch_size, cfg.block_size), device=device)
     y = torch.randint(0, cfg.vocab_size, (args.batch_size, cfg.block_size), device=device)
 

@@ -24,7 +24,6 @@ prefix is run once and its cache copied to every candidate (:func:`score_cloze`)
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from torch.nn import functional as F
 
 from trainer.eval_tasks import ClozeExample, EvalInputError, LambadaExample, LMDocument
 from trainer.model import GPT, KVCache
+from trainer.precision import autocast, compute_dtype
 
 LN2 = math.log(2)
 
@@ -99,20 +99,6 @@ def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
     return t.ln_f(x)
 
 
-def autocast_dtype(device: torch.device | str, dtype: str = "auto") -> torch.dtype | None:
-    """bfloat16 on CUDA for ``auto`` (and anywhere for ``bfloat16``); None: no autocast."""
-    if dtype == "float32" or (dtype == "auto" and torch.device(device).type != "cuda"):
-        return None
-    return torch.bfloat16
-
-
-def autocast(device: torch.device | str, dtype: str = "auto") -> contextlib.AbstractContextManager:
-    d = autocast_dtype(device, dtype)
-    if d is None:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=d)
-
-
 def _batches(requests: Sequence[Request], batch_size: int) -> Iterator[list[int]]:
     """Request indices in batches of similar length (longest first: least padding)."""
     order = sorted(range(len(requests)), key=lambda i: -len(requests[i].ids))
@@ -153,7 +139,7 @@ def score(
             cols.extend(range(start, len(r.ids) - 1))
             targets.extend(r.ids[-r.n :])
         x = x.to(device)
-        with autocast(device, dtype):
+        with autocast(device, compute_dtype(dtype, device)):
             h = hidden_states(model, x)  # (B, T, C)
             at_rows = torch.as_tensor(rows, device=device)
             at_cols = torch.as_tensor(cols, device=device)
@@ -306,8 +292,8 @@ def cloze_logprobs(
     its key/value cache is copied to one row per candidate."""
     device = model.transformer.wte.weight.device
     cfg = model.config
-    cache_dtype = autocast_dtype(device, dtype) or model.transformer.wte.weight.dtype
-    with autocast(device, dtype):
+    cache_dtype = compute_dtype(dtype, device)
+    with autocast(device, cache_dtype):
         one = KVCache(cfg, 1, cfg.block_size, device, cache_dtype)
         logits, _ = model(torch.as_tensor([prefix], device=device), cache=one)
         first = F.log_softmax(logits[0, -1].float(), dim=-1)  # (V,)
