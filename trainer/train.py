@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from trainer import precision
 from trainer.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -117,13 +118,6 @@ def resolve_device(cfg: TrainConfig, dist: DistInfo) -> torch.device:
     if cfg.device == "cuda" and dist.enabled:
         return torch.device(f"cuda:{dist.local_rank}")
     return torch.device(cfg.device)
-
-
-def resolve_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
-    """bfloat16 autocast on CUDA, float32 on CPU, unless the config names one."""
-    if cfg.dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, cfg.dtype)
 
 
 def init_distributed(device_type: str) -> DistInfo:
@@ -268,7 +262,7 @@ def _train(
 ) -> TrainResult:
     cfg = job.train
     device = resolve_device(cfg, dist)
-    dtype = resolve_dtype(cfg, device)
+    dtype = precision.compute_dtype(cfg.dtype, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 on Ampere+ for fp32 matmuls
         torch.backends.cudnn.allow_tf32 = True
@@ -326,11 +320,7 @@ def _train(
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
-    autocast: Any = (
-        torch.autocast(device.type, dtype=dtype)
-        if dtype != torch.float32
-        else contextlib.nullcontext()
-    )
+    autocast = precision.autocast(device, dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     tokens_per_step = accum * per_micro
@@ -414,7 +404,12 @@ def _train(
                     scaler.scale(loss / accum).backward()
                 loss_sum += loss.detach().float()
             train_data.advance(accum)
-            step_loss = float(_all_mean(loss_sum / accum, dist).item())
+            figures = [_all_mean(loss_sum / accum, dist)]
+            scaler.unscale_(optimizer)
+            if cfg.grad_clip > 0:
+                figures.append(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).float())
+            step_loss, *norm = torch.stack(figures).tolist()  # one wait for the device, not two
+            grad_norm = norm[0] if norm else None
             if not math.isfinite(step_loss):
                 last = latest_checkpoint(out)
                 raise TrainingDiverged(
@@ -422,12 +417,6 @@ def _train(
                     f"optimiser step. Last good checkpoint: {last or 'none yet'}. Lower "
                     "train.lr, raise warmup_steps or check the data, then --resume."
                 )
-            scaler.unscale_(optimizer)
-            grad_norm = (
-                float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
-                if cfg.grad_clip > 0
-                else None
-            )
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
