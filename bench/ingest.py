@@ -32,14 +32,23 @@ many processes as the pipeline has workers (pages pickled to them, as the pipeli
 to its extraction children). ``of_pool`` is the pipeline's share of it.
 
 Where the time goes (2026-11-27, the shared 2-core machine, whose speed drifts by 20-30%
-between runs; CPU ms per corpus page of 144 KB, pages phase with 2 workers, split by process):
-extraction children about 52 (our settings alone in one process: 34-50), Beam workers about
-10 (HTTP client 1.8, the WARC checkpoint 1.5 at gzip level 3, Beam's coders 1.4, the rest
-Beam's bundle processing, start-up imports and shard writing), the driver with the page
-server and Beam's runner 3-4. Start-up is about 6.5 s of wall time and 10 s of CPU per phase.
-The extraction children cost more per page than the same code alone on an idle core. The pool
-measured 1.8-2.3x the loop: above 2x, the loop in this process (which has run Beam) is slower
-per page than forked children, so ratios to the loop carry about 15% of noise on this machine.
+between runs; CPU ms per corpus page of 144 KB, pages phase with 2 workers, split by process,
+read from /proc every 0.5 s by a separate sampler): extraction children 47-51 (our settings alone in one process:
+44-49 that day), Beam workers 7-8 (HTTP client, the WARC checkpoint at gzip level 3, Beam's
+coders and bundle processing, start-up imports, shard writing), the driver with the page server
+and Beam's runner about 2. The cores are busy 97-100% of the time except at three points:
+* the start (about 3 s): the driver builds and submits the job on one core, then the workers
+  and the sandboxes import;
+* the tail: FnApiRunner splits a stage's input into one fixed part per worker (round robin over
+  the units, 24 and 25 of them here), so the worker whose units hold more work runs alone at the
+  end: 2-15 s in six runs, 4 s typically. Smaller units did not even it out (25 URLs: 2 and
+  6 s); at real scale, thousands of units per worker, it averages away;
+* the stages after extraction (shard writing, the manifest): about 2 s.
+The page server listens with a backlog of 128: with socketserver's default of 5 the fetchers'
+bursts of connections overflowed it, dropped SYNs stalled whole units for the kernel's 1 s
+retransmission timeout, and the ratio read 1.54 where it now reads 1.58-1.69.
+The pool measured 1.9-2.2x the loop: above 2x, the loop in this process was slower per page
+than forked children in that run, so ratios to the loop carry about 15% of noise here.
 
     python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2]
 
