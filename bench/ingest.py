@@ -33,10 +33,11 @@ to its extraction children). ``of_pool`` is the pipeline's share of it.
 
 Where the time goes (2026-11-27, the shared 2-core machine, whose speed drifts by 20-30%
 between runs; CPU ms per corpus page of 144 KB, pages phase with 2 workers, split by process,
-read from /proc every 0.5 s by a separate sampler): extraction children 47-51 (our settings alone in one process:
-44-49 that day), Beam workers 7-8 (HTTP client, the WARC checkpoint at gzip level 3, Beam's
-coders and bundle processing, start-up imports, shard writing), the driver with the page server
-and Beam's runner about 2. The cores are busy 97-100% of the time except at three points:
+read from /proc every 0.5 s by a separate sampler): extraction children 47-51 (our settings
+alone in one process: 44-49 that day), Beam workers 7-8 (HTTP client, the WARC checkpoint at
+gzip level 3, Beam's coders and bundle processing, start-up imports, shard writing), the driver
+with the page server and Beam's runner about 2. The cores are busy 97-100% of the time except
+at three points:
 * the start (about 3 s): the driver builds and submits the job on one core, then the workers
   and the sandboxes import;
 * the tail: FnApiRunner splits a stage's input into one fixed part per worker (round robin over
