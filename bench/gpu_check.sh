@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one call on a CUDA machine whose python3 has torch (the device tool's):
 # the CUDA tests, then GPT-2 124M (context 1024, bf16) through the bare training step
-# (bench/train_speed.py) eager and compiled, and through the whole training loop
+# (bench/train_speed.py) eager and compiled, compiled with the plain full-logits loss as the
+# fused head loss's peer, and through the whole training loop
 # (bench/train_loop_speed.py). Logs go to $OUT (or /tmp/gpu_check).
 set -u
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -16,7 +17,8 @@ tail -n 15 "$out/pytest.txt"
 
 gpt2=(--device cuda --dtype bfloat16 --n-layer 12 --n-head 12 --n-embd 768 --block-size 1024
       --steps 20 --warmup 5)
-runs=("--batch-size 16" "--batch-size 16 --compile" "--batch-size 32 --compile")
+runs=("--batch-size 16" "--batch-size 16 --compile" "--batch-size 32 --compile"
+      "--batch-size 32 --compile --loss plain")
 for i in "${!runs[@]}"; do
     log="$out/train_speed_$i.txt"
     # shellcheck disable=SC2086

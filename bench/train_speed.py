@@ -2,6 +2,7 @@
 
     python bench/train_speed.py                      # CPU, the small config, 2 threads
     python bench/train_speed.py --compile            # the same through torch.compile
+    python bench/train_speed.py --loss plain         # the full-logits loss, for comparison
     python bench/train_speed.py --device cuda --dtype bfloat16 --compile \
         --n-layer 12 --n-head 12 --n-embd 768 --block-size 1024 --batch-size 16   # GPT-2 124M
 
@@ -19,6 +20,7 @@ import contextlib
 import time
 
 import torch
+from torch.nn import functional as F
 
 from trainer import precision
 from trainer.metrics import flops_per_token, mfu, peak_flops
@@ -51,6 +53,12 @@ def main() -> None:
         choices=["auto", "flash", "cudnn", "efficient", "math"],
         help="attention kernel (auto: PyTorch's choice; others are tried first)",
     )
+    p.add_argument(
+        "--loss",
+        default="fused",
+        choices=["fused", "plain"],
+        help="fused: the model's chunked head loss; plain: full logits, then F.cross_entropy",
+    )
     args = p.parse_args()
 
     torch.manual_seed(0)
@@ -69,7 +77,17 @@ def main() -> None:
     )
     raw = GPT(cfg).to(device)
     opt = raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
-    model = torch.compile(raw, mode=args.compile_mode) if args.compile else raw
+
+    def fused_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return raw(x, y)[1]
+
+    def plain_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits, _ = raw(x)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
+
+    loss_of = fused_loss if args.loss == "fused" else plain_loss
+    if args.compile:
+        loss_of = torch.compile(loss_of, mode=args.compile_mode)
     dtype = getattr(torch, args.dtype)
     autocast = precision.autocast(device, dtype)
     x = torch.randint(0, cfg.vocab_size, (args.batch_size, cfg.block_size), device=device)
@@ -77,7 +95,7 @@ def main() -> None:
 
     def step() -> float:
         with autocast:
-            _, loss = model(x, y)
+            loss = loss_of(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
         opt.step()
@@ -105,7 +123,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"{raw.num_params() / 1e6:.1f}M params, {name}, {args.dtype}, "
-        f"compile={args.compile and args.compile_mode}, "
+        f"compile={args.compile and args.compile_mode}, loss={args.loss}, "
         f"sdpa={args.sdpa}, threads={torch.get_num_threads()}: warm-up {warm_s:.1f} s, "
         f"{dt / args.steps * 1000:.0f} ms/step, peak {peak / 1e12:.2f} TFLOP/s"
     )
