@@ -23,8 +23,10 @@ import threading
 import time
 import zlib
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from tests.page_server import LocalServer
 
 DRIP_S = 0.2
 LOOP_LIMIT_S = 15.0
@@ -155,9 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"no such route")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(LocalServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.stopping = threading.Event()

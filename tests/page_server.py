@@ -8,10 +8,14 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class _Server(ThreadingHTTPServer):
-    # socketserver's default listen backlog is 5: a fetcher opening dozens of connections at
-    # once overflows it, and each dropped SYN stalls its connection for the kernel's 1 s
-    # retransmission timeout. Real web servers listen with backlogs in the hundreds.
+class LocalServer(ThreadingHTTPServer):
+    """The base of every test server here: a thread per connection, and a real listen backlog.
+
+    socketserver's default backlog is 5: a fetcher opening dozens of connections at once
+    overflows it, and each dropped SYN stalls its connection for the kernel's 1 s retransmission
+    timeout. Real web servers listen with backlogs in the hundreds.
+    """
+
     request_queue_size = 128
     daemon_threads = True
 
@@ -44,7 +48,7 @@ class PageServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = _Server(("127.0.0.1", 0), Handler)
+        self.httpd = LocalServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

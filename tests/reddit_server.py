@@ -25,9 +25,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.page_server import LocalServer
 
 CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "test-client-secret-do-not-log"
@@ -98,7 +100,7 @@ class RedditServer:
 
     def __enter__(self) -> RedditServer:
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd = LocalServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
