@@ -5,12 +5,15 @@
 
 Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEMA`, Parquet):
 
-* live: unit ``RUN/urls/part-00007.parquet`` writes ``RUN/fetch/part-00007.warc.gz`` (every
+* live: unit ``RUN/urls/part-00007.parquet`` writes ``RUN/fetch/part-00007.warc.zst`` (every
   fetched response, :mod:`pipeline.warc`) and THEN ``RUN/fetch/part-00007.log.parquet``, each
   atomically. The log marks the unit complete: a rerun replays a complete unit from its log and
   WARC (same FetchResults, no request), so a killed job refetches only unfinished units. The
-  WARCs are always written (they are the checkpoint); ``record_warc=False`` means they may be
-  removed once the shards manifest is committed (:func:`discard_unit_warcs`).
+  WARCs are always written (they are the checkpoint); with ``record_warc`` they are gzipped
+  (``.warc.gz``, for any WARC reader) and kept, else zstd-compressed (faster) and removed once
+  the shards manifest is committed (:func:`discard_unit_warcs`). A rerun looks for the
+  checkpoint under its own setting's name: turning ``record_warc`` over between a killed run
+  and its rerun refetches the finished units.
 * replay: ``RUN/fetch/replay/part-*.parquet``, written by :class:`WriteFetchLog` inside
   :class:`ReplayWarc`; its results are emitted only after the log is written, so the log is in
   the graph that feeds the commit step (Dask computes only what the last leaf needs).
@@ -35,7 +38,7 @@ from apache_beam.metrics import Metrics
 from pipeline import fetch_rules
 from pipeline.fetch_rules import FetchFailure
 from pipeline.records import Candidate, FetchResult, candidate_from_row
-from pipeline.warc import WarcResponse, iter_responses
+from pipeline.warc import CHECKPOINT, KEPT, WarcResponse, iter_responses
 from pipeline.write import WriteShards
 from webtext import storage
 from webtext.config import FetchConfig
@@ -77,20 +80,20 @@ def log_row(result: FetchResult, elapsed: float = 0.0) -> dict:
     }
 
 
-def unit_files(run_dir: str, unit_path: str) -> tuple[str, str]:
-    """(WARC, log) of a unit: ``part-00007.parquet`` -> ``RUN/fetch/part-00007.warc.gz``,
-    ``RUN/fetch/part-00007.log.parquet``."""
+def unit_files(run_dir: str, unit_path: str, record_warc: bool = False) -> tuple[str, str]:
+    """(WARC, log) of a unit: ``part-00007.parquet`` -> ``RUN/fetch/part-00007.warc.zst``
+    (``.warc.gz`` with ``record_warc``), ``RUN/fetch/part-00007.log.parquet``."""
     name = unit_path.rsplit("/", 1)[-1].split(".", 1)[0]
     fetch_dir = storage.join(run_dir, "fetch")
-    return storage.join(fetch_dir, f"{name}.warc.gz"), storage.join(
-        fetch_dir, f"{name}.log.parquet"
-    )
+    suffix = (KEPT if record_warc else CHECKPOINT).suffix
+    return storage.join(fetch_dir, name + suffix), storage.join(fetch_dir, f"{name}.log.parquet")
 
 
 def discard_unit_warcs(run_dir: str) -> int:
-    """Remove the unit WARC checkpoints (for ``record_warc=False`` after the commit)."""
+    """Remove the unit WARCs (for ``record_warc=False`` after the commit)."""
     fetch_dir = storage.join(run_dir, "fetch")
-    names = [n for n in storage.listdir(fetch_dir) if n.endswith(".warc.gz")]
+    suffixes = (KEPT.suffix, CHECKPOINT.suffix)
+    names = [n for n in storage.listdir(fetch_dir) if n.endswith(suffixes)]
     for name in names:
         storage.remove(storage.join(fetch_dir, name))
     return len(names)
@@ -141,7 +144,7 @@ class _FetchUnitFn(beam.DoFn):
         self.fetcher.close()
 
     def process(self, unit_path: str):
-        warc_path, log_path = unit_files(self.run_dir, unit_path)
+        warc_path, log_path = unit_files(self.run_dir, unit_path, self.cfg.record_warc)
         candidates = read_unit(unit_path)
         if storage.exists(log_path) and storage.exists(warc_path):
             try:
@@ -157,11 +160,11 @@ class _FetchUnitFn(beam.DoFn):
 
     def _fetch(self, candidates: list[Candidate], warc_path: str, log_path: str):
         from pipeline.http_client import Exchange
-        from pipeline.warc import CHECKPOINT_GZIP_LEVEL, KEPT_GZIP_LEVEL, WarcRecorder
+        from pipeline.warc import WarcRecorder
 
         start = time.monotonic()
-        level = KEPT_GZIP_LEVEL if self.cfg.record_warc else CHECKPOINT_GZIP_LEVEL
-        with WarcRecorder(warc_path, level) as recorder:
+        compression = KEPT if self.cfg.record_warc else CHECKPOINT
+        with WarcRecorder(warc_path, compression) as recorder:
 
             def record(e: Exchange) -> None:
                 r = e.result
@@ -228,7 +231,7 @@ def expand_warc_input(spec: str) -> list[str]:
         files = [i.path for i in infos if i.is_file and fnmatch.fnmatch(i.path, p)]
     elif fs.get_file_info(p).type == pafs.FileType.Directory:
         infos = fs.get_file_info(pafs.FileSelector(p, recursive=True))
-        suffixes = (".warc", ".warc.gz", ".arc", ".arc.gz")
+        suffixes = (".warc", ".warc.gz", ".warc.zst", ".arc", ".arc.gz")
         files = [i.path for i in infos if i.is_file and i.path.endswith(suffixes)]
     elif fs.get_file_info(p).type == pafs.FileType.File:
         files = [p]

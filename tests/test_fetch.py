@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 from dataclasses import replace
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow as pa
@@ -14,7 +15,7 @@ from apache_beam.testing.util import assert_that
 
 from pipeline.fetch import FetchUnits, ReplayWarc, _match, discard_unit_warcs, unit_files
 from pipeline.records import Candidate, FetchResult, candidate_to_row
-from pipeline.warc import WarcRecorder, iter_responses
+from pipeline.warc import CHECKPOINT, WarcRecorder, iter_responses
 from tests.hostile_server import PAGE, candidate
 from tests.test_fetch_client import CFG
 from webtext.shards import URL_SCHEMA, read_table, write_table
@@ -92,7 +93,19 @@ def test_fetch_units_write_warc_and_log_per_unit(hostile, units):
     )
     assert next(r for r in results if r.candidate.url.endswith("u=a1")).body == PAGE
     assert discard_unit_warcs(run) == 2
-    assert not any(n.endswith(".warc.gz") for n in os.listdir(os.path.join(run, "fetch")))
+    assert not any(".warc" in n for n in os.listdir(os.path.join(run, "fetch")))
+
+
+def test_recorded_warcs_are_gzipped_for_any_reader(hostile, units):
+    """With ``record_warc`` the unit WARCs are the user's: gzip, named ``.warc.gz``."""
+    run, paths, _ = units
+    run_fetch(paths, run, replace(LIVE, record_warc=True))
+    for unit in paths:
+        warc, log = unit_files(run, unit, record_warc=True)
+        assert warc.endswith(".warc.gz") and Path(warc).read_bytes()[:2] == b"\x1f\x8b"
+        fetched = {r["doc_id"] for r in log_rows(log) if r["outcome"] == "fetched"}
+        assert {r.doc_id for r in iter_responses(warc)} == fetched
+    assert not any(n.endswith(".warc.zst") for n in os.listdir(os.path.join(run, "fetch")))
 
 
 def test_complete_units_are_replayed_not_refetched(hostile, units):
@@ -101,7 +114,7 @@ def test_complete_units_are_replayed_not_refetched(hostile, units):
     page_requests = hostile.count("/page")
     # unit 1 was killed after writing its WARC but before its log: it must be fetched again
     warc_b, log_b = unit_files(run, paths[1])
-    WarcRecorder(warc_b).close()
+    WarcRecorder(warc_b, CHECKPOINT).close()
     both = run_fetch(paths, run)
     assert hostile.count("/page") == page_requests + 1  # b1 only; a1 came from the checkpoint
     assert {r for r in both if r.candidate in {f.candidate for f in first}} == set(first)
@@ -128,7 +141,7 @@ def test_replay_from_recorded_warcs_equals_live(hostile, units, tmp_path):
     run, paths, candidates = units
     live = run_fetch(paths, run)
     missing = candidate("http://not.recorded.example/x")
-    cfg = replace(LIVE, backend="warc", warc_inputs=(os.path.join(run, "fetch", "*.warc.gz"),))
+    cfg = replace(LIVE, backend="warc", warc_inputs=(os.path.join(run, "fetch", "*.warc.zst"),))
     replay_run = str(tmp_path / "replay")
     replayed = run_replay([*candidates, missing], cfg, replay_run)
     by_id = {r.candidate.doc_id: r for r in replayed}

@@ -94,7 +94,7 @@ def test_ingest_generated_pages_end_to_end(tmp_path):
     fetch_dir = tmp_path / "run" / "fetch"
     log_rows = [r for p in fetch_dir.glob("*.log.parquet") for r in pq.read_table(p).to_pylist()]
     assert len(log_rows) == result.urls.rows  # every URL has a recorded outcome
-    assert not list(fetch_dir.glob("*.warc.gz"))  # checkpoints gone: fetch.record_warc is off
+    assert not list(fetch_dir.glob("*.warc*"))  # checkpoints gone: fetch.record_warc is off
     report = json.loads((tmp_path / "run" / "dedup" / "report.json").read_text())
     assert report["removed"]["exact"] == 1  # the exact-dedup count reaches the dedup report
 

@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from warcio.statusandheaders import StatusAndHeaders
@@ -13,13 +14,20 @@ from warcio.warcwriter import WARCWriter
 
 from pipeline.fetch import result_from_response
 from pipeline.http_client import Fetcher
-from pipeline.warc import ORIGINAL_ENCODING, WarcRecorder, iter_responses
+from pipeline.warc import (
+    CHECKPOINT,
+    KEPT,
+    ORIGINAL_ENCODING,
+    WarcCompression,
+    WarcRecorder,
+    iter_responses,
+)
 from tests.hostile_server import PAGE, candidate
 from tests.test_fetch_client import CFG
 
 
-def record(exchanges, path):
-    with WarcRecorder(path) as rec:
+def record(exchanges, path, compression=KEPT):
+    with WarcRecorder(path, compression) as rec:
         for e in exchanges:
             r = e.result
             rec.write(
@@ -28,14 +36,15 @@ def record(exchanges, path):
             )  # fmt: skip
 
 
-def test_record_and_replay_give_equal_results(hostile, tmp_path):
+@pytest.mark.parametrize("compression", [KEPT, CHECKPOINT], ids=lambda c: c.codec)
+def test_record_and_replay_give_equal_results(hostile, tmp_path, compression):
     paths = ["/page", "/latin1", "/cp1252", "/gzip-page", "/noctype"]
     redirect = hostile.url("/to?u=" + hostile.url("/latin1"))
     candidates = [candidate(hostile.url(p)) for p in paths] + [candidate(redirect)]
     exchanges = Fetcher(CFG).exchanges(candidates)
     assert all(e.result.ok for e in exchanges)
-    path = str(tmp_path / "x.warc.gz")
-    record(exchanges, path)
+    path = str(tmp_path / f"x{compression.suffix}")
+    record(exchanges, path, compression)
 
     responses = list(iter_responses(path))
     assert len(responses) == len(candidates)
@@ -109,22 +118,61 @@ def test_foreign_records_get_the_live_rules(tmp_path):
     assert bomb.outcome == "fetch.decompression_bomb"
 
 
-def test_checkpoint_level_trades_size_for_speed_and_reads_back(tmp_path):
-    """Unit checkpoints (removed after the commit) are gzipped faster than kept WARCs; both
-    read back to the same bodies."""
-    from pipeline.warc import CHECKPOINT_GZIP_LEVEL, KEPT_GZIP_LEVEL
+def _members(path: str, compression: WarcCompression) -> list[bytes]:
+    """The file's gzip members or zstd frames, each decompressed."""
+    import zlib
 
-    assert CHECKPOINT_GZIP_LEVEL < KEPT_GZIP_LEVEL
-    bodies = [
-        (b"<p>page %d of a site about rivers and their bridges</p>" % i) * 300 for i in range(5)
-    ]
-    sizes = {}
-    for level in (CHECKPOINT_GZIP_LEVEL, KEPT_GZIP_LEVEL):
-        path = str(tmp_path / f"{level}.warc.gz")
-        with WarcRecorder(path, level) as rec:
-            for i, body in enumerate(bodies):
-                url = f"http://example.com/{i}"
-                rec.write(url, url, 200, "OK", (("Content-Type", "text/html"),), body)
-        assert [r.body for r in iter_responses(path)] == bodies
-        sizes[level] = os.path.getsize(path)
-    assert sizes[KEPT_GZIP_LEVEL] < sizes[CHECKPOINT_GZIP_LEVEL]
+    import zstandard
+
+    data, members = Path(path).read_bytes(), []
+    while data:
+        if compression.codec == "gzip":
+            d = zlib.decompressobj(zlib.MAX_WBITS + 16)
+        else:
+            d = zstandard.ZstdDecompressor().decompressobj()
+        members.append(d.decompress(data))
+        data = d.unused_data
+    return members
+
+
+BODIES = [(b"<p>page %d of a site about rivers and their bridges</p>" % i) * 300 for i in range(5)]
+
+
+@pytest.mark.parametrize("compression", [KEPT, CHECKPOINT], ids=lambda c: c.codec)
+def test_every_record_is_its_own_member_and_reads_back(tmp_path, compression):
+    """One gzip member (WARC/1.1 Annex D) or zstd frame (the IIPC warc-zstd draft) per record,
+    so a record can be read from its offset alone."""
+    path = str(tmp_path / f"a{compression.suffix}")
+    with WarcRecorder(path, compression) as rec:
+        for i, body in enumerate(BODIES):
+            url = f"http://example.com/{i}"
+            rec.write(url, url, 200, "OK", (("Content-Type", "text/html"),), body)
+    assert [r.body for r in iter_responses(path)] == BODIES
+    members = _members(path, compression)
+    assert len(members) == 1 + 2 * len(BODIES)  # warcinfo, then a request and a response each
+    assert all(m.startswith(b"WARC/1.") for m in members)
+    assert os.path.getsize(path) < sum(map(len, BODIES)) / 5
+
+
+def test_reads_zstd_warcs_with_a_dictionary_frame(tmp_path):
+    """The draft's other layout: a skippable frame holding the (here compressed) dictionary
+    the record frames were compressed with."""
+    import zstandard
+
+    plain = str(tmp_path / "plain.warc.zst")
+    with WarcRecorder(plain, CHECKPOINT) as rec:
+        for i, body in enumerate(BODIES * 40):
+            url = f"http://example.com/{i}"
+            rec.write(url, url, 200, "OK", (("Content-Type", "text/html"),), body)
+    records = _members(plain, CHECKPOINT)
+    dictionary = zstandard.train_dictionary(4096, records)
+    cctx = zstandard.ZstdCompressor(dict_data=dictionary)
+    packed = zstandard.ZstdCompressor().compress(dictionary.as_bytes())
+    path = tmp_path / "dict.warc.zst"
+    path.write_bytes(
+        b"\x5d\x2a\x4d\x18"
+        + len(packed).to_bytes(4, "little")
+        + packed
+        + b"".join(cctx.compress(r) for r in records)
+    )
+    assert [r.body for r in iter_responses(str(path))] == BODIES * 40

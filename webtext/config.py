@@ -99,7 +99,8 @@ class FetchConfig:
     record_warc: bool = False
     """Live backend: keep the per-unit WARCs (``RUN/fetch/part-*.warc.gz``) after the run, so
     extraction can be rerun without refetching. They are always written, as the resume
-    checkpoint; when False they are removed once the shards manifest is committed."""
+    checkpoint; when False they are written faster with zstd (``part-*.warc.zst``) and removed
+    once the shards manifest is committed."""
     concurrency: int = 32
     """Requests in flight per worker (fetching waits on the network, not the CPU)."""
     per_host_concurrency: int = 2
