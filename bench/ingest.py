@@ -19,8 +19,11 @@ The peers are single-process loops over the same pages, each page once:
   writing. Its gap to ``loop`` is the per-page cost of our settings; the pipeline's gap to it
   is the cost of the pipeline.
 
-Each peer runs before the pipelines and again after each of them, and the means are used: the
-shared machine's speed drifts by 20-30% over minutes.
+Each peer runs before the pipelines and again after each of them: the shared machine's speed
+drifts by 20-45% over minutes. The 2-worker pipeline (the last of ``--workers``) runs
+``--repeats`` times; each run's ratio is to the mean of the loops just before and just after
+it, and ``ratio`` is the median of those, so that one run in a slow or fast spell of the machine
+does not decide the figure (``min_ratio`` and ``max_ratio`` show the spread).
 CPU time is reported beside wall time, as it is less disturbed by other work on the machine: the
 loops' CPU ms per page, and the pages phase's (start-up included, every process: driver with the
 page server, Beam workers, sandboxes) per page; ``cpu_ratio`` is what the N-worker ratio would
@@ -48,14 +51,18 @@ at three points:
 The page server listens with a backlog of 128: with socketserver's default of 5 the fetchers'
 bursts of connections overflowed it, dropped SYNs stalled whole units for the kernel's 1 s
 retransmission timeout. The ratio read 1.54 before that fix and 1.69, 1.58 and 1.38 after it
-(the last with a loop that sped up by 45% within the run).
+(the last with a loop that sped up by 45% within the run). It also speaks HTTP/1.1 with
+keep-alive, as real servers do: with HTTP/1.0 every page cost a new connection (a server thread,
+a socket and a connect in the fetcher), 2 CPU ms per page of the driver and the Beam workers.
+The fetch checkpoints are zstd WARCs (0.5 ms a page; gzip level 3 took 1.6-2.5 ms): with
+both, three 2-worker runs read 1.43, 1.71 and 1.67.
 The pool measured 1.9-2.2x the loop: above 2x, the loop in this process was slower per page
 than forked children in that run, so ratios to the loop carry about 15% of noise here.
 
-    python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2]
+    python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2] [--repeats 3]
 
 Last line: ``ingest_speed: ratio=... pipeline_pages_per_s=... loop_pages_per_s=...`` where
-``ratio`` is the 2-worker pipeline (the last of ``--workers``) over ``loop``.
+``ratio`` is the median ratio of the 2-worker runs to their neighbouring loops.
 """
 
 from __future__ import annotations
@@ -198,6 +205,9 @@ def main() -> None:
         "--unit-urls", type=int, default=50, help="URLs per fetch unit (output.unit_urls)"
     )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of the last --workers, each between loops"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -205,7 +215,6 @@ def main() -> None:
     loops = {"loop": default_extract(), "settings loop": settings_extract()}
     rates: dict[str, list[float]] = {name: [] for name in loops}
     cpu_ms: dict[str, list[float]] = {name: [] for name in loops}
-
     pool_rates: list[float] = []
     processes = args.workers[-1]
 
@@ -218,22 +227,37 @@ def main() -> None:
         pool_rates.append(pool_pages_per_s(pages, processes))
         print(f"{processes}-process pool: {pool_rates[-1]:.1f} pages/s")
 
+    def neighbours(series: list[float]) -> float:
+        """The mean of the last two measurements: the ones just before and after a run."""
+        return statistics.mean(series[-2:])
+
     run_loops()
     n = len(pages) * args.copies
-    pipeline: dict[int, float] = {}
-    phase_ms: dict[int, float] = {}
+    runs = [*args.workers[:-1], *[processes] * args.repeats]
+    pipeline: dict[int, list[float]] = {w: [] for w in args.workers}
+    phase_ms: dict[int, list[float]] = {w: [] for w in args.workers}
+    ratios, of_pool, settings_ratios = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in args.workers:
+        for i, workers in enumerate(runs):
+            run_tmp = Path(tmp) / f"run{i}"
+            run_tmp.mkdir()
             seconds, cpu, docs = pipeline_seconds(
-                pages, args.copies, workers, args.unit_urls, Path(tmp)
+                pages, args.copies, workers, args.unit_urls, run_tmp
             )
-            pipeline[workers], phase_ms[workers] = n / seconds, 1000 * cpu / n
+            rate = n / seconds
+            pipeline[workers].append(rate)
+            phase_ms[workers].append(1000 * cpu / n)
             print(
-                f"pipeline, {workers} worker(s): {pipeline[workers]:.1f} pages/s "
+                f"pipeline, {workers} worker(s): {rate:.1f} pages/s "
                 f"({n} URLs, {docs} documents written, pages phase {seconds:.1f} s), "
-                f"pages phase CPU {phase_ms[workers]:.1f} ms/page"
+                f"pages phase CPU {phase_ms[workers][-1]:.1f} ms/page"
             )
             run_loops()
+            if workers == processes:
+                ratios.append(rate / neighbours(rates["loop"]))
+                settings_ratios.append(rate / neighbours(rates["settings loop"]))
+                of_pool.append(rate / neighbours(pool_rates))
+                print(f"  {ratios[-1]:.2f}x the loops just before and after it")
     loop = statistics.mean(rates["loop"])
     ours = statistics.mean(rates["settings loop"])
     loop_ms = statistics.mean(cpu_ms["loop"])
@@ -244,24 +268,29 @@ def main() -> None:
     )
     pool = statistics.mean(pool_rates)
     print(f"{processes}-process pool: {pool:.1f} pages/s, {pool / loop:.2f}x the loop")
-    for workers, rate in pipeline.items():
+    for workers, rates_w in pipeline.items():
+        rate = statistics.median(rates_w)
         print(
-            f"pipeline, {workers} worker(s): {rate / loop:.2f}x the loop, "
-            f"{rate / ours:.2f}x the settings loop, {rate / pool:.2f}x the pool"
+            f"pipeline, {workers} worker(s), median of {len(rates_w)}: {rate:.1f} pages/s, "
+            f"{rate / loop:.2f}x the mean loop, {rate / ours:.2f}x the settings loop, "
+            f"{rate / pool:.2f}x the pool"
         )
+    print("ratios of each run to its neighbouring loops: " + ", ".join(f"{r:.2f}" for r in ratios))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"driver peak RSS: {peak_mb:.0f} MB")
-    last, last_ms = pipeline[processes], phase_ms[processes]
+    last_ms = statistics.median(phase_ms[processes])
     cpu_ratio = processes * loop_ms / last_ms
+    one = statistics.median(pipeline[1]) if pipeline.get(1) else float("nan")
     print(
-        f"ingest_speed: ratio={last / loop:.2f} pipeline_pages_per_s={last:.1f} "
-        f"loop_pages_per_s={loop:.1f} settings_ratio={last / ours:.2f} "
-        f"pool_ratio={pool / loop:.2f} of_pool={last / pool:.2f} "
-        f"cpu_ratio={cpu_ratio:.2f} pipeline_cpu_ms_per_page={last_ms:.1f} "
-        f"loop_cpu_ms_per_page={loop_ms:.1f} settings_loop_cpu_ms_per_page={ours_ms:.1f} "
-        f"settings_loop_pages_per_s={ours:.1f} "
-        f"one_worker_pages_per_s={pipeline.get(1, float('nan')):.1f} "
-        f"workers={processes} pages={n} peak_mb={peak_mb:.0f}"
+        f"ingest_speed: ratio={statistics.median(ratios):.2f} "
+        f"pipeline_pages_per_s={statistics.median(pipeline[processes]):.1f} "
+        f"loop_pages_per_s={loop:.1f} min_ratio={min(ratios):.2f} max_ratio={max(ratios):.2f} "
+        f"settings_ratio={statistics.median(settings_ratios):.2f} pool_ratio={pool / loop:.2f} "
+        f"of_pool={statistics.median(of_pool):.2f} cpu_ratio={cpu_ratio:.2f} "
+        f"pipeline_cpu_ms_per_page={last_ms:.1f} loop_cpu_ms_per_page={loop_ms:.1f} "
+        f"settings_loop_cpu_ms_per_page={ours_ms:.1f} settings_loop_pages_per_s={ours:.1f} "
+        f"one_worker_pages_per_s={one:.1f} workers={processes} repeats={args.repeats} "
+        f"pages={n} peak_mb={peak_mb:.0f}"
     )
 
 

@@ -30,6 +30,8 @@ class PageServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real servers: one connection, many pages
+
             def do_GET(self) -> None:
                 with server._lock:
                     server.requests[self.path] += 1
