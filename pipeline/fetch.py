@@ -159,14 +159,15 @@ class _FetchUnitFn(beam.DoFn):
         self.fetched_units.inc()
 
     def _fetch(self, candidates: list[Candidate], warc_path: str, log_path: str):
-        from pipeline.http_client import Exchange
+        """Each result goes downstream as soon as it is fetched and recorded, so extraction runs
+        while the unit's other requests are in flight; the log, which marks the unit complete,
+        is written after the WARC is closed. A bundle that fails midway commits none of them."""
         from pipeline.warc import WarcRecorder
 
         start = time.monotonic()
-        compression = KEPT if self.cfg.record_warc else CHECKPOINT
-        with WarcRecorder(warc_path, compression) as recorder:
-
-            def record(e: Exchange) -> None:
+        rows = []
+        with WarcRecorder(warc_path, KEPT if self.cfg.record_warc else CHECKPOINT) as recorder:
+            for e in self.fetcher.stream(candidates):
                 r = e.result
                 if r.ok:
                     recorder.write(
@@ -180,20 +181,17 @@ class _FetchUnitFn(beam.DoFn):
                         doc_id=r.candidate.doc_id,
                         fetch_time=r.fetch_time,
                     )
-
-            exchanges = self.fetcher.exchanges(candidates, on_exchange=record)
-        rows = [log_row(e.result, e.elapsed) for e in exchanges]
+                rows.append(log_row(r, e.elapsed))
+                Metrics.counter("fetch", r.outcome).inc()
+                yield r
         write_table(pa.Table.from_pylist(rows, schema=LOG_SCHEMA), log_path, "parquet")
         log.info(
             "%s: %d URLs, %d fetched, %.1fs",
             log_path,
             len(rows),
-            sum(e.result.ok for e in exchanges),
+            sum(row["outcome"] == "fetched" for row in rows),
             time.monotonic() - start,
         )
-        for e in exchanges:
-            Metrics.counter("fetch", e.result.outcome).inc()
-            yield e.result
 
 
 class FetchUnits(beam.PTransform):

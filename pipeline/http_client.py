@@ -36,7 +36,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -192,28 +192,35 @@ class Fetcher:
     def fetch_many(self, candidates: list[Candidate]) -> list[FetchResult]:
         return [e.result for e in self.exchanges(candidates)]
 
-    def exchanges(
-        self,
-        candidates: list[Candidate],
-        on_exchange: Callable[[Exchange], None] | None = None,
-    ) -> list[Exchange]:
-        """Fetch all, up to ``cfg.concurrency`` at a time; ``on_exchange`` sees each as it ends.
-
-        ``on_exchange`` runs on the worker threads, so it must be thread-safe.
-        """
+    def exchanges(self, candidates: list[Candidate]) -> list[Exchange]:
+        """Fetch all, up to ``cfg.concurrency`` at a time; the exchanges in candidate order."""
         out: list[Exchange | None] = [None] * len(candidates)
-
-        def work(i: int) -> None:
-            exchange = self.fetch_one(candidates[i])
-            if on_exchange is not None:
-                on_exchange(exchange)
+        for i, exchange in self._completed(candidates):
             out[i] = exchange
-
-        workers = max(1, min(self.cfg.concurrency, len(candidates)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-            for future in [pool.submit(work, i) for i in interleave_by_host(candidates)]:
-                future.result()
         return [e for e in out if e is not None]
+
+    def stream(self, candidates: list[Candidate]) -> Iterator[Exchange]:
+        """Fetch all, up to ``cfg.concurrency`` at a time, yielding each exchange as it ends.
+
+        The caller works on one page (extracts it, records it) while the rest are still in
+        flight, so a worker's CPU is not idle while it waits on the network. Closing the
+        iterator early cancels the requests that have not started.
+        """
+        for _, exchange in self._completed(candidates):
+            yield exchange
+
+    def _completed(self, candidates: list[Candidate]) -> Iterator[tuple[int, Exchange]]:
+        workers = max(1, min(self.cfg.concurrency, len(candidates)))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+        try:
+            futures = {
+                pool.submit(self.fetch_one, candidates[i]): i
+                for i in interleave_by_host(candidates)
+            }
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # --- one ------------------------------------------------------------------------------
 

@@ -214,6 +214,22 @@ def test_requests_overlap(hostile):
     assert elapsed < 2.0, elapsed  # serial would be 6 s
 
 
+def test_stream_yields_each_page_as_it_ends_and_stops_when_closed(hostile):
+    """A slow page does not hold back the others (the caller extracts them meanwhile), and
+    closing the stream early starts no further requests."""
+    fetcher = Fetcher(replace(CFG, respect_robots=False))
+    urls = [hostile.url("/sleep?s=0.6&k=slow")] + [hostile.url(f"/page?k={i}") for i in range(3)]
+    got = [e.result.candidate.url for e in fetcher.stream([cand(u) for u in urls])]
+    assert sorted(got) == sorted(urls) and got[-1] == urls[0]
+
+    one_at_a_time = Fetcher(replace(CFG, concurrency=1, respect_robots=False))
+    mark = len(hostile.starts)
+    stream = one_at_a_time.stream([cand(hostile.url(f"/page?stop={i}")) for i in range(10)])
+    assert next(stream).result.ok
+    stream.close()
+    assert len(hostile.starts) - mark <= 2  # the first, and at most the one already running
+
+
 def test_per_host_concurrency_and_delay(hostile):
     fetcher = Fetcher(replace(CFG, per_host_concurrency=2, concurrency=10, respect_robots=False))
     hostile.max_concurrent = 0
