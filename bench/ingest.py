@@ -54,8 +54,10 @@ retransmission timeout. The ratio read 1.54 before that fix and 1.69, 1.58 and 1
 (the last with a loop that sped up by 45% within the run). It also speaks HTTP/1.1 with
 keep-alive, as real servers do: with HTTP/1.0 every page cost a new connection (a server thread,
 a socket and a connect in the fetcher), 2 CPU ms per page of the driver and the Beam workers.
-The fetch checkpoints are zstd WARCs (0.5 ms a page; gzip level 3 took 1.6-2.5 ms): with
-both, three 2-worker runs read 1.43, 1.71 and 1.67.
+The fetch checkpoints are zstd WARCs (0.5 ms a page; gzip level 3 took 1.6-2.5 ms). With
+them alone, three 2-worker runs read 1.43, 1.71 and 1.67 (median 1.67); with keep-alive and
+results streamed from the fetcher to the extraction as they arrive, 1.56, 1.34 and 1.81
+(median 1.56), the loops between them ranging from 19.3 to 29.3 pages/s.
 The pool measured 1.9-2.2x the loop: above 2x, the loop in this process was slower per page
 than forked children in that run, so ratios to the loop carry about 15% of noise here.
 

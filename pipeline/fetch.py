@@ -186,7 +186,7 @@ class _FetchUnitFn(beam.DoFn):
                 yield r
         write_table(pa.Table.from_pylist(rows, schema=LOG_SCHEMA), log_path, "parquet")
         log.info(
-            "%s: %d URLs, %d fetched, %.1fs",
+            "%s: %d URLs, %d fetched, %.1fs with their extraction",
             log_path,
             len(rows),
             sum(row["outcome"] == "fetched" for row in rows),
