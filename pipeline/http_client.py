@@ -422,7 +422,6 @@ class Fetcher:
                 "too_large", f"Content-Length {declared} exceeds {limit}", resp.status, resp.url
             )
         decoder = BodyDecoder(resp.header("content-encoding"), cfg.max_decompressed_bytes)
-        sock = getattr(raw.connection, "sock", None)
         size, chunks = 0, []
         while True:
             left = deadline - time.monotonic()
@@ -430,6 +429,9 @@ class Fetcher:
                 raise FetchFailure(
                     "timeout", f"total timeout {cfg.total_timeout_s}s", resp.status, resp.url
                 )
+            # Looked up on every read: once the body's last byte is read, urllib3 hands a
+            # kept-alive connection back to the pool, and its socket belongs to the next request.
+            sock = getattr(raw.connection, "sock", None)
             if sock is not None:
                 sock.settimeout(min(cfg.read_timeout_s, left))
             try:

@@ -7,11 +7,13 @@ import time
 from dataclasses import replace
 
 import pytest
+from urllib3.connectionpool import HTTPConnectionPool
 
 from pipeline.address_guard import Target, resolve_target
 from pipeline.http_client import Fetcher, HostGate, interleave_by_host, parse_retry_after
 from pipeline.records import Candidate
 from tests.hostile_server import CP1252, LATIN1, PAGE
+from tests.page_server import PageServer
 from webtext.config import FetchConfig
 
 CFG = FetchConfig(
@@ -228,6 +230,26 @@ def test_stream_yields_each_page_as_it_ends_and_stops_when_closed(hostile):
     assert next(stream).result.ok
     stream.close()
     assert len(hostile.starts) - mark <= 2  # the first, and at most the one already running
+
+
+def test_a_released_connection_is_not_touched_again(monkeypatch):
+    """Once a body's last byte is read, urllib3 hands the kept-alive connection back to the pool,
+    and the next request (on another thread) may close it at once, as a 404 does: the finished
+    fetch must not touch its socket any more (it did: EBADF, one page lost in an ingest run)."""
+    put_conn = HTTPConnectionPool._put_conn
+
+    def taken_and_closed(pool, conn):
+        if conn is not None:
+            conn.close()
+        put_conn(pool, conn)
+
+    monkeypatch.setattr(HTTPConnectionPool, "_put_conn", taken_and_closed)
+    pages = {f"/{i}.html": b"<html><p>page %d</p></html>" % i for i in range(3)}
+    with PageServer(pages) as server:
+        results = Fetcher(replace(CFG, respect_robots=False)).fetch_many(
+            [cand(server.base_url + p) for p in pages]
+        )
+    assert [(r.outcome, r.body) for r in results] == [("fetched", b) for b in pages.values()]
 
 
 def test_per_host_concurrency_and_delay(hostile):
