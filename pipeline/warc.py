@@ -1,4 +1,4 @@
-"""Recording fetched responses to WARC (gzip) and reading them back, with warcio.
+"""Recording fetched responses to WARC (gzip or zstd) and reading them back, with warcio.
 
 What our WARC files hold, per fetched page, is a ``request`` and a ``response`` record, linked
 by ``WARC-Concurrent-To``:
@@ -14,9 +14,10 @@ by ``WARC-Concurrent-To``:
 
 A file is written under a temporary name and renamed on :meth:`WarcRecorder.close`, so a killed
 run leaves no WARC that looks complete. :func:`iter_responses` reads any WARC/ARC (ours, a
-previous crawl, Common Crawl extracts): it yields response records with the payload as stored
-(de-chunked, but still content-encoded for other crawlers' files), cut at ``max_body + 1``
-bytes so a caller can tell an oversized record without holding it whole.
+previous crawl, Common Crawl extracts; plain, gzipped or zstd-compressed): it yields response
+records with the payload as stored (de-chunked, but still content-encoded for other crawlers'
+files), cut at ``max_body + 1`` bytes so a caller can tell an oversized record without holding
+it whole.
 """
 
 from __future__ import annotations
