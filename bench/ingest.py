@@ -57,7 +57,9 @@ a socket and a connect in the fetcher), 2 CPU ms per page of the driver and the 
 The fetch checkpoints are zstd WARCs (0.5 ms a page; gzip level 3 took 1.6-2.5 ms). With
 them alone, three 2-worker runs read 1.43, 1.71 and 1.67 (median 1.67); with keep-alive and
 results streamed from the fetcher to the extraction as they arrive, 1.56, 1.34 and 1.81
-(median 1.56), the loops between them ranging from 19.3 to 29.3 pages/s.
+(median 1.56), then 1.62, 1.84 and 1.52 (median 1.62), the loops between them ranging from
+17.2 to 29.3 pages/s. ``of_pool``, the steadiest figure, read 0.82, 0.92 and 0.84 in those
+three benchmark runs: 1.61-1.80x the loop with the issue's pool of 1.96x.
 The pool measured 1.9-2.2x the loop: above 2x, the loop in this process was slower per page
 than forked children in that run, so ratios to the loop carry about 15% of noise here.
 
