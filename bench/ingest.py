@@ -57,9 +57,11 @@ a socket and a connect in the fetcher), 2 CPU ms per page of the driver and the 
 The fetch checkpoints are zstd WARCs (0.5 ms a page; gzip level 3 took 1.6-2.5 ms). With
 them alone, three 2-worker runs read 1.43, 1.71 and 1.67 (median 1.67); with keep-alive and
 results streamed from the fetcher to the extraction as they arrive, 1.56, 1.34 and 1.81
-(median 1.56), then 1.62, 1.84 and 1.52 (median 1.62), the loops between them ranging from
-17.2 to 29.3 pages/s. ``of_pool``, the steadiest figure, read 0.82, 0.92 and 0.84 in those
-three benchmark runs: 1.61-1.80x the loop with the issue's pool of 1.96x.
+(median 1.56), then 1.62, 1.84 and 1.52 (median 1.62), then, in a slow spell of the machine
+(loops at 18-20 pages/s), 1.54, 1.51 and 1.70 (median 1.54). The loops between them ranged
+from 17.2 to 29.3 pages/s. ``of_pool`` read 0.82, 0.92, 0.84 and 0.79 in those four benchmark
+runs: 1.55-1.80x the loop with the issue's pool of 1.96x. In slow spells the 2-process pipeline
+loses more than the single-process loop (CPU ms per page up by 30%, against 20%).
 The pool measured 1.9-2.2x the loop: above 2x, the loop in this process was slower per page
 than forked children in that run, so ratios to the loop carry about 15% of noise here.
 
