@@ -60,8 +60,7 @@ results streamed from the fetcher to the extraction as they arrive, 1.56, 1.34 a
 (median 1.56), then 1.62, 1.84 and 1.52 (median 1.62), then, in a slow spell of the machine
 (loops at 18-20 pages/s), 1.54, 1.51 and 1.70 (median 1.54). The loops between them ranged
 from 17.2 to 29.3 pages/s. ``of_pool`` read 0.82, 0.92, 0.84 and 0.79 in those four benchmark
-runs: 1.55-1.80x the loop with the issue's pool of 1.96x. In slow spells the 2-process pipeline
-loses more than the single-process loop (CPU ms per page up by 30%, against 20%).
+runs: 1.55-1.80x the loop with the issue's pool of 1.96x.
 The pool measured 1.9-2.2x the loop: above 2x, the loop in this process was slower per page
 than forked children in that run, so ratios to the loop carry about 15% of noise here.
 
