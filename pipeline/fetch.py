@@ -38,7 +38,7 @@ from apache_beam.metrics import Metrics
 from pipeline import fetch_rules
 from pipeline.fetch_rules import FetchFailure
 from pipeline.records import Candidate, FetchResult, candidate_from_row
-from pipeline.warc import CHECKPOINT, KEPT, WarcResponse, iter_responses
+from pipeline.warc import CHECKPOINT, KEPT, WarcCompression, WarcResponse, iter_responses
 from pipeline.write import WriteShards
 from webtext import storage
 from webtext.config import FetchConfig
@@ -80,12 +80,17 @@ def log_row(result: FetchResult, elapsed: float = 0.0) -> dict:
     }
 
 
+def unit_compression(record_warc: bool) -> WarcCompression:
+    """Kept WARCs are gzip, for any reader; checkpoints only we read are zstd, for speed."""
+    return KEPT if record_warc else CHECKPOINT
+
+
 def unit_files(run_dir: str, unit_path: str, record_warc: bool = False) -> tuple[str, str]:
     """(WARC, log) of a unit: ``part-00007.parquet`` -> ``RUN/fetch/part-00007.warc.zst``
     (``.warc.gz`` with ``record_warc``), ``RUN/fetch/part-00007.log.parquet``."""
     name = unit_path.rsplit("/", 1)[-1].split(".", 1)[0]
     fetch_dir = storage.join(run_dir, "fetch")
-    suffix = (KEPT if record_warc else CHECKPOINT).suffix
+    suffix = unit_compression(record_warc).suffix
     return storage.join(fetch_dir, name + suffix), storage.join(fetch_dir, f"{name}.log.parquet")
 
 
@@ -166,7 +171,7 @@ class _FetchUnitFn(beam.DoFn):
 
         start = time.monotonic()
         rows = []
-        with WarcRecorder(warc_path, KEPT if self.cfg.record_warc else CHECKPOINT) as recorder:
+        with WarcRecorder(warc_path, unit_compression(self.cfg.record_warc)) as recorder:
             for e in self.fetcher.stream(candidates):
                 r = e.result
                 if r.ok:

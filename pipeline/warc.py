@@ -229,15 +229,15 @@ def _read_upto(stream, max_body: int | None) -> bytes:
     return b"".join(chunks)
 
 
-def _zstd_reader(f) -> Any:
-    """A zstd-compressed WARC (the IIPC warc-zstd draft) as its decompressed stream: frames
-    read one after another, with the dictionary that a leading skippable frame may hold."""
+def _zstd_reader(f, head: bytes) -> Any:
+    """A zstd-compressed WARC (the IIPC warc-zstd draft) whose first 8 bytes are ``head``, read
+    from the start of ``f``, as its decompressed stream: frames read one after another, with
+    the dictionary that a leading skippable frame may hold."""
     import zstandard
 
-    head = f.read(8)
     if head[:4] != _ZSTD_DICTIONARY_FRAME:
-        f.seek(0)
         return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+    f.seek(8)
     dictionary = f.read(int.from_bytes(head[4:8], "little"))
     if dictionary[:4] == _ZSTD_FRAME:  # the draft allows the dictionary itself compressed
         dictionary = zstandard.ZstdDecompressor().stream_reader(dictionary).read()
@@ -252,9 +252,9 @@ def iter_responses(path: str, max_body: int | None = None) -> Iterator[WarcRespo
 
     fs, p = storage.resolve(path)
     with fs.open_input_file(p) as f:
-        magic = f.read(4)
+        head = f.read(8)
         f.seek(0)
-        warc = _zstd_reader(f) if magic in (_ZSTD_FRAME, _ZSTD_DICTIONARY_FRAME) else f
+        warc = _zstd_reader(f, head) if head[:4] in (_ZSTD_FRAME, _ZSTD_DICTIONARY_FRAME) else f
         for record in ArchiveIterator(warc, arc2warc=True):
             if record.rec_type != "response" or record.http_headers is None:
                 continue

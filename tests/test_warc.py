@@ -138,15 +138,19 @@ def _members(path: str, compression: WarcCompression) -> list[bytes]:
 BODIES = [(b"<p>page %d of a site about rivers and their bridges</p>" % i) * 300 for i in range(5)]
 
 
+def write_pages(path: str, compression: WarcCompression, bodies: list[bytes]) -> None:
+    with WarcRecorder(path, compression) as rec:
+        for i, body in enumerate(bodies):
+            url = f"http://example.com/{i}"
+            rec.write(url, url, 200, "OK", (("Content-Type", "text/html"),), body)
+
+
 @pytest.mark.parametrize("compression", [KEPT, CHECKPOINT], ids=lambda c: c.codec)
 def test_every_record_is_its_own_member_and_reads_back(tmp_path, compression):
     """One gzip member (WARC/1.1 Annex D) or zstd frame (the IIPC warc-zstd draft) per record,
     so a record can be read from its offset alone."""
     path = str(tmp_path / f"a{compression.suffix}")
-    with WarcRecorder(path, compression) as rec:
-        for i, body in enumerate(BODIES):
-            url = f"http://example.com/{i}"
-            rec.write(url, url, 200, "OK", (("Content-Type", "text/html"),), body)
+    write_pages(path, compression, BODIES)
     assert [r.body for r in iter_responses(path)] == BODIES
     members = _members(path, compression)
     assert len(members) == 1 + 2 * len(BODIES)  # warcinfo, then a request and a response each
@@ -160,10 +164,7 @@ def test_reads_zstd_warcs_with_a_dictionary_frame(tmp_path):
     import zstandard
 
     plain = str(tmp_path / "plain.warc.zst")
-    with WarcRecorder(plain, CHECKPOINT) as rec:
-        for i, body in enumerate(BODIES * 40):
-            url = f"http://example.com/{i}"
-            rec.write(url, url, 200, "OK", (("Content-Type", "text/html"),), body)
+    write_pages(plain, CHECKPOINT, BODIES * 40)
     records = _members(plain, CHECKPOINT)
     dictionary = zstandard.train_dictionary(4096, records)
     cctx = zstandard.ZstdCompressor(dict_data=dictionary)
