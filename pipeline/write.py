@@ -13,6 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
@@ -91,15 +92,69 @@ def as_extra(item: tuple[str, Any]) -> tuple[str, Any]:
     return "extra", item
 
 
-def _to_single_key(item: tuple[str, Any]) -> tuple[None, tuple[str, Any]]:
-    return None, item
+@dataclass
+class CommitItems:
+    """What a run produced for its manifest, folded as it arrives: files listed, counts summed.
+
+    Folding (rather than gathering every item under one key) keeps the commit step's input
+    small: a per-document count costs one dict update in the worker that produced it, not one
+    element shuffled to the single task that writes the manifest.
+    """
+
+    files: list[ShardFile] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, items: Iterable[tuple[str, Any]]) -> CommitItems:
+        folded = cls()
+        for item in items:
+            folded.add(item)
+        return folded
+
+    def add(self, item: tuple[str, Any]) -> None:
+        tag, value = item
+        if tag == "file":
+            self.files.append(value)
+        elif tag == "count":
+            name, n = value
+            self.counts[name] = self.counts.get(name, 0) + int(n)
+        elif tag == "extra":
+            name, v = value
+            self.extra[name] = v
+        else:
+            raise ValueError(f"unknown commit item {tag!r}")
+
+    def merge(self, other: CommitItems) -> None:
+        self.files.extend(other.files)
+        for name, n in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
+        self.extra.update(other.extra)
+
+
+class _FoldItems(beam.CombineFn):
+    def create_accumulator(self) -> CommitItems:
+        return CommitItems()
+
+    def add_input(self, folded: CommitItems, item: tuple[str, Any]) -> CommitItems:
+        folded.add(item)
+        return folded
+
+    def merge_accumulators(self, accumulators: Iterable[CommitItems]) -> CommitItems:
+        merged = CommitItems()
+        for folded in accumulators:
+            merged.merge(folded)
+        return merged
+
+    def extract_output(self, folded: CommitItems) -> CommitItems:
+        return folded
 
 
 Check = Callable[[Manifest], str | None]
 
 
 def commit_manifest(
-    items: Iterable[tuple[str, Any]],
+    items: CommitItems,
     directory: str,
     kind: str,
     fmt: str,
@@ -111,25 +166,11 @@ def commit_manifest(
     ``check`` may veto the commit (returning why): the manifest is then written as
     ``_manifest.rejected.json`` instead, so the stage is not taken for complete.
     """
-    files: list[ShardFile] = []
-    counts: dict[str, int] = {}
-    extra: dict[str, Any] = {}
-    for tag, value in items:
-        if tag == "file":
-            files.append(value)
-        elif tag == "count":
-            name, n = value
-            counts[name] = counts.get(name, 0) + int(n)
-        elif tag == "extra":
-            name, v = value
-            extra[name] = v
-        else:
-            raise ValueError(f"unknown commit item {tag!r}")
-    files.sort(key=lambda f: f.path)
+    files = sorted(items.files, key=lambda f: f.path)
     manifest = Manifest(
-        kind=kind, format=fmt, files=files, counts=dict(sorted(counts.items())), config=config
+        kind=kind, format=fmt, files=files, counts=dict(sorted(items.counts.items())), config=config
     )
-    manifest.extra = extra
+    manifest.extra = dict(items.extra)
     listed = {f.path for f in files}
     for name in storage.listdir(directory):
         if name.startswith("part-") and name not in listed:
@@ -152,7 +193,10 @@ def _dumps(manifest: Manifest) -> str:
 
 
 class CommitManifest(beam.PTransform):
-    """Flattened ("file"|"count"|"extra", value) items -> the written Manifest (one element)."""
+    """Flattened ("file"|"count"|"extra", value) items -> the written Manifest (one element).
+
+    Counts may come one per record, ("documents", 1): they are summed where they are produced.
+    """
 
     def __init__(
         self, directory: str, kind: str, fmt: str, config: dict, check: Check | None = None
@@ -167,17 +211,15 @@ class CommitManifest(beam.PTransform):
         )
 
     def expand(self, items):
+        # CombineGlobally emits even for an empty input, so a run with no output still commits.
         return (
             items
-            | "OneKey" >> beam.Map(_to_single_key)
-            | "Gather" >> beam.GroupByKey()
+            | "Fold" >> beam.CombineGlobally(_FoldItems())
             | "Commit"
-            >> beam.Map(_commit, self.directory, self.kind, self.fmt, self.config, self.check)
+            >> beam.Map(
+                commit_manifest, self.directory, self.kind, self.fmt, self.config, self.check
+            )
         )
-
-
-def _commit(grouped: tuple[None, Iterable[tuple[str, Any]]], *args: Any) -> Manifest:
-    return commit_manifest(grouped[1], *args)
 
 
 def is_complete(directory: str) -> bool:

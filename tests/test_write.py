@@ -8,10 +8,18 @@ from pathlib import Path
 import apache_beam as beam
 import pyarrow as pa
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.write import CommitManifest, WriteShards, as_count, as_file, commit_manifest
+from pipeline.write import (
+    CommitItems,
+    CommitManifest,
+    WriteShards,
+    as_count,
+    as_file,
+    commit_manifest,
+)
 from webtext import storage
 from webtext.shards import Manifest, ShardError, read_table
 
@@ -20,6 +28,10 @@ SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
 
 def _rows(n: int) -> list[dict]:
     return [{"id": hashlib.sha1(str(i).encode()).hexdigest(), "n": i} for i in range(n)]
+
+
+def _two_workers() -> PipelineOptions:
+    return PipelineOptions(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
 
 
 def _write(tmp_path, rows, per_shard=10, label="run"):
@@ -57,18 +69,52 @@ def test_rerun_gives_identical_files(tmp_path):
     assert first.checksum == second.checksum
 
 
+def test_per_record_counts_are_summed_across_workers(tmp_path):
+    out = str(tmp_path / "shards")
+    names = ["docs"] * 500 + ["drops"] * 7
+    with TestPipeline(runner="FnApiRunner", options=_two_workers()) as p:
+        _ = (
+            p
+            | beam.Create(names)
+            | beam.Reshuffle()
+            | beam.Map(lambda name: as_count((name, 1)))
+            | CommitManifest(out, kind="test", fmt="parquet", config={})
+        )
+    assert Manifest.load(out).counts == {"docs": 500, "drops": 7}
+
+
+def test_a_run_that_produced_nothing_still_commits(tmp_path):
+    out = str(tmp_path / "shards")
+    with TestPipeline(runner="FnApiRunner") as p:
+        _ = p | beam.Create([]) | CommitManifest(out, kind="test", fmt="parquet", config={})
+    manifest = Manifest.load(out)
+    assert (manifest.rows, manifest.counts, manifest.files) == (0, {}, [])
+
+
+def test_an_unknown_commit_item_is_refused():
+    with pytest.raises(ValueError, match="unknown commit item 'fiel'"):
+        CommitItems.of([("fiel", None)])
+
+
 def test_orphan_parts_from_a_killed_run_are_removed(tmp_path):
     out = tmp_path / "shards"
     out.mkdir()
     (out / "part-00099.parquet").write_bytes(b"half a shard")
-    commit_manifest([], str(out), "test", "parquet", {})
+    commit_manifest(CommitItems(), str(out), "test", "parquet", {})
     assert not (out / "part-00099.parquet").exists()
     assert Manifest.load(str(out)).rows == 0
 
 
 def test_a_vetoed_commit_leaves_no_manifest(tmp_path):
     out = str(tmp_path)
-    commit_manifest([("count", ("bad", 3))], out, "test", "parquet", {}, check=lambda m: "too bad")
+    commit_manifest(
+        CommitItems.of([("count", ("bad", 3))]),
+        out,
+        "test",
+        "parquet",
+        {},
+        check=lambda m: "too bad",
+    )
     assert not storage.exists(storage.join(out, "_manifest.json"))
     assert "too bad" in storage.read_text(storage.join(out, "_manifest.rejected.json"))
 
