@@ -16,8 +16,10 @@ import pyarrow as pa
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import IntervalWindow
+from apache_beam.utils.timestamp import Timestamp
 
-from pipeline.extract import Extract
+from pipeline.extract import Extract, _ExtractFn
 from pipeline.extraction import (
     BINARY,
     EMPTY,
@@ -283,6 +285,27 @@ def test_extract_transform_survives_bad_pages():
                 ]
             ),
         )
+
+
+def test_a_slow_page_holds_one_child_while_the_other_extracts_on():
+    fn = _ExtractFn(ExtractConfig(timeout_s=5.0, processes=2))
+    fn.setup()
+    try:
+        fn.start_bundle()
+        window = IntervalWindow(0, 60)
+        assert list(fn.process(page(slow_page(), doc_id="slow"), Timestamp(7), window)) == []
+        # Both children busy: this call returns as soon as one of them is done, which is the
+        # one with the ordinary page, while the slow page runs on in the other.
+        first = list(fn.process(page(ARTICLE.encode(), doc_id="good"), Timestamp(8), window))
+        assert [(v.value["id"], v.timestamp, v.windows) for v in first] == [
+            ("good", Timestamp(8), [window])
+        ]
+        rest = list(fn.finish_bundle())
+        assert [(v.value.reason, v.timestamp, v.windows) for v in rest] == [
+            (TIMEOUT, Timestamp(7), [window])
+        ]
+    finally:
+        fn.teardown()
 
 
 def test_extract_needs_its_config():

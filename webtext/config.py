@@ -163,6 +163,11 @@ class ExtractConfig:
 
     timeout_s: float = 10.0
     """A page whose extraction takes longer is dropped (``extract.timeout``)."""
+    processes: int = 2
+    """Extraction child processes per DoFn instance (per worker on the default runner), each
+    working on its own page. Two keep a worker's cores busy while it fetches and writes, and let
+    the worker whose share of the input runs longest use the cores the others have left: on the
+    corpus pages with 2 workers, about 4% more pages/s than one child each."""
     favor_precision: bool = False
     favor_recall: bool = False
     include_tables: bool = True
@@ -179,6 +184,7 @@ class ExtractConfig:
 
     def __post_init__(self) -> None:
         _check(self.timeout_s > 0, "extract", "timeout_s", self.timeout_s, "must be positive")
+        _check(self.processes >= 1, "extract", "processes", self.processes, "must be >= 1")
         _check(
             self.fallback_below_words >= 0,
             "extract",
