@@ -12,8 +12,9 @@ pathological page that keeps trafilatura busy past ``cfg.timeout_s`` is killed
 from __future__ import annotations
 
 import logging
-import queue
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import select
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -31,52 +32,28 @@ log = logging.getLogger(__name__)
 class _ExtractFn(beam.DoFn):
     """Runs :func:`extract_document` in ``cfg.processes`` sandboxes at once; counts the drops.
 
-    Why more than one: the thread that calls a sandbox only waits while its child works, so with
-    one child a worker's own work (fetching, recording, Beam's) and its child's take turns; and a
-    runner splits a stage's input between its workers up front, so the worker whose share runs
-    longest finishes alone, on one core, unless it has more children than one. Pages go to the
-    first free child; results leave as they finish, each in its input's window, and the last ones
-    when the bundle ends.
+    Why more than one: a worker only waits while its child works, so with one child the
+    worker's own work (fetching, recording, Beam's) and its child's take turns; and a runner
+    splits a stage's input between its workers up front, so the worker whose share runs longest
+    finishes alone, on one core, unless it has more children than one. Pages go to a free
+    child; the worker thread waits on all busy ones at once (``select``, no threads), and results
+    leave as they finish, each in its input's window, the last ones when the bundle ends.
     """
 
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg
-        self._calls: ThreadPoolExecutor | None = None
-        self._sandboxes: list[Sandbox] = []
-        self._free: queue.SimpleQueue[Sandbox] | None = None  # made in setup: not picklable
-        self._pending: list[tuple[Future, object, object]] = []
+        self._idle: list[Sandbox] = []
+        self._busy: dict[Sandbox, tuple[FetchResult, object, object]] = {}
         self._logged: set[tuple[str, str]] = set()
 
     def setup(self) -> None:
         module = extraction.__name__
-        n = self.cfg.processes
-        self._calls = ThreadPoolExecutor(n, thread_name_prefix="extract")
-        self._sandboxes = [
-            Sandbox(f"{module}:extract_document", warm_up=f"{module}:warm_up") for _ in range(n)
-        ]
-        self._free = queue.SimpleQueue()
-        for sandbox in self._calls.map(_started, self._sandboxes):  # the children import at once
-            self._free.put(sandbox)
+        target, warm_up = f"{module}:extract_document", f"{module}:warm_up"
+        self._idle = [Sandbox(target, warm_up=warm_up) for _ in range(self.cfg.processes)]
+        with ThreadPoolExecutor(len(self._idle)) as starting:  # the children import at once
+            list(starting.map(Sandbox.start, self._idle))
+        self._busy = {}
         self._logged = set()
-
-    def start_bundle(self) -> None:
-        self._pending = []
-
-    def _isolated(self, result: FetchResult) -> dict | Drop:
-        """One page in the first free sandbox (runs on one of ``_calls``' threads)."""
-        assert self._free is not None
-        sandbox = self._free.get()
-        url = result.final_url or result.candidate.url
-        try:
-            return sandbox.call(result, self.cfg, timeout_s=self.cfg.timeout_s)
-        except SandboxTimeout:
-            return Drop(TIMEOUT, where=url, detail=f"over {self.cfg.timeout_s:g} s")
-        except SandboxCrash as e:
-            return Drop(CRASH, where=url, detail=str(e))
-        except RemoteError as e:
-            return Drop(ERROR, where=url, detail=e.kind)
-        finally:
-            self._free.put(sandbox)
 
     def process(
         self, result: FetchResult, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
@@ -84,23 +61,35 @@ class _ExtractFn(beam.DoFn):
         if not result.ok:  # nothing to extract: the fetch's own outcome goes on
             yield self._counted(extract_document(result, self.cfg))
             return
-        assert self._calls is not None
-        self._pending.append((self._calls.submit(self._isolated, result), timestamp, window))
-        if len(self._pending) >= self.cfg.processes:
-            wait([future for future, _, _ in self._pending], return_when=FIRST_COMPLETED)
-        yield from self._finished(everything=False)
+        if not self._idle:
+            yield from self._finished(wait=True)
+        sandbox = self._idle.pop()
+        try:
+            sandbox.send(result, self.cfg, timeout_s=self.cfg.timeout_s)
+        except (SandboxTimeout, SandboxCrash) as e:
+            self._idle.append(sandbox)
+            yield WindowedValue(self._counted(_dropped(e, result)), timestamp, [window])
+        else:
+            self._busy[sandbox] = (result, timestamp, window)
+        yield from self._finished(wait=False)
 
     def finish_bundle(self):
-        yield from self._finished(everything=True)
+        while self._busy:
+            yield from self._finished(wait=True)
 
-    def _finished(self, everything: bool):
-        """The results that are ready (all of them, waiting, when ``everything``)."""
-        pending, self._pending = self._pending, []
-        for future, timestamp, window in pending:
-            if everything or future.done():
-                yield WindowedValue(self._counted(future.result()), timestamp, [window])
-            else:
-                self._pending.append((future, timestamp, window))
+    def _finished(self, wait: bool):
+        """The results that are ready; with ``wait``, at least one (or a timeout's drop)."""
+        timeout = max(0.0, min(s.deadline for s in self._busy) - time.monotonic()) if wait else 0
+        ready, _, _ = select.select(list(self._busy), [], [], timeout)
+        now = time.monotonic()
+        for sandbox in [*ready, *(s for s in self._busy if s.deadline <= now and s not in ready)]:
+            result, timestamp, window = self._busy.pop(sandbox)
+            try:
+                out = sandbox.receive()
+            except (SandboxTimeout, SandboxCrash, RemoteError) as e:
+                out = _dropped(e, result)
+            self._idle.append(sandbox)
+            yield WindowedValue(self._counted(out), timestamp, [window])
 
     def _counted(self, out: dict | Drop) -> dict | Drop:
         if isinstance(out, Drop):
@@ -115,15 +104,19 @@ class _ExtractFn(beam.DoFn):
         return out
 
     def teardown(self) -> None:
-        for sandbox in self._sandboxes:
+        for sandbox in [*self._idle, *self._busy]:
             sandbox.close()
-        if self._calls is not None:
-            self._calls.shutdown(wait=False, cancel_futures=True)
 
 
-def _started(sandbox: Sandbox) -> Sandbox:
-    sandbox.start()
-    return sandbox
+def _dropped(error: Exception, result: FetchResult) -> Drop:
+    """The Drop for a page whose sandbox call failed."""
+    url = result.final_url or result.candidate.url
+    if isinstance(error, SandboxTimeout):
+        return Drop(TIMEOUT, where=url, detail=str(error).rsplit(": ", 1)[-1])
+    if isinstance(error, SandboxCrash):
+        return Drop(CRASH, where=url, detail=str(error))
+    assert isinstance(error, RemoteError)
+    return Drop(ERROR, where=url, detail=error.kind)
 
 
 class Extract(beam.PTransform):

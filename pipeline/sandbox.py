@@ -18,6 +18,7 @@ Child entry point: ``python -m pipeline.sandbox READ_FD WRITE_FD module:function
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import logging
 import os
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">Q")
 _CHUNK = 1 << 16
+PIPE_BYTES = 1 << 20
 
 
 class SandboxTimeout(Exception):
@@ -132,6 +134,8 @@ class Sandbox:
         self._to_child = -1
         self._from_child = -1
         self._finalizer: weakref.finalize | None = None
+        self._deadline = 0.0
+        self._timeout_s = 0.0
         self.starts = 0
 
     @property
@@ -144,6 +148,9 @@ class Sandbox:
             return
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
+        for fd in (req_w, res_w):  # a whole page fits: the parent's write need not wait on reads
+            with contextlib.suppress(AttributeError, OSError):  # Linux only; capped by the OS
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         cmd = [sys.executable, "-m", __name__, str(req_r), str(res_w), self.target]
         if self.warm_up:
             cmd.append(self.warm_up)
@@ -175,20 +182,48 @@ class Sandbox:
         Raises SandboxTimeout (the child was killed), SandboxCrash (it died), RemoteError (the
         function raised) or SandboxStartError (no child could be started: let that fail the job).
         """
+        self.send(*args, timeout_s=timeout_s)
+        return self.receive()
+
+    def send(self, *args: Any, timeout_s: float) -> None:
+        """Hand ``target(*args)`` to the child and return; :meth:`receive` gets the result.
+
+        The time limit counts from here. Split from :meth:`call` so that one thread can keep
+        several sandboxes busy, waiting on them all with ``select`` (a sandbox has a fileno).
+        """
         self.start()
-        deadline = time.monotonic() + timeout_s
+        self._timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        payload = pickle.dumps(args, pickle.HIGHEST_PROTOCOL)
         try:
-            _write_frame(self._to_child, pickle.dumps(args, pickle.HIGHEST_PROTOCOL), deadline)
-            status, payload = pickle.loads(_read_frame(self._from_child, deadline))
-        except TimeoutError:
-            self._kill()
-            raise SandboxTimeout(f"{self.target}: no result within {timeout_s:g} s") from None
-        except (EOFError, BrokenPipeError) as e:
-            code = self._kill()
-            raise SandboxCrash(f"{self.target}: child died (exit code {code})") from e
+            _write_frame(self._to_child, payload, self._deadline)
+        except (TimeoutError, BrokenPipeError) as e:
+            raise self._failed(e) from None
+
+    def receive(self) -> Any:
+        """The result of the call :meth:`send` started; raises as :meth:`call` does."""
+        try:
+            status, payload = pickle.loads(_read_frame(self._from_child, self._deadline))
+        except (TimeoutError, EOFError) as e:
+            raise self._failed(e) from None
         if status == "error":
             raise RemoteError(*payload)
         return payload
+
+    @property
+    def deadline(self) -> float:
+        """When the call in progress runs out of time (monotonic clock)."""
+        return self._deadline
+
+    def fileno(self) -> int:
+        """The pipe the result arrives on: readable once the child answers (or dies)."""
+        return self._from_child
+
+    def _failed(self, e: Exception) -> Exception:
+        code = self._kill()
+        if isinstance(e, TimeoutError):
+            return SandboxTimeout(f"{self.target}: no result within {self._timeout_s:g} s")
+        return SandboxCrash(f"{self.target}: child died (exit code {code})")
 
     def _kill(self) -> int | None:
         """End the child and close the pipes; its exit code (negative: the signal)."""

@@ -293,17 +293,18 @@ def test_a_slow_page_holds_one_child_while_the_other_extracts_on():
     try:
         fn.start_bundle()
         window = IntervalWindow(0, 60)
-        assert list(fn.process(page(slow_page(), doc_id="slow"), Timestamp(7), window)) == []
-        # Both children busy: this call returns as soon as one of them is done, which is the
-        # one with the ordinary page, while the slow page runs on in the other.
-        first = list(fn.process(page(ARTICLE.encode(), doc_id="good"), Timestamp(8), window))
-        assert [(v.value["id"], v.timestamp, v.windows) for v in first] == [
-            ("good", Timestamp(8), [window])
-        ]
-        rest = list(fn.finish_bundle())
-        assert [(v.value.reason, v.timestamp, v.windows) for v in rest] == [
-            (TIMEOUT, Timestamp(7), [window])
-        ]
+
+        def extract(body, doc_id: str, at: int) -> list[tuple]:
+            out = fn.process(page(body, doc_id=doc_id), Timestamp(at), window)
+            return [(v.value["id"], v.timestamp, v.windows) for v in out]
+
+        assert extract(slow_page(), "slow", 7) == []
+        assert extract(ARTICLE.encode(), "good", 8) == []  # both children busy now
+        # No child free: this call waits for the first to finish, which is the ordinary page,
+        # while the slow one runs on in the other child.
+        assert extract(ARTICLE.encode(), "good2", 9) == [("good", Timestamp(8), [window])]
+        rest = [(getattr(v.value, "reason", "doc"), v.timestamp) for v in fn.finish_bundle()]
+        assert rest == [("doc", Timestamp(9)), (TIMEOUT, Timestamp(7))]
     finally:
         fn.teardown()
 
