@@ -37,7 +37,8 @@ class _ExtractFn(beam.DoFn):
     splits a stage's input between its workers up front, so the worker whose share runs longest
     finishes alone, on one core, unless it has more children than one. Pages go to a free
     child; the worker thread waits on all busy ones at once (``select``, no threads), and results
-    leave as they finish, each in its input's window, the last ones when the bundle ends.
+    leave as they finish, each in its input's window, the last ones when the bundle ends
+    (which DaskRunner loses: :func:`pipeline.ingest.runner_safe` runs one child there).
     """
 
     def __init__(self, cfg: ExtractConfig) -> None:
@@ -61,8 +62,6 @@ class _ExtractFn(beam.DoFn):
         if not result.ok:  # nothing to extract: the fetch's own outcome goes on
             yield self._counted(extract_document(result, self.cfg))
             return
-        if not self._idle:
-            yield from self._finished(wait=True)
         sandbox = self._idle.pop()
         try:
             sandbox.send(result, self.cfg, timeout_s=self.cfg.timeout_s)
@@ -71,7 +70,9 @@ class _ExtractFn(beam.DoFn):
             yield WindowedValue(self._counted(_dropped(e, result)), timestamp, [window])
         else:
             self._busy[sandbox] = (result, timestamp, window)
-        yield from self._finished(wait=False)
+        # With every child busy, wait for one: so no call returns with more than processes - 1
+        # results pending, and with one process every result leaves in its own element's call.
+        yield from self._finished(wait=not self._idle)
 
     def finish_bundle(self):
         while self._busy:

@@ -32,7 +32,7 @@ from pipeline.write import (
     is_complete,
 )
 from webtext import storage
-from webtext.config import JobConfig, OutputConfig
+from webtext.config import JobConfig, OutputConfig, with_overrides
 from webtext.shards import REJECTED, TEXT_SCHEMA, URL_SCHEMA, Manifest, read_table
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,26 @@ def beam_options(cfg: OutputConfig) -> PipelineOptions:
     ]
     # Later flags win in Beam's argparse, so the user's --runner and the rest take precedence.
     return PipelineOptions([*defaults, *cfg.beam_args])
+
+
+def runner_safe(cfg: JobConfig) -> JobConfig:
+    """``cfg``, changed where the chosen runner would lose data with it.
+
+    DaskRunner (Beam 2.77) collects a partition's outputs before it calls ``finish_bundle``, so
+    what a DoFn emits there is lost; extraction with more than one child process emits its last
+    pages there, so on Dask it runs one child per worker, which emits every page in its own call.
+    """
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = beam_options(cfg.output).view_as(StandardOptions).runner or ""
+    if "DaskRunner" in str(runner) and cfg.extract.processes > 1:
+        log.warning(
+            "extract.processes=%d -> 1: DaskRunner drops what a DoFn emits at the end of a "
+            "bundle, where extraction with several child processes emits its last pages.",
+            cfg.extract.processes,
+        )
+        return with_overrides(cfg, {"extract.processes": 1})
+    return cfg
 
 
 def run_directories(run_dir: str) -> dict[str, str]:
@@ -278,6 +298,7 @@ class _UnitProgress:
 
 def run_ingest(cfg: JobConfig, progress: bool = True) -> IngestResult:
     """Run (or resume) the ingestion job into ``cfg.output.run_dir``."""
+    cfg = runner_safe(cfg)
     run_dir = cfg.output.run_dir
     dirs = run_directories(run_dir)
     seconds: dict[str, float] = {}

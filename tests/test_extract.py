@@ -287,24 +287,38 @@ def test_extract_transform_survives_bad_pages():
         )
 
 
-def test_a_slow_page_holds_one_child_while_the_other_extracts_on():
-    fn = _ExtractFn(ExtractConfig(timeout_s=5.0, processes=2))
+def _extract_fn(processes: int):
+    fn = _ExtractFn(ExtractConfig(timeout_s=5.0, processes=processes))
     fn.setup()
+    fn.start_bundle()
+    window = IntervalWindow(0, 60)
+
+    def extract(body, doc_id: str, at: int) -> list[tuple]:
+        out = fn.process(page(body, doc_id=doc_id), Timestamp(at), window)
+        return [(getattr(v.value, "reason", "doc"), v.timestamp, v.windows) for v in out]
+
+    return fn, extract, window
+
+
+def test_a_slow_page_holds_one_child_while_the_other_extracts_on():
+    fn, extract, window = _extract_fn(processes=2)
     try:
-        fn.start_bundle()
-        window = IntervalWindow(0, 60)
+        assert extract(slow_page(), "slow", 7) == []  # one child free still: no waiting
+        # Both children busy: this call returns as soon as one is done, which is the one with
+        # the ordinary page, while the slow page runs on in the other.
+        assert extract(ARTICLE.encode(), "good", 8) == [("doc", Timestamp(8), [window])]
+        rest = [(v.value.reason, v.timestamp, v.windows) for v in fn.finish_bundle()]
+        assert rest == [(TIMEOUT, Timestamp(7), [window])]
+    finally:
+        fn.teardown()
 
-        def extract(body, doc_id: str, at: int) -> list[tuple]:
-            out = fn.process(page(body, doc_id=doc_id), Timestamp(at), window)
-            return [(v.value["id"], v.timestamp, v.windows) for v in out]
 
-        assert extract(slow_page(), "slow", 7) == []
-        assert extract(ARTICLE.encode(), "good", 8) == []  # both children busy now
-        # No child free: this call waits for the first to finish, which is the ordinary page,
-        # while the slow one runs on in the other child.
-        assert extract(ARTICLE.encode(), "good2", 9) == [("good", Timestamp(8), [window])]
-        rest = [(getattr(v.value, "reason", "doc"), v.timestamp) for v in fn.finish_bundle()]
-        assert rest == [("doc", Timestamp(9)), (TIMEOUT, Timestamp(7))]
+def test_with_one_process_each_result_leaves_with_its_own_element():
+    fn, extract, window = _extract_fn(processes=1)
+    try:
+        assert extract(ARTICLE.encode(), "good", 8) == [("doc", Timestamp(8), [window])]
+        assert extract(b"", "empty", 9) == [(EMPTY, Timestamp(9), [window])]
+        assert list(fn.finish_bundle()) == []
     finally:
         fn.teardown()
 

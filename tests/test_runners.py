@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ingest import run_ingest
+from pipeline.ingest import run_ingest, runner_safe
 from tests.page_server import PageServer, article_html, submission, write_dump
 from webtext.config import JobConfig, with_overrides
 from webtext.shards import read_shards
@@ -127,6 +127,13 @@ def test_dask_cluster_gives_the_same_documents(served_dump, reference):
             ),
         )
     assert docs == reference
+
+
+def test_on_dask_extraction_runs_one_child_per_worker():
+    dask = ("--runner=apache_beam.runners.dask.dask_runner.DaskRunner",)
+    several = with_overrides(JobConfig(), {"extract.processes": 3})
+    assert runner_safe(with_overrides(several, {"output.beam_args": dask})).extract.processes == 1
+    assert runner_safe(several).extract.processes == 3
 
 
 def test_portable_runner_gives_the_same_documents(served_dump, reference):
