@@ -61,7 +61,18 @@ results streamed from the fetcher to the extraction as they arrive, 1.56, 1.34 a
 (loops at 18-20 pages/s), 1.54, 1.51 and 1.70 (median 1.54). The loops between them ranged
 from 17.2 to 29.3 pages/s. ``of_pool`` read 0.82, 0.92, 0.84 and 0.79 in those four benchmark
 runs: 1.55-1.80x the loop with the issue's pool of 1.96x.
-The pool measured 1.9-2.2x the loop: above 2x, the loop in this process was slower per page
+Each worker now keeps two extraction children busy (``extract.processes``), so the worker
+whose share of the units runs longest no longer finishes on one core: in a sampled 2-worker
+pages phase with one child each, that tail was 8 s of a 71 s phase with one core idle; with two,
+only the stages after extraction remain (about 2 s), and two A/B pairs read 32.6 and 32.5
+pages/s against 31.7 and 30.7. One worker now runs at 1.48-1.50x the loop (0.76x with one
+child). What is left is CPU per page (``cpu_ratio`` 1.59-1.63 in three benchmark runs that
+day): the extraction children cost what the loops cost, the Beam workers 7-9 ms a page (their
+start-up imports about 2.3 of it over 2408 pages; Beam's own import is 1.2 s), the driver with
+the page server 1.5-2. Those three runs read 1.48 (1.48, 1.47, 1.71; one child per worker),
+1.59 (1.63, 1.40, 1.59) and 1.45 (1.60, 1.43, 1.45), with the pool at 1.93x and 1.82x the
+loop in the last two.
+The pool measured 1.8-2.2x the loop: above 2x, the loop in this process was slower per page
 than forked children in that run, so ratios to the loop carry about 15% of noise here.
 
     python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2] [--repeats 3]
