@@ -67,7 +67,9 @@ class _ExtractFn(beam.DoFn):
             sandbox.send(result, self.cfg, timeout_s=self.cfg.timeout_s)
         except (SandboxTimeout, SandboxCrash) as e:
             self._idle.append(sandbox)
-            yield WindowedValue(self._counted(_dropped(e, result)), timestamp, [window])
+            yield WindowedValue(
+                self._counted(_dropped(e, result, self.cfg.timeout_s)), timestamp, [window]
+            )
         else:
             self._busy[sandbox] = (result, timestamp, window)
         # With every child busy, wait for one: so no call returns with more than processes - 1
@@ -88,7 +90,7 @@ class _ExtractFn(beam.DoFn):
             try:
                 out = sandbox.receive()
             except (SandboxTimeout, SandboxCrash, RemoteError) as e:
-                out = _dropped(e, result)
+                out = _dropped(e, result, self.cfg.timeout_s)
             self._idle.append(sandbox)
             yield WindowedValue(self._counted(out), timestamp, [window])
 
@@ -109,11 +111,11 @@ class _ExtractFn(beam.DoFn):
             sandbox.close()
 
 
-def _dropped(error: Exception, result: FetchResult) -> Drop:
+def _dropped(error: Exception, result: FetchResult, timeout_s: float) -> Drop:
     """The Drop for a page whose sandbox call failed."""
     url = result.final_url or result.candidate.url
     if isinstance(error, SandboxTimeout):
-        return Drop(TIMEOUT, where=url, detail=str(error).rsplit(": ", 1)[-1])
+        return Drop(TIMEOUT, where=url, detail=f"over {timeout_s:g} s")
     if isinstance(error, SandboxCrash):
         return Drop(CRASH, where=url, detail=str(error))
     assert isinstance(error, RemoteError)

@@ -22,6 +22,7 @@ from apache_beam.utils.timestamp import Timestamp
 from pipeline.extract import Extract, _ExtractFn
 from pipeline.extraction import (
     BINARY,
+    CRASH,
     EMPTY,
     ERROR,
     NOT_HTML,
@@ -309,6 +310,26 @@ def test_a_slow_page_holds_one_child_while_the_other_extracts_on():
         assert extract(ARTICLE.encode(), "good", 8) == [("doc", Timestamp(8), [window])]
         rest = [(v.value.reason, v.timestamp, v.windows) for v in fn.finish_bundle()]
         assert rest == [(TIMEOUT, Timestamp(7), [window])]
+    finally:
+        fn.teardown()
+
+
+def test_a_child_killed_mid_page_costs_that_page_and_is_replaced():
+    fn, extract, window = _extract_fn(processes=2)
+    try:
+        assert extract(slow_page(), "slow", 7) == []
+        (busy,) = fn._busy
+        os.kill(busy.pid, signal.SIGKILL)
+        out = extract(ARTICLE.encode(), "good", 8)
+        out += [
+            (getattr(v.value, "reason", "doc"), v.timestamp, v.windows) for v in fn.finish_bundle()
+        ]
+        assert sorted(out) == sorted(
+            [(CRASH, Timestamp(7), [window]), ("doc", Timestamp(8), [window])]
+        )
+        fn.start_bundle()
+        assert extract(ARTICLE.encode(), "again", 9) == []
+        assert [v.value["id"] for v in fn.finish_bundle()] == ["again"]
     finally:
         fn.teardown()
 
