@@ -170,11 +170,12 @@ class _FetchUnitFn(beam.DoFn):
         from pipeline.warc import WarcRecorder
 
         start = time.monotonic()
-        rows = []
+        rows, fetched = [], 0
         with WarcRecorder(warc_path, unit_compression(self.cfg.record_warc)) as recorder:
             for e in self.fetcher.stream(candidates):
                 r = e.result
                 if r.ok:
+                    fetched += 1
                     recorder.write(
                         r.candidate.url,
                         r.final_url,
@@ -194,7 +195,7 @@ class _FetchUnitFn(beam.DoFn):
             "%s: %d URLs, %d fetched, %.1fs with their extraction",
             log_path,
             len(rows),
-            sum(row["outcome"] == "fetched" for row in rows),
+            fetched,
             time.monotonic() - start,
         )
 
