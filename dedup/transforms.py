@@ -47,6 +47,7 @@ from dedup.minhash import Banding, banding, estimated_jaccard, jaccard
 from dedup.report import RemovedPair, build_report, snippet, to_markdown
 from dedup.sketch import Sketch, sketch_batch
 from dedup.survivor import merge_cluster
+from pipeline.drops import reason_one
 from pipeline.records import Drop
 from webtext import storage
 from webtext.config import DedupConfig
@@ -349,15 +350,11 @@ class NearDedup(beam.PTransform):
             sketches | "CountSketched" >> beam.Map(_count, "documents_sketched"),
             pairs | "CountPairs" >> beam.Map(_count, "candidate_pairs"),
             edges | "CountEdges" >> beam.Map(_count, "duplicate_pairs"),
-            resolved["drop"] | "CountDrops" >> beam.Map(_drop_count),
+            resolved["drop"] | "CountDrops" >> beam.Map(reason_one),
             resolved["cluster"] | "CountIdentical" >> beam.FlatMap(_identical),
         ) | "Stats" >> beam.Flatten()
         params = p | "Params" >> beam.Create([run_params(cfg, band)])
         return NearDedupResult(documents, resolved["cluster"], kept_sketches, stats, params)
-
-
-def _drop_count(drop: Drop) -> tuple[str, int]:
-    return drop.reason, 1
 
 
 def _identical(cluster: ClusterInfo) -> Iterator[tuple[str, int]]:

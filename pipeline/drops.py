@@ -21,12 +21,6 @@ class SplitDrops(beam.PTransform):
 
 
 def reason_one(drop: Drop) -> tuple[str, int]:
-    """(reason, 1): a drop as one count of its reason."""
+    """(reason, 1): a drop as one count of its reason (summed where they are produced, by the
+    commit step or a report's combine)."""
     return drop.reason, 1
-
-
-class CountDrops(beam.PTransform):
-    """PCollection[Drop] -> PCollection[(reason, count)]."""
-
-    def expand(self, drops):
-        return drops | "ByReason" >> beam.Map(reason_one) | "Sum" >> beam.CombinePerKey(sum)

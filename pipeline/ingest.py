@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.drops import CountDrops, SplitDrops
+from pipeline.drops import SplitDrops, reason_one
 from pipeline.records import Drop, FetchResult, candidate_from_row, candidate_to_row
 from pipeline.write import (
     CommitManifest,
@@ -172,7 +172,7 @@ def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None
     )
     commit_items = [
         units | "Files" >> beam.Map(as_file),
-        all_drops | "CountDrops" >> CountDrops() | "Counts" >> beam.Map(as_count),
+        all_drops | "CountDrops" >> beam.Map(reason_one) | "Counts" >> beam.Map(as_count),
         submissions | "CountSubs" >> beam.Map(_count_one) | "Subs" >> beam.Map(as_count),
         examples | "Extras" >> beam.Map(as_extra),
     ]
@@ -249,7 +249,7 @@ def build_pages_pipeline(
         files | "Files" >> beam.Map(as_file),
         (failed, extract_drops, quality_drops, deduped.drops)
         | "AllDrops" >> beam.Flatten()
-        | "CountDrops" >> CountDrops()
+        | "CountDrops" >> beam.Map(reason_one)
         | "Counts" >> beam.Map(as_count),
         results | "CountUrls" >> beam.Map(_count_url) | "Urls" >> beam.Map(as_count),
         docs | "CountDocs" >> beam.Map(_count_docs) | "Docs" >> beam.Map(as_count),

@@ -55,7 +55,7 @@ def build_pipeline(p, cfg, shards_dir: str, out: str) -> None:
 
     from dedup.index import run_key
     from dedup.stage import Deduplicate
-    from pipeline.drops import CountDrops
+    from pipeline.drops import reason_one
     from pipeline.write import CommitManifest, WriteShards, as_count, as_extra, as_file
     from webtext.shards import TEXT_SCHEMA, Manifest
 
@@ -77,7 +77,7 @@ def build_pipeline(p, cfg, shards_dir: str, out: str) -> None:
             files | "Files" >> beam.Map(as_file),
             docs | "CountDocs" >> beam.Map(_count_doc) | "Docs" >> beam.Map(as_count),
             deduped.extras | "Extras" >> beam.Map(as_extra),
-            deduped.drops | "CountDrops" >> CountDrops() | "Counts" >> beam.Map(as_count),
+            deduped.drops | "CountDrops" >> beam.Map(reason_one) | "Counts" >> beam.Map(as_count),
         ]
         | "CommitItems" >> beam.Flatten()
         | "Commit" >> CommitManifest(out, kind="text", fmt=cfg.output.format, config=cfg.to_dict())
