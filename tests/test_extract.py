@@ -295,10 +295,14 @@ def _extract_fn(processes: int):
     window = IntervalWindow(0, 60)
 
     def extract(body, doc_id: str, at: int) -> list[tuple]:
-        out = fn.process(page(body, doc_id=doc_id), Timestamp(at), window)
-        return [(getattr(v.value, "reason", "doc"), v.timestamp, v.windows) for v in out]
+        return _described(fn.process(page(body, doc_id=doc_id), Timestamp(at), window))
 
     return fn, extract, window
+
+
+def _described(values) -> list[tuple]:
+    """(reason, or "doc" for a document; timestamp; windows) of each emitted WindowedValue."""
+    return [(getattr(v.value, "reason", "doc"), v.timestamp, v.windows) for v in values]
 
 
 def test_a_slow_page_holds_one_child_while_the_other_extracts_on():
@@ -308,8 +312,7 @@ def test_a_slow_page_holds_one_child_while_the_other_extracts_on():
         # Both children busy: this call returns as soon as one is done, which is the one with
         # the ordinary page, while the slow page runs on in the other.
         assert extract(ARTICLE.encode(), "good", 8) == [("doc", Timestamp(8), [window])]
-        rest = [(v.value.reason, v.timestamp, v.windows) for v in fn.finish_bundle()]
-        assert rest == [(TIMEOUT, Timestamp(7), [window])]
+        assert _described(fn.finish_bundle()) == [(TIMEOUT, Timestamp(7), [window])]
     finally:
         fn.teardown()
 
@@ -321,9 +324,7 @@ def test_a_child_killed_mid_page_costs_that_page_and_is_replaced():
         (busy,) = fn._busy
         os.kill(busy.pid, signal.SIGKILL)
         out = extract(ARTICLE.encode(), "good", 8)
-        out += [
-            (getattr(v.value, "reason", "doc"), v.timestamp, v.windows) for v in fn.finish_bundle()
-        ]
+        out += _described(fn.finish_bundle())
         assert sorted(out) == sorted(
             [(CRASH, Timestamp(7), [window]), ("doc", Timestamp(8), [window])]
         )
