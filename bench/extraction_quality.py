@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.extraction import extract_document, warm_up
 from pipeline.records import Candidate, FetchResult
-from pipeline.sandbox import Sandbox
+from pipeline.sandbox import Sandbox, Zygote
 from webtext.config import ExtractConfig
 
 
@@ -121,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ExtractConfig()
     ours, base, boxed = Score(), Score(), Score()
     mismatches = 0
-    sandbox = Sandbox("pipeline.extraction:extract_document", warm_up="pipeline.extraction:warm_up")
-    echo = Sandbox("builtins:id")  # returns at once: the bare cost of shipping a page over
+    zygotes = [
+        Zygote("pipeline.extraction:extract_document", warm_up="pipeline.extraction:warm_up"),
+        Zygote("builtins:id"),  # returns at once: the bare cost of shipping a page over
+    ]
+    sandbox, echo = (Sandbox(zygote) for zygote in zygotes)
     round_trips: list[float] = []
     cpu = {"ours": 0.0, "sandboxed": 0.0}
     if args.sandbox:
@@ -157,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             echo.call(page, timeout_s=60)
             round_trips.append(time.perf_counter() - t4)
         rows.append((entry["file"], ours.per_page[-1], base.per_page[-1]))
-    sandbox.close()
-    echo.close()
+    for process in (sandbox, echo, *zygotes):
+        process.close()
 
     n = len(entries)
     if args.verbose:

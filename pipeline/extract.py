@@ -3,10 +3,10 @@
     PCollection[FetchResult] --Extract(cfg)--> PCollection[dict (TEXT_SCHEMA row) | Drop]
 
 :class:`Extract` runs :func:`pipeline.extraction.extract_document` in persistent child
-processes (``cfg.processes`` per DoFn instance, :mod:`pipeline.sandbox`), so that a
-pathological page that keeps trafilatura busy past ``cfg.timeout_s`` is killed
-(``extract.timeout``) instead of hanging its worker, and a crash in C code costs one page
-(``extract.crash``) instead of the job.
+processes (``cfg.processes`` per DoFn instance, forked from one warmed-up zygote:
+:mod:`pipeline.sandbox`), so that a pathological page that keeps trafilatura busy past
+``cfg.timeout_s`` is killed (``extract.timeout``) instead of hanging its worker, and a crash in
+C code costs one page (``extract.crash``) instead of the job.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import select
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -23,7 +22,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipeline import extraction
 from pipeline.extraction import CRASH, ERROR, TIMEOUT, extract_document
 from pipeline.records import Drop, FetchResult
-from pipeline.sandbox import RemoteError, Sandbox, SandboxCrash, SandboxTimeout
+from pipeline.sandbox import RemoteError, Sandbox, SandboxCrash, SandboxTimeout, Zygote
 from webtext.config import ExtractConfig
 
 log = logging.getLogger(__name__)
@@ -43,16 +42,17 @@ class _ExtractFn(beam.DoFn):
 
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg
+        self._zygote: Zygote | None = None
         self._idle: list[Sandbox] = []
         self._busy: dict[Sandbox, tuple[FetchResult, object, object]] = {}
         self._logged: set[tuple[str, str]] = set()
 
     def setup(self) -> None:
         module = extraction.__name__
-        target, warm_up = f"{module}:extract_document", f"{module}:warm_up"
-        self._idle = [Sandbox(target, warm_up=warm_up) for _ in range(self.cfg.processes)]
-        with ThreadPoolExecutor(len(self._idle)) as starting:  # the children import at once
-            list(starting.map(Sandbox.start, self._idle))
+        self._zygote = Zygote(f"{module}:extract_document", warm_up=f"{module}:warm_up")
+        self._idle = [Sandbox(self._zygote) for _ in range(self.cfg.processes)]
+        for sandbox in self._idle:
+            sandbox.start()
         self._busy = {}
         self._logged = set()
 
@@ -109,6 +109,8 @@ class _ExtractFn(beam.DoFn):
     def teardown(self) -> None:
         for sandbox in [*self._idle, *self._busy]:
             sandbox.close()
+        if self._zygote is not None:
+            self._zygote.close()
 
 
 def _dropped(error: Exception, result: FetchResult, timeout_s: float) -> Drop:

@@ -1,18 +1,28 @@
-"""Run a function in a persistent child process, with a time limit on every call.
+"""Run a function in persistent child processes, with a time limit on every call.
 
 Why a process: a pathological page can keep trafilatura (Python + lxml) busy for minutes, and
 Beam's SDK harness runs DoFns in non-main threads, where ``signal.alarm`` cannot interrupt them
 and from where no thread can be killed. A child process can be: when a call runs over its limit
-the child is killed (SIGKILL) and a fresh one starts on the next call.
+the child is killed (SIGKILL) and a fresh one takes its place on the next call.
 
 Why persistent: the child imports its modules and warms up once, so a call costs two pickles
 and two pipe transfers (well under a millisecond for a web page, against tens of milliseconds
 of extraction), and the parent thread sleeps in ``select`` while the child works, so the CPU
 goes to the extraction.
 
-Protocol: length-prefixed pickles on two dedicated pipes (not stdin/stdout, which libraries may
-print to). The child also exits when its request pipe closes, so it never outlives its parent.
-Child entry point: ``python -m pipeline.sandbox READ_FD WRITE_FD module:function [module:warm_up]``.
+Why a zygote: importing trafilatura and loading py3langid's model costs a child about 1.3 CPU
+seconds. A :class:`Zygote` pays that once, then forks every child from its warmed-up self, in a
+few milliseconds: the children of one worker share one import, and a child killed over a
+pathological page is replaced at once instead of stalling its worker for a second. The zygote
+is a fresh interpreter of its own (Beam's worker process runs gRPC threads, and forking a
+threaded process is unsafe), kept single-threaded (numeric libraries' thread pools off).
+
+Protocol: length-prefixed pickles on two dedicated pipes per child (not stdin/stdout, which
+libraries may print to), and a Unix socket to the zygote, which carries the child's pipe ends
+over (SCM_RIGHTS). The zygote forks, and kills and reaps, only when asked, so a child's pid
+stays its own until its sandbox has ended it. A child exits when its request pipe closes and
+the zygote when its socket does, so neither outlives its parent.
+Zygote entry point: ``python -m pipeline.sandbox SOCKET_FD module:function [module:warm_up]``.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ import logging
 import os
 import pickle
 import select
+import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -35,8 +47,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">Q")
+_REQUEST = struct.Struct(">cq")  # b"f" fork (the child's two pipe ends ride along), b"e" end pid
+_FORK, _END = b"f", b"e"
 _CHUNK = 1 << 16
 PIPE_BYTES = 1 << 20
+_SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class SandboxTimeout(Exception):
@@ -48,7 +63,7 @@ class SandboxCrash(Exception):
 
 
 class SandboxStartError(RuntimeError):
-    """The child could not start or load its target: a broken environment, not a bad input."""
+    """No child could be started or load its target: a broken environment, not a bad input."""
 
 
 class RemoteError(Exception):
@@ -108,18 +123,21 @@ def _read_frame(fd: int, deadline: float | None) -> bytes:
     return _read_exact(fd, n, deadline)
 
 
-def _reap(proc: subprocess.Popen, fds: tuple[int, ...]) -> None:
-    """Close the parent's pipe ends and end the child (between calls it holds no state)."""
+def _close_all(fds: tuple[int, ...]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _end_zygote(proc: subprocess.Popen, sock: socket.socket) -> None:
+    sock.close()  # the zygote exits on EOF; its children on their own pipes' EOF
     if proc.poll() is None:
         proc.kill()
     proc.wait()
 
 
-class Sandbox:
-    """A child process that runs ``target`` (``"module:function"``) one call at a time.
+class Zygote:
+    """A process that imports ``target`` and runs ``warm_up`` once, then forks sandbox children.
 
     Not thread-safe: one caller at a time (Beam gives each DoFn instance to one thread).
     """
@@ -131,6 +149,108 @@ class Sandbox:
         self.warm_up = warm_up
         self.start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+        self._finalizer: weakref.finalize | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Start the zygote and wait until it has imported and warmed up its target."""
+        if self._proc is not None:
+            return
+        ours, theirs = socket.socketpair()
+        cmd = [sys.executable, "-m", __name__, str(theirs.fileno()), self.target]
+        if self.warm_up:
+            cmd.append(self.warm_up)
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env={**os.environ, **_SINGLE_THREADED},
+            )
+        finally:
+            theirs.close()
+        self._proc, self._sock = proc, ours
+        self._finalizer = weakref.finalize(self, _end_zygote, proc, ours)
+        self.starts += 1
+        try:
+            status, detail = self._reply(self.start_timeout_s)
+        except (TimeoutError, EOFError, OSError) as e:
+            code = self.close()
+            raise SandboxStartError(f"{self.target}: did not start (exit code {code})") from e
+        if status != "ready":
+            self.close()
+            raise SandboxStartError(f"{self.target}: failed to start: {detail}")
+
+    def fork(self, read_fd: int, write_fd: int) -> int:
+        """A new child serving the target on these pipe ends (the caller keeps its copies)."""
+        for attempt in (1, 2):  # a zygote that died (out of memory, say) is restarted once
+            self.start()
+            assert self._sock is not None
+            try:
+                socket.send_fds(self._sock, [_REQUEST.pack(_FORK, 0)], [read_fd, write_fd])
+                return self._reply(self.start_timeout_s)
+            except (TimeoutError, EOFError, OSError) as e:
+                code = self.close()
+                if attempt == 2:
+                    raise SandboxStartError(
+                        f"{self.target}: zygote died while forking (exit code {code})"
+                    ) from e
+        raise AssertionError("unreachable")
+
+    def end(self, pid: int) -> int | None:
+        """Kill child ``pid`` if it still runs and reap it; its exit code (negative: the signal)."""
+        if self._sock is None:  # the zygote is gone, and the child with it unless it was busy
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            return None
+        try:
+            self._sock.sendall(_REQUEST.pack(_END, pid))
+            return self._reply(self.start_timeout_s)
+        except (TimeoutError, EOFError, OSError):
+            self.close()
+            return self.end(pid)
+
+    def _reply(self, timeout_s: float) -> Any:
+        assert self._sock is not None
+        return pickle.loads(_read_frame(self._sock.fileno(), time.monotonic() + timeout_s))
+
+    def close(self) -> int | None:
+        """End the zygote (children keep serving until their sandboxes end them); its exit code."""
+        proc, self._proc, self._sock = self._proc, None, None
+        if proc is None:
+            return None
+        if self._finalizer is not None:
+            self._finalizer()
+        return proc.returncode
+
+    def __enter__(self) -> Zygote:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _end_child(zygote: Zygote, pid: int, fds: tuple[int, int]) -> int | None:
+    _close_all(fds)
+    return zygote.end(pid)
+
+
+class Sandbox:
+    """A child process, forked from ``zygote``, that runs its target one call at a time.
+
+    Not thread-safe: one caller at a time (Beam gives each DoFn instance to one thread).
+    """
+
+    def __init__(self, zygote: Zygote) -> None:
+        self.zygote = zygote
+        self._pid: int | None = None
         self._to_child = -1
         self._from_child = -1
         self._finalizer: weakref.finalize | None = None
@@ -140,41 +260,28 @@ class Sandbox:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._pid
 
     def start(self) -> None:
-        """Start the child and wait until it has imported and warmed up its target."""
-        if self._proc is not None:
+        """Fork a child from the zygote (starting the zygote first if need be)."""
+        if self._pid is not None:
             return
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
         for fd in (req_w, res_w):  # a whole page fits: the parent's write need not wait on reads
             with contextlib.suppress(AttributeError, OSError):  # Linux only; capped by the OS
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        cmd = [sys.executable, "-m", __name__, str(req_r), str(res_w), self.target]
-        if self.warm_up:
-            cmd.append(self.warm_up)
         try:
-            proc = subprocess.Popen(
-                cmd, pass_fds=(req_r, res_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-            )
+            pid = self.zygote.fork(req_r, res_w)
+        except BaseException:
+            _close_all((req_w, res_r))
+            raise
         finally:
-            os.close(req_r)
-            os.close(res_w)
+            _close_all((req_r, res_w))
         os.set_blocking(req_w, False)
-        self._proc, self._to_child, self._from_child = proc, req_w, res_r
-        self._finalizer = weakref.finalize(self, _reap, proc, (req_w, res_r))
+        self._pid, self._to_child, self._from_child = pid, req_w, res_r
+        self._finalizer = weakref.finalize(self, _end_child, self.zygote, pid, (req_w, res_r))
         self.starts += 1
-        try:
-            status, detail = pickle.loads(
-                _read_frame(res_r, time.monotonic() + self.start_timeout_s)
-            )
-        except (TimeoutError, EOFError) as e:
-            code = self._kill()
-            raise SandboxStartError(f"{self.target}: child did not start (exit code {code})") from e
-        if status != "ready":
-            self._kill()
-            raise SandboxStartError(f"{self.target}: child failed to start: {detail}")
 
     def call(self, *args: Any, timeout_s: float) -> Any:
         """``target(*args)`` in the child; starts one if none is running.
@@ -222,20 +329,18 @@ class Sandbox:
     def _failed(self, e: Exception) -> Exception:
         code = self._kill()
         if isinstance(e, TimeoutError):
-            return SandboxTimeout(f"{self.target}: no result within {self._timeout_s:g} s")
-        return SandboxCrash(f"{self.target}: child died (exit code {code})")
+            return SandboxTimeout(f"{self.zygote.target}: no result within {self._timeout_s:g} s")
+        return SandboxCrash(f"{self.zygote.target}: child died (exit code {code})")
 
     def _kill(self) -> int | None:
         """End the child and close the pipes; its exit code (negative: the signal)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
+        if self._pid is None or self._finalizer is None:
             return None
-        if self._finalizer is not None:
-            self._finalizer()
-        return proc.returncode
+        self._pid = None
+        return self._finalizer()
 
     def close(self) -> None:
-        """End the child; the next call would start a fresh one."""
+        """End the child; the next call forks a fresh one."""
         self._kill()
 
     def __enter__(self) -> Sandbox:
@@ -246,16 +351,8 @@ class Sandbox:
         self.close()
 
 
-def _serve(read_fd: int, write_fd: int, target: str, warm_up: str | None) -> None:
-    """The child's loop: one request in, one result out, until the request pipe closes."""
-    try:
-        function = _resolve(target)
-        if warm_up:
-            _resolve(warm_up)()
-    except Exception as e:  # report why we cannot serve instead of dying silently
-        _write_frame(write_fd, pickle.dumps(("failed", f"{type(e).__name__}: {e}")), None)
-        return
-    _write_frame(write_fd, pickle.dumps(("ready", None)), None)
+def _serve(read_fd: int, write_fd: int, function: Callable[..., Any]) -> None:
+    """A child's loop: one request in, one result out, until the request pipe closes."""
     while True:
         try:
             args = pickle.loads(_read_frame(read_fd, None))
@@ -268,10 +365,55 @@ def _serve(read_fd: int, write_fd: int, target: str, warm_up: str | None) -> Non
         _write_frame(write_fd, pickle.dumps(reply, pickle.HIGHEST_PROTOCOL), None)
 
 
+def _request(sock: socket.socket) -> tuple[bytes, int, list[int]] | None:
+    """The next request to the zygote, with the fds it carries; None when the socket closes."""
+    data, fds, _, _ = socket.recv_fds(sock, _REQUEST.size, 2)
+    if not data:
+        return None
+    if len(data) < _REQUEST.size:
+        data += _read_exact(sock.fileno(), _REQUEST.size - len(data), None)
+    op, pid = _REQUEST.unpack(data)
+    return op, pid, fds
+
+
+def _run_zygote(sock_fd: int, target: str, warm_up: str | None) -> None:
+    """The zygote's loop: fork a child per request, end (kill and reap) one per request."""
+    sock = socket.socket(fileno=sock_fd)
+
+    def reply(value: object) -> None:
+        _write_frame(sock.fileno(), pickle.dumps(value), None)
+
+    try:
+        function = _resolve(target)
+        if warm_up:
+            _resolve(warm_up)()
+    except Exception as e:  # report why we cannot serve instead of dying silently
+        reply(("failed", f"{type(e).__name__}: {e}"))
+        return
+    reply(("ready", None))
+    while (request := _request(sock)) is not None:
+        op, pid, fds = request
+        if op == _FORK:
+            child = os.fork()
+            if child == 0:
+                try:
+                    sock.close()
+                    _serve(fds[0], fds[1], function)
+                finally:
+                    os._exit(0)
+            _close_all(tuple(fds))
+            reply(child)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            try:
+                reply(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            except ChildProcessError:
+                reply(None)
+
+
 if __name__ == "__main__":
     # Library chatter (trafilatura's per-page warnings) would flood the worker's stderr; the
     # caller reports outcomes as data.
     logging.basicConfig(level=logging.CRITICAL)
-    _serve(
-        int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None
-    )
+    _run_zygote(int(sys.argv[1]), sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)

@@ -37,6 +37,7 @@ from pipeline.sandbox import (
     SandboxCrash,
     SandboxStartError,
     SandboxTimeout,
+    Zygote,
 )
 from pipeline.text import content_hash
 from webtext.config import ExtractConfig
@@ -200,10 +201,8 @@ def test_utf16_page_is_text_not_binary():
 
 @pytest.fixture
 def sandbox():
-    box = Sandbox("pipeline.extraction:extract_document")
-    box.start()
-    yield box
-    box.close()
+    with Zygote("pipeline.extraction:extract_document") as zygote, Sandbox(zygote) as box:
+        yield box
 
 
 def test_time_limit_stops_a_pathological_page_and_the_next_page_works(sandbox):
@@ -227,7 +226,7 @@ def test_a_child_killed_mid_page_is_a_crash_and_is_replaced(sandbox):
 
 
 def test_an_exception_in_the_child_is_returned_and_the_child_keeps_serving():
-    with Sandbox("builtins:int") as box:
+    with Zygote("builtins:int") as zygote, Sandbox(zygote) as box:
         pid = box.pid
         with pytest.raises(RemoteError) as err:
             box.call("not a number", timeout_s=10)
@@ -238,16 +237,40 @@ def test_an_exception_in_the_child_is_returned_and_the_child_keeps_serving():
 
 def test_a_target_that_cannot_load_fails_at_start_with_the_reason():
     with pytest.raises(SandboxStartError, match="ModuleNotFoundError"):
-        Sandbox("no_such_module_here:f").start()
+        Sandbox(Zygote("no_such_module_here:f")).start()
 
 
-def test_closing_ends_the_child():
-    box = Sandbox("builtins:len")
+def test_closing_ends_the_child_and_the_zygote():
+    zygote = Zygote("builtins:len")
+    box = Sandbox(zygote)
     box.start()
-    pid = box.pid
+    pids = box.pid, zygote.pid
     box.close()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    zygote.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_children_fork_from_one_zygote_which_also_replaces_a_killed_one():
+    """Each child is the zygote's: it skips the imports and warm-up, and so does a replacement."""
+    with Zygote("os:getppid") as zygote, Sandbox(zygote) as first, Sandbox(zygote) as second:
+        assert first.call(timeout_s=10) == second.call(timeout_s=10) == zygote.pid
+        killed = first.pid
+        os.kill(killed, signal.SIGKILL)
+        with pytest.raises(SandboxCrash, match="exit code -9"):
+            first.call(timeout_s=10)
+        assert first.call(timeout_s=10) == zygote.pid
+        assert first.pid != killed and first.starts == 2 and zygote.starts == 1
+
+
+def test_a_dead_zygote_is_restarted_for_the_next_child():
+    with Zygote("os:getppid") as zygote, Sandbox(zygote) as box:
+        old = zygote.pid
+        os.kill(old, signal.SIGKILL)
+        box.close()
+        assert box.call(timeout_s=10) == zygote.pid != old
+        assert zygote.starts == 2
 
 
 # --- the PTransform ----------------------------------------------------------------------------
