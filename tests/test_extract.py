@@ -7,6 +7,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -262,6 +264,39 @@ def test_children_fork_from_one_zygote_which_also_replaces_a_killed_one():
             first.call(timeout_s=10)
         assert first.call(timeout_s=10) == zygote.pid
         assert first.pid != killed and first.starts == 2 and zygote.starts == 1
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container's init may be slow to reap orphans)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states in /proc")
+def test_a_killed_parent_leaves_neither_zygote_nor_child_running():
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pipeline.sandbox import Sandbox, Zygote; "
+            "z = Zygote('os:getpid'); box = Sandbox(z); "
+            "child = box.call(timeout_s=10); print(z.pid, child, flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pids = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(pids) == 2 and all(_running(pid) for pid in pids)
+    parent.kill()  # no finalizer runs: the zygote sees its socket close, the child its pipe
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in pids)
 
 
 def test_a_dead_zygote_is_restarted_for_the_next_child():
