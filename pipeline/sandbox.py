@@ -189,19 +189,21 @@ class Zygote:
 
     def fork(self, read_fd: int, write_fd: int) -> int:
         """A new child serving the target on these pipe ends (the caller keeps its copies)."""
-        for attempt in (1, 2):  # a zygote that died (out of memory, say) is restarted once
-            self.start()
-            assert self._sock is not None
-            try:
-                socket.send_fds(self._sock, [_REQUEST.pack(_FORK, 0)], [read_fd, write_fd])
-                return self._reply(self.start_timeout_s)
-            except (TimeoutError, EOFError, OSError) as e:
-                code = self.close()
-                if attempt == 2:
-                    raise SandboxStartError(
-                        f"{self.target}: zygote died while forking (exit code {code})"
-                    ) from e
-        raise AssertionError("unreachable")
+        try:
+            return self._fork(read_fd, write_fd)
+        except (TimeoutError, EOFError, OSError):
+            self.close()  # it died (out of memory, say): a fresh zygote gets one more try
+        try:
+            return self._fork(read_fd, write_fd)
+        except (TimeoutError, EOFError, OSError) as e:
+            code = self.close()
+            raise SandboxStartError(f"{self.target}: zygote died (exit code {code})") from e
+
+    def _fork(self, read_fd: int, write_fd: int) -> int:
+        self.start()
+        assert self._sock is not None
+        socket.send_fds(self._sock, [_REQUEST.pack(_FORK, 0)], [read_fd, write_fd])
+        return self._reply(self.start_timeout_s)
 
     def end(self, pid: int) -> int | None:
         """Kill child ``pid`` if it still runs and reap it; its exit code (negative: the signal)."""
