@@ -3,8 +3,9 @@
 The pages of ../shared/corpus/pages (or generated ones when it is absent) are served from a
 local HTTP server, each under ``--copies`` URLs, so that the pipeline sees every page the same
 number of times and the pages phase's fixed cost (pipeline construction, worker processes, the
-sandboxes' imports, the stages after extraction: about 7 s of wall time, 10 s of CPU) is
-amortised over ``copies x pages`` pages (2408 by default: about 7% of the 2-worker phase).
+extraction zygotes' imports, the stages after extraction: about 7 s of wall time, and 10 s of
+CPU before the zygotes saved 2.6 of it) is amortised over ``copies x pages`` pages (2408 by
+default: about 7% of the 2-worker phase).
 The pages phase (live fetch with its WARC checkpoint, extraction in the sandbox, quality, shard
 writing, the manifest) is timed whole, with 1 and 2 workers. Dedup is off here: the copies are
 exact duplicates, and dropping them would skip their shard writes; every page is extracted and
@@ -34,46 +35,37 @@ A third peer bounds what the machine allows: ``trafilatura.extract`` in a proces
 many processes as the pipeline has workers (pages pickled to them, as the pipeline pickles them
 to its extraction children). ``of_pool`` is the pipeline's share of it.
 
-Where the time goes (2026-11-27, the shared 2-core machine, whose speed drifts by 20-30%
-between runs; CPU ms per corpus page of 144 KB, pages phase with 2 workers, split by process,
-read from /proc every 0.5 s by a separate sampler): extraction children 47-51 (our settings
-alone in one process: 44-49 that day), Beam workers 7-8 (HTTP client, the WARC checkpoint at
-gzip level 3, Beam's coders and bundle processing, start-up imports, shard writing), the driver
-with the page server and Beam's runner about 2. The cores are busy 97-100% of the time except
-at three points:
-* the start (about 3 s): the driver builds and submits the job on one core, then the workers
-  and the sandboxes import;
-* the tail: FnApiRunner splits a stage's input into one fixed part per worker (round robin over
-  the units, 24 and 25 of them here), so the worker whose units hold more work runs alone at the
-  end: 2-15 s in six runs, 4 s typically. Smaller units did not even it out (25 URLs: 2 and
-  6 s); at real scale, thousands of units per worker, it averages away;
-* the stages after extraction (shard writing, the manifest): about 2 s.
-The page server listens with a backlog of 128: with socketserver's default of 5 the fetchers'
-bursts of connections overflowed it, dropped SYNs stalled whole units for the kernel's 1 s
-retransmission timeout. The ratio read 1.54 before that fix and 1.69, 1.58 and 1.38 after it
-(the last with a loop that sped up by 45% within the run). It also speaks HTTP/1.1 with
-keep-alive, as real servers do: with HTTP/1.0 every page cost a new connection (a server thread,
-a socket and a connect in the fetcher), 2 CPU ms per page of the driver and the Beam workers.
-The fetch checkpoints are zstd WARCs (0.5 ms a page; gzip level 3 took 1.6-2.5 ms). With
-them alone, three 2-worker runs read 1.43, 1.71 and 1.67 (median 1.67); with keep-alive and
-results streamed from the fetcher to the extraction as they arrive, 1.56, 1.34 and 1.81
-(median 1.56), then 1.62, 1.84 and 1.52 (median 1.62), then, in a slow spell of the machine
-(loops at 18-20 pages/s), 1.54, 1.51 and 1.70 (median 1.54). The loops between them ranged
-from 17.2 to 29.3 pages/s. ``of_pool`` read 0.82, 0.92, 0.84 and 0.79 in those four benchmark
-runs: 1.55-1.80x the loop with the issue's pool of 1.96x.
-Each worker now keeps two extraction children busy (``extract.processes``), so the worker
-whose share of the units runs longest no longer finishes on one core: in a sampled 2-worker
-pages phase with one child each, that tail was 8 s of a 71 s phase with one core idle; with two,
-only the stages after extraction remain (about 2 s), and two A/B pairs read 32.6 and 32.5
-pages/s against 31.7 and 30.7. One worker now runs at 1.48-1.50x the loop (0.76x with one
-child). What is left is CPU per page (``cpu_ratio`` 1.59-1.63 in three benchmark runs that
-day): the extraction children cost what the loops cost, the Beam workers 7-9 ms a page (their
-start-up imports about 2.3 of it over 2408 pages; Beam's own import is 1.2 s), the driver with
-the page server 1.5-2. Those three runs read 1.48 (1.48, 1.47, 1.71; one child per worker),
-1.59 (1.63, 1.40, 1.59) and 1.45 (1.60, 1.43, 1.45), with the pool at 1.93x and 1.82x the
-loop in the last two.
-The pool measured 1.8-2.2x the loop: above 2x, the loop in this process was slower per page
-than forked children in that run, so ratios to the loop carry about 15% of noise here.
+Where the time goes (2026-11-27, the shared 2-core machine, whose speed drifts by 20-45% within
+minutes; CPU ms per corpus page of 144 KB in the 2-worker pages phase, split by process, read
+from /proc every 0.25 s by a separate sampler): extraction children 44-54 (our settings alone in
+one process: 37-51 that day), Beam workers 7-8 (the HTTP client 1.2-1.9, the zstd WARC checkpoint
+about 0.7, Beam's coders and bundle processing, shard writing, and start-up: Beam's import is
+about 1 s a worker), the driver with the page server about 2. The cores are busy 97-100% of the
+time but for about 3 s at the start (the driver builds and submits the job, then the workers and
+the extraction zygotes import) and about 2 s at the end (shard writing, the manifest), so what
+is left to gain is CPU per page.
+
+What moved the figure, in order (A/B pairs of the pages phase, or whole runs of this benchmark):
+
+* the page server listens with a backlog of 128 (socketserver's 5 dropped SYNs in the fetchers'
+  bursts, each a 1 s stall) and keeps connections alive, as real servers do (a connection per
+  page cost the driver and the workers 2 CPU ms a page): medians 1.54 before, then 1.69, 1.58;
+* fetch checkpoints are zstd WARCs (0.5 ms a page; gzip level 3 took 1.6-2.5), and results
+  stream from the fetcher to the extraction as they arrive: 1.67, 1.56, 1.62, 1.54;
+* two extraction children per worker (``extract.processes``): FnApiRunner splits a stage's input
+  into one fixed part per worker, and with one child the worker whose part held more work ran
+  on alone at the end (8 s of a 71 s phase, one core idle). Two A/B pairs: 32.6 and 32.5 pages/s
+  against 31.7 and 30.7; one worker went from 0.76x the loop to about 1.5x. Medians 1.48 (still
+  one child), 1.59, 1.45, with ``cpu_ratio`` 1.59-1.63;
+* the children fork from one zygote per worker (:mod:`pipeline.sandbox`): a worker's children
+  cost 1.3 CPU s to start instead of 2.6 (and 3.9 with one replaced after a killed page; the
+  replacement takes 4 ms instead of 1.1-1.25 s). Two runs: 1.77 (1.48, 1.94, 1.77; ``cpu_ratio``
+  1.74) and, with ``--repeats 5``, 1.66 (1.66, 1.68, 1.50, 1.65, 1.66; ``cpu_ratio`` 1.69).
+
+The loops between runs ranged from 17.2 to 29.3 pages/s over those days, and the pool measured
+1.8-2.2x the loop (above 2x, the loop in this process was slower per page than forked children
+in that run): a ratio to the loop carries about 15% of noise here, hence the neighbouring loops,
+the median, and ``cpu_ratio`` beside it.
 
     python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2] [--repeats 3]
 
