@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def _read_frame(fd: int, deadline: float | None) -> bytes:
     return _read_exact(fd, n, deadline)
 
 
-def _close_all(fds: tuple[int, ...]) -> None:
+def _close_all(fds: Iterable[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -403,7 +403,7 @@ def _run_zygote(sock_fd: int, target: str, warm_up: str | None) -> None:
                     _serve(fds[0], fds[1], function)
                 finally:
                     os._exit(0)
-            _close_all(tuple(fds))
+            _close_all(fds)
             reply(child)
         else:
             with contextlib.suppress(ProcessLookupError):
