@@ -90,8 +90,8 @@ def run_dedup(docs: list[dict], threshold: float) -> dict[str, str]:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from dedup.transforms import NearDedup
-    from pipeline.records import Drop
-    from webtext.config import DedupConfig
+    from foundation.config import DedupConfig
+    from foundation.records import Drop
 
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/out.pkl"

@@ -27,7 +27,7 @@ from bench.dedup_texts import load_texts
 from dedup.minhash import banding, shingle_texts, tokens
 from dedup.sketch import sketch_batch
 from dedup.transforms import bucket_pairs
-from webtext.config import DedupConfig
+from foundation.config import DedupConfig
 
 NUM_PERM = 128
 
@@ -97,9 +97,9 @@ def planted(texts: list[str]) -> list[str]:
 
 
 def time_stage(texts: list[str]) -> tuple[float, int]:
+    from foundation.shards import Manifest, shard_name, table_from_rows, write_table
     from tests.dedup_docs import doc
     from webtext.cli import main
-    from webtext.shards import Manifest, shard_name, table_from_rows, write_table
 
     docs = [doc(f"{i:016x}", t) for i, t in enumerate(planted(texts))]
     with tempfile.TemporaryDirectory() as tmp:

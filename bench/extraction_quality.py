@@ -33,10 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from foundation.config import ExtractConfig
+from foundation.records import Candidate, FetchResult
 from pipeline.extraction import extract_document, warm_up
-from pipeline.records import Candidate, FetchResult
 from pipeline.sandbox import Sandbox, Zygote
-from webtext.config import ExtractConfig
 
 
 @dataclass

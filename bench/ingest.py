@@ -92,6 +92,7 @@ sys.path.insert(0, str(ROOT))
 
 import apache_beam as beam  # noqa: E402
 
+from foundation.config import JobConfig, with_overrides  # noqa: E402
 from pipeline.ingest import (  # noqa: E402
     beam_options,
     build_urls_pipeline,
@@ -99,7 +100,6 @@ from pipeline.ingest import (  # noqa: E402
     run_ingest,
 )
 from tests.page_server import PageServer, article_html, submission, write_dump  # noqa: E402
-from webtext.config import JobConfig, with_overrides  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "pages"
 
@@ -122,9 +122,9 @@ def default_extract() -> Callable[[bytes], object]:
 
 def settings_extract() -> Callable[[bytes], object]:
     """Our extraction of one page, in this process: what the sandbox child runs per page."""
+    from foundation.config import ExtractConfig
+    from foundation.records import Candidate, FetchResult
     from pipeline.extraction import extract_document, warm_up
-    from pipeline.records import Candidate, FetchResult
-    from webtext.config import ExtractConfig
 
     warm_up()
     cfg = ExtractConfig()

@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from tokenizers import Tokenizer as HFTokenizer
 
+    from foundation.config import TokenizeConfig
     from tests.shard_factory import make_text_shards
     from trainer.tokenize import tokenize_shards
     from trainer.tokenizer import train_tokenizer
-    from webtext.config import TokenizeConfig
 
     base = corpus_docs(args.pages)
     base_mb = sum(len(d.encode()) for d in base) / 1e6

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.config import JobConfig, ModelConfig, TrainConfig
+from foundation.shards import Manifest
 from trainer.metrics import read_metrics
 from trainer.model import named_config
 from trainer.tokens import write_token_file
 from trainer.train import train
-from webtext.config import JobConfig, ModelConfig, TrainConfig
-from webtext.shards import Manifest
 
 
 def random_tokens(directory: Path, n_tokens: int, vocab_size: int) -> str:

@@ -24,8 +24,8 @@ from contamination.check import check as check_loaded
 from contamination.check import flag_examples as _flag_examples
 from contamination.report import write_reports
 from contamination.sources import ReadOptions, read_test_set, train_side
-from webtext import storage
-from webtext.config import ContaminationConfig, JobConfig
+from foundation import storage
+from foundation.config import ContaminationConfig, JobConfig
 
 log = logging.getLogger(__name__)
 

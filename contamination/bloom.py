@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from contamination.ngrams import fmix64
-from webtext import storage
+from foundation import storage
 
 MAGIC = b"WTBLOOM1"
 HASH_SCHEME = "wt-poly64-fmix/blocked1024x16"

@@ -21,7 +21,7 @@ import numpy as np
 from contamination.ngrams import NgramHasher
 from contamination.normalize import words
 from contamination.sources import ReadOptions, read_test_set
-from webtext import shards, storage
+from foundation import shards, storage
 
 log = logging.getLogger(__name__)
 

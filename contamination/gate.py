@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from webtext import shards, storage
-from webtext.config import ContaminationConfig
+from foundation import shards, storage
+from foundation.config import ContaminationConfig
 
 DEFAULT_MAX_OVERLAP_PCT = ContaminationConfig().max_overlap_pct
 

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from contamination.check import Report
-from webtext import storage
+from foundation import storage
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

@@ -24,8 +24,8 @@ import pyarrow.fs as pafs
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from webtext import shards, storage
-from webtext.textfiles import json_objects, read_utf8
+from foundation import shards, storage
+from foundation.textfiles import json_objects, read_utf8
 
 Kind = Literal["text", "jsonl", "parquet", "arrow"]
 SUFFIX_KIND: dict[str, Kind] = {

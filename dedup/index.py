@@ -24,9 +24,9 @@ import xxhash
 
 from dedup.minhash import Banding, banding
 from dedup.sketch import Sketch
-from webtext import storage
-from webtext.config import DedupConfig
-from webtext.shards import MANIFEST, Manifest, ShardError, ShardFile, read_table, write_table
+from foundation import storage
+from foundation.config import DedupConfig
+from foundation.shards import MANIFEST, Manifest, ShardError, ShardFile, read_table, write_table
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dedup.minhash import Banding, band_hashes, shingle_hashes, signatures
-from webtext.config import DedupConfig
+from foundation.config import DedupConfig
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
+from dedup.exact import ExactDedup
 from dedup.index import WriteIndex
 from dedup.transforms import NearDedup
-from pipeline.drops import SplitDrops, reason_one
-from pipeline.exact_dedup import ExactDedup
-from webtext.config import DedupConfig
+from foundation.config import DedupConfig
+from foundation.drops import SplitDrops, reason_one
 
 
 class DedupOutputs(NamedTuple):

@@ -47,10 +47,10 @@ from dedup.minhash import Banding, banding, estimated_jaccard, jaccard
 from dedup.report import RemovedPair, build_report, snippet, to_markdown
 from dedup.sketch import Sketch, sketch_batch
 from dedup.survivor import merge_cluster
-from pipeline.drops import reason_one
-from pipeline.records import Drop
-from webtext import storage
-from webtext.config import DedupConfig
+from foundation import storage
+from foundation.config import DedupConfig
+from foundation.drops import reason_one
+from foundation.records import Drop
 
 NEAR = "dedup.near"
 NEAR_EXISTING = "dedup.near_existing"

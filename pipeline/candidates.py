@@ -27,10 +27,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from dedup.urls import doc_id, domain_of
-from pipeline.records import Candidate, Drop, Submission, is_drop
+from foundation.config import FilterConfig
+from foundation.records import Candidate, Drop, Submission, is_drop
 from pipeline.submissions import Posting, prepare
 from pipeline.url_filters import UrlRules
-from webtext.config import FilterConfig
 
 
 def _best_record(postings: list[Posting]) -> Posting:

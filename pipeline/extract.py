@@ -19,11 +19,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.windowed_value import WindowedValue
 
+from foundation.config import ExtractConfig
+from foundation.records import Drop, FetchResult
 from pipeline import extraction
 from pipeline.extraction import CRASH, ERROR, TIMEOUT, extract_document
-from pipeline.records import Drop, FetchResult
 from pipeline.sandbox import RemoteError, Sandbox, SandboxCrash, SandboxTimeout, Zygote
-from webtext.config import ExtractConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import codecs
 import re
 from typing import Any
 
-from pipeline.records import Drop, FetchResult
+from foundation.config import ExtractConfig
+from foundation.records import Drop, FetchResult
 from pipeline.text import content_hash, count_words
-from webtext.config import ExtractConfig
 
 EMPTY = "extract.empty"
 BINARY = "extract.binary"
@@ -175,7 +175,7 @@ _WARM_UP_PAGE = (
 
 def warm_up() -> None:
     """Import the extractors and load py3langid's model before the first timed page."""
-    from pipeline.records import Candidate
+    from foundation.records import Candidate
 
     page = FetchResult(
         candidate=Candidate("0", "http://warm.up/", "http://warm.up/", "warm.up", 0, 0, ()),

@@ -35,14 +35,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from apache_beam.metrics import Metrics
 
+from foundation import storage
+from foundation.config import FetchConfig
+from foundation.records import Candidate, FetchResult, candidate_from_row
+from foundation.shards import read_table, write_table
 from pipeline import fetch_rules
 from pipeline.fetch_rules import FetchFailure
-from pipeline.records import Candidate, FetchResult, candidate_from_row
 from pipeline.warc import CHECKPOINT, KEPT, WarcCompression, WarcResponse, iter_responses
 from pipeline.write import WriteShards
-from webtext import storage
-from webtext.config import FetchConfig
-from webtext.shards import read_table, write_table
 
 log = logging.getLogger(__name__)
 

@@ -51,12 +51,12 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from foundation.config import FetchConfig
+from foundation.records import Candidate, FetchResult
 from pipeline import fetch_rules
 from pipeline.address_guard import BlockedAddress, ResolveError, Target, resolve_target
 from pipeline.fetch_rules import BodyDecoder, FetchFailure
-from pipeline.records import Candidate, FetchResult
 from pipeline.robots import MAX_ROBOTS_BYTES, RobotsCache
-from webtext.config import FetchConfig
 
 log = logging.getLogger(__name__)
 

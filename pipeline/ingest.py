@@ -21,8 +21,11 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.drops import SplitDrops, reason_one
-from pipeline.records import Drop, FetchResult, candidate_from_row, candidate_to_row
+from foundation import storage
+from foundation.config import JobConfig, OutputConfig, with_overrides
+from foundation.drops import SplitDrops, reason_one
+from foundation.records import Drop, FetchResult, candidate_from_row, candidate_to_row
+from foundation.shards import REJECTED, TEXT_SCHEMA, URL_SCHEMA, Manifest, read_table
 from pipeline.write import (
     CommitManifest,
     WriteShards,
@@ -31,9 +34,6 @@ from pipeline.write import (
     as_file,
     is_complete,
 )
-from webtext import storage
-from webtext.config import JobConfig, OutputConfig, with_overrides
-from webtext.shards import REJECTED, TEXT_SCHEMA, URL_SCHEMA, Manifest, read_table
 
 log = logging.getLogger(__name__)
 

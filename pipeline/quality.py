@@ -11,8 +11,8 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.records import Drop
-from webtext.config import QualityConfig
+from foundation.config import QualityConfig
+from foundation.records import Drop
 
 TOO_SHORT = "quality.too_short"
 TOO_LONG = "quality.too_long"

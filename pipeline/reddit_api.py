@@ -32,9 +32,9 @@ from typing import Any
 
 import apache_beam as beam
 
-from pipeline.records import Drop, Submission
+from foundation.config import SourceConfig
+from foundation.records import Drop, Submission
 from pipeline.sources import parse_submission
-from webtext.config import SourceConfig
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.records import Drop, Submission
+from foundation.records import Drop, Submission
 
 log = logging.getLogger(__name__)
 

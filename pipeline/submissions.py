@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dedup.urls import URLError, canonicalize
-from pipeline.records import Drop, Submission, SubmissionRef
+from foundation.config import FilterConfig
+from foundation.records import Drop, Submission, SubmissionRef
 from pipeline.url_filters import UrlRules
-from webtext.config import FilterConfig
 
 
 @dataclass(frozen=True, order=True)

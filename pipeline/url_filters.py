@@ -23,7 +23,7 @@ from importlib import resources
 from urllib.parse import unquote, urlsplit
 
 from dedup.urls import URLError, canonicalize
-from webtext.config import FilterConfig
+from foundation.config import FilterConfig
 
 WIKIMEDIA_DOMAINS: frozenset[str] = frozenset(
     {
@@ -109,7 +109,7 @@ def load_blocklist(path: str | None) -> frozenset[str]:
     if path is None:
         ref = resources.files("pipeline.data").joinpath("blocklist.txt")
         return parse_blocklist(ref.read_text(encoding="utf-8"), "pipeline/data/blocklist.txt")
-    from webtext import storage
+    from foundation import storage
 
     try:
         text = storage.read_text(path)

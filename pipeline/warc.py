@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from webtext import storage
+from foundation import storage
 
 REQUESTED_URI = "WARC-Webtext-Requested-URI"
 DOC_ID = "WARC-Webtext-Doc-Id"

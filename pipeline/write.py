@@ -19,8 +19,16 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
-from webtext import storage
-from webtext.shards import MANIFEST, REJECTED, SUFFIX, Manifest, ShardFile, shard_name, write_table
+from foundation import storage
+from foundation.shards import (
+    MANIFEST,
+    REJECTED,
+    SUFFIX,
+    Manifest,
+    ShardFile,
+    shard_name,
+    write_table,
+)
 
 log = logging.getLogger(__name__)
 

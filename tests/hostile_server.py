@@ -221,7 +221,7 @@ class HostileServer:
 def candidate(url: str):
     """A fetch candidate for ``url``, with the canonical form and document id ingest gives it."""
     from dedup.urls import canonicalize, doc_id
-    from pipeline.records import Candidate
+    from foundation.records import Candidate
 
     canonical = canonicalize(url)
     return Candidate(doc_id(canonical), canonical, url, "d", 3, 0, ())

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from webtext.shards import Manifest, shard_name, table_from_rows, write_table
+from foundation.shards import Manifest, shard_name, table_from_rows, write_table
 
 
 def text_row(text: str, index: int, **fields: Any) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from dedup.urls import canonicalize, doc_id
+from foundation.config import FilterConfig
+from foundation.records import Candidate, Drop, Submission, SubmissionRef
 from pipeline.candidates import CollectCandidates, fold
-from pipeline.records import Candidate, Drop, Submission, SubmissionRef
 from pipeline.sources import ReadDumps, expand_patterns, read_dump
 from pipeline.submissions import Posting, prepare
 from pipeline.url_filters import UrlRules
-from webtext.config import FilterConfig
 
 
 def sub(sub_id: str, url: str, score: int = 10, created: int = 100, **kw) -> Submission:

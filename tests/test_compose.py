@@ -208,12 +208,12 @@ def test_dask_profile_points_at_its_scheduler(services: dict) -> None:
 
 
 def test_demo_data_service_feeds_the_compose_job(services: dict) -> None:
-    from webtext.config import JobConfig
-    from webtext.demo_data import DUMP_NAME, WARC_NAME
+    from foundation.config import JobConfig
+    from webtext.demo.generate import DUMP_NAME, WARC_NAME
 
     svc = services["demo-data"]
-    assert svc["entrypoint"] == ["python", "-m", "webtext.demo_data"]
-    assert importlib.util.find_spec("webtext.demo_data") is not None
+    assert svc["entrypoint"] == ["python", "-m", "webtext.demo.generate"]
+    assert importlib.util.find_spec("webtext.demo.generate") is not None
     (out,) = svc["command"]
     cfg = JobConfig.from_toml(ROOT / "configs" / "compose.toml")
     assert cfg.source.dumps == (f"{out}/{DUMP_NAME}",)
@@ -287,7 +287,7 @@ def test_trainer_uses_torchrun_and_documents_gpus(services: dict) -> None:
 
 
 def test_compose_config_is_a_valid_job_config() -> None:
-    from webtext.config import JobConfig
+    from foundation.config import JobConfig
 
     cfg = JobConfig.from_toml(ROOT / "configs" / "compose.toml")
     assert cfg.fetch.backend == "warc"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from foundation.config import ConfigError, JobConfig, flag_fields
 from webtext.cli import build_parser
 from webtext.commands.options import resolve_config, write_resolved_config
-from webtext.config import ConfigError, JobConfig, flag_fields
 
 
 def _sample_value(tp):

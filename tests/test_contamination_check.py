@@ -17,9 +17,9 @@ from contamination.decontaminate import decontaminate
 from contamination.gate import ContaminationGateError, check_gate, default_report_path
 from contamination.normalize import ngrams
 from contamination.sources import ContaminationInputError, ReadOptions, read_test_set
-from webtext import shards
+from foundation import shards
+from foundation.config import ContaminationConfig
 from webtext.cli import main
-from webtext.config import ContaminationConfig
 
 CFG = ContaminationConfig(workers=1)
 

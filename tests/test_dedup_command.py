@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from foundation.shards import Manifest, read_table, shard_name, table_from_rows, write_table
 from tests.dedup_docs import doc, edit, prose
 from webtext.cli import main
-from webtext.shards import Manifest, read_table, shard_name, table_from_rows, write_table
 
 # Small graphs converge in a few rounds; fewer unrolled rounds keep these pipelines quick.
 FAST = ["--dedup-cc-rounds", "4"]

@@ -17,8 +17,8 @@ from dedup.minhash import (
     tokens,
 )
 from dedup.transforms import FULL_PAIRS_MAX, bucket_pairs
+from foundation.config import ConfigError, DedupConfig
 from tests.dedup_docs import edit, prose
-from webtext.config import ConfigError, DedupConfig
 
 TEXTS = [
     prose(1),

@@ -14,9 +14,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from dedup.components import ConnectedComponents
 from dedup.minhash import jaccard, shingle_hashes
-from pipeline.records import Drop
+from foundation.config import DedupConfig
+from foundation.records import Drop
 from tests.dedup_docs import doc, edit, prose
-from webtext.config import DedupConfig
 
 
 def _options() -> PipelineOptions:

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 from warcio.archiveiterator import ArchiveIterator
 
-from webtext.demo_data import DemoPaths, generate_demo
+from webtext.demo.generate import DemoPaths, generate_demo
 
 FILES = ("RS_demo.zst", "pages.warc.gz", "test_sets/overlap.txt", "test_sets/clean.txt")
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from contamination.api import build_filter
+from foundation.config import EvalConfig
 from tests.train_factory import random_export
 from trainer.checkpoint import save_checkpoint
 from trainer.eval_flags import ContaminationSourceError, dirty_flags, load_filter
@@ -38,7 +39,6 @@ from trainer.model import GPT, GPTConfig
 from trainer.sample import load_model
 from trainer.tokenizer import train_tokenizer
 from webtext.cli import main
-from webtext.config import EvalConfig
 
 MEMO = (
     "The lighthouse keeper counted seventeen gulls on the northern rocks every morning, "
@@ -481,7 +481,7 @@ def test_every_eval_flag_reaches_the_resolved_config():
     [("stride", -1), ("batch_size", 0), ("n", 0), ("detokenize", "moses"), ("device", "tpu")],
 )
 def test_eval_config_refuses_bad_values(field, value):
-    from webtext.config import ConfigError
+    from foundation.config import ConfigError
 
     with pytest.raises(ConfigError, match=f"eval.{field}="):
         EvalConfig(**{field: value})

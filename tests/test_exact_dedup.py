@@ -11,8 +11,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.exact_dedup import EXACT, ExactDedup, resolve_group
-from pipeline.records import Drop
+from dedup.exact import EXACT, ExactDedup, resolve_group
+from foundation.records import Drop
 from pipeline.text import content_hash, count_words, normalize_for_hash
 
 ARTICLE = "The committee met on Tuesday.\nIt approved the budget, 7 votes to 2."

@@ -21,6 +21,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import Timestamp
 
+from foundation.config import ExtractConfig
+from foundation.records import Candidate, Drop, FetchResult, SubmissionRef
+from foundation.shards import TEXT_SCHEMA
 from pipeline.extract import Extract, _ExtractFn
 from pipeline.extraction import (
     BINARY,
@@ -32,7 +35,6 @@ from pipeline.extraction import (
     decode_body,
     extract_document,
 )
-from pipeline.records import Candidate, Drop, FetchResult, SubmissionRef
 from pipeline.sandbox import (
     RemoteError,
     Sandbox,
@@ -42,8 +44,6 @@ from pipeline.sandbox import (
     Zygote,
 )
 from pipeline.text import content_hash
-from webtext.config import ExtractConfig
-from webtext.shards import TEXT_SCHEMA
 
 CFG = ExtractConfig()
 

@@ -13,12 +13,12 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
+from foundation.records import Candidate, FetchResult, candidate_to_row
+from foundation.shards import URL_SCHEMA, read_table, write_table
 from pipeline.fetch import FetchUnits, ReplayWarc, _match, discard_unit_warcs, unit_files
-from pipeline.records import Candidate, FetchResult, candidate_to_row
 from pipeline.warc import CHECKPOINT, WarcRecorder, iter_responses
 from tests.hostile_server import PAGE, candidate
 from tests.test_fetch_client import CFG
-from webtext.shards import URL_SCHEMA, read_table, write_table
 
 LIVE = replace(CFG, per_host_delay_s=0.0)
 

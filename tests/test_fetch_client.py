@@ -9,12 +9,12 @@ from dataclasses import replace
 import pytest
 from urllib3.connectionpool import HTTPConnectionPool
 
+from foundation.config import FetchConfig
+from foundation.records import Candidate
 from pipeline.address_guard import Target, resolve_target
 from pipeline.http_client import Fetcher, HostGate, interleave_by_host, parse_retry_after
-from pipeline.records import Candidate
 from tests.hostile_server import CP1252, LATIN1, PAGE
 from tests.page_server import PageServer
-from webtext.config import FetchConfig
 
 CFG = FetchConfig(
     allow_private_addresses=True,

@@ -15,10 +15,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from foundation.config import JobConfig, with_overrides
+from foundation.shards import Manifest, read_shards
 from pipeline.ingest import IngestError, run_ingest
 from tests.page_server import PageServer, article_html, submission, write_dump
-from webtext.config import JobConfig, with_overrides
-from webtext.shards import Manifest, read_shards
 
 pytestmark = pytest.mark.slow
 

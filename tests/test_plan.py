@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from foundation.config import ContaminationConfig, DedupConfig
 from webtext.cli import main
-from webtext.config import ContaminationConfig, DedupConfig
 from webtext.plan import (
     Figures,
     Settings,

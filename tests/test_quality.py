@@ -7,9 +7,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from foundation.config import ConfigError, QualityConfig
+from foundation.records import Drop
 from pipeline.quality import LANGUAGE, TOO_LONG, TOO_SHORT, Quality, apply_quality, quality_reason
-from pipeline.records import Drop
-from webtext.config import ConfigError, QualityConfig
 
 
 def doc(

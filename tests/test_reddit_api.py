@@ -10,10 +10,10 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.records import Drop, Submission
+from foundation.config import SourceConfig
+from foundation.records import Drop, Submission
 from pipeline.reddit_api import ReadRedditApi, RedditApiError, read_listings
 from tests.reddit_server import CLIENT_SECRET, RedditServer, make_post
-from webtext.config import SourceConfig
 
 NOW = time.time()
 

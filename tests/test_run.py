@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from foundation.config import with_overrides
 from webtext.cli import main
 from webtext.commands.demo import demo_config
-from webtext.config import with_overrides
 from webtext.run import RunError, run_job
 from webtext.status import DONE, MISSING, run_status
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from foundation.config import JobConfig, with_overrides
+from foundation.shards import read_shards
 from pipeline.ingest import run_ingest, runner_safe
 from tests.page_server import PageServer, article_html, submission, write_dump
-from webtext.config import JobConfig, with_overrides
-from webtext.shards import read_shards
 
 pytestmark = pytest.mark.slow
 

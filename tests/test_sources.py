@@ -18,8 +18,8 @@ import zstandard
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from foundation.records import Drop, Submission
 from pipeline import sources
-from pipeline.records import Drop, Submission
 from pipeline.sources import (
     BadInputError,
     ReadDumps,

@@ -9,13 +9,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from foundation.config import TokenizeConfig
+from foundation.shards import Manifest, ShardError
 from tests.shard_factory import make_text_shards, shakespeare_docs
 from trainer.tokenize import split_of, tokenize_shards
 from trainer.tokenizer import EOT, load_tokenizer
 from trainer.tokens import TokenShards
 from webtext.cli import main
-from webtext.config import TokenizeConfig
-from webtext.shards import Manifest, ShardError
 
 WORDS = [
     "the",
@@ -114,7 +114,7 @@ def test_token_shards_decode_back_to_the_documents(shards, tmp_path):
 
 
 def _read_ids(path):
-    from webtext.shards import read_table
+    from foundation.shards import read_table
 
     return read_table(path, ["id"]).to_pylist()
 

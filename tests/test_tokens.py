@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from foundation.shards import Manifest
 from trainer.tokens import (
     HEADER_BYTES,
     TokenShardError,
@@ -16,7 +17,6 @@ from trainer.tokens import (
     token_file_name,
     write_token_file,
 )
-from webtext.shards import Manifest
 
 
 def _write(path: Path, tokens, vocab_size=50257, eot_id=50256):

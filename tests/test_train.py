@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from contamination.gate import ContaminationGateError
+from foundation.config import ConfigError, TrainConfig
+from foundation.shards import Manifest
 from tests.train_factory import job, token_dir
 from trainer.checkpoint import latest_checkpoint, load_checkpoint
 from trainer.metrics import read_metrics
 from trainer.train import TrainingDiverged, get_lr, train
-from webtext.config import ConfigError, TrainConfig
-from webtext.shards import Manifest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

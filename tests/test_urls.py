@@ -7,13 +7,13 @@ import re
 import pytest
 
 from dedup.urls import URLError, canonicalize, doc_id, domain_of
+from foundation.config import FilterConfig
 from pipeline.url_filters import (
     BlocklistError,
     exclusion_reason,
     load_blocklist,
     parse_blocklist,
 )
-from webtext.config import FilterConfig
 
 # Each group: many spellings of one page -> one key.
 SAME_PAGE = [

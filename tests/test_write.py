@@ -12,6 +12,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from foundation import storage
+from foundation.shards import Manifest, ShardError, read_table
 from pipeline.write import (
     CommitItems,
     CommitManifest,
@@ -20,8 +22,6 @@ from pipeline.write import (
     as_file,
     commit_manifest,
 )
-from webtext import storage
-from webtext.shards import Manifest, ShardError, read_table
 
 SCHEMA = pa.schema([("id", pa.string()), ("n", pa.int64())])
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.config import JobConfig, ModelConfig, TrainConfig
+from foundation.shards import Manifest
 from trainer.tokens import write_token_file
-from webtext.config import JobConfig, ModelConfig, TrainConfig
-from webtext.shards import Manifest
 
 VOCAB = 256
 EOT = 0

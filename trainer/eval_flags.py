@@ -23,8 +23,8 @@ from typing import Any
 
 from contamination.api import FILTER_FILE, build_filter, flag_examples
 from contamination.bloom import MAGIC, BloomFilter
-from webtext.config import ContaminationConfig
-from webtext.shards import MANIFEST
+from foundation.config import ContaminationConfig
+from foundation.shards import MANIFEST
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``webtext eval``'s job: read the task files, score, flag, summarise, write the reports.
 
 Input: a model, its tokenizer, task files (``{name: (kind, path)}``), an optional training
-filter and the :class:`~webtext.config.EvalConfig`. Output: ``eval.json`` (settings, every
+filter and the :class:`~foundation.config.EvalConfig`. Output: ``eval.json`` (settings, every
 task's metrics on all/clean/dirty examples and every example's values and flag), ``eval.md``
 and ``eval.html`` (a table per task: all, clean, dirty, and clean's relative difference).
 """
@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from foundation import storage
+from foundation.config import EvalConfig
 from trainer import eval_tasks, evaluate
 from trainer.eval_flags import dirty_flags
-from webtext import storage
-from webtext.config import EvalConfig
 
 REPORT_VERSION = 1
 KINDS = ("lm", "lambada", "cbt")

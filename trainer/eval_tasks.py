@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webtext.textfiles import json_objects, read_utf8
+from foundation.textfiles import json_objects, read_utf8
 
 DETOKENIZERS = ("wikitext", "ptb")
 LM_UNITS = ("paragraph", "line", "file")

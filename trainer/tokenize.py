@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from foundation import storage
+from foundation.config import TokenizeConfig
+from foundation.shards import MANIFEST, Manifest, ShardError, ShardFile, read_table
 from trainer.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from trainer.tokens import (
     FORMAT,
@@ -46,9 +49,6 @@ from trainer.tokens import (
     token_file_name,
     write_token_file,
 )
-from webtext import storage
-from webtext.config import TokenizeConfig
-from webtext.shards import MANIFEST, Manifest, ShardError, ShardFile, read_table
 
 log = logging.getLogger(__name__)
 

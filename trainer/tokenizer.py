@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
-from webtext import storage
+from foundation import storage
 
 log = logging.getLogger(__name__)
 

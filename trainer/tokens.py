@@ -21,11 +21,12 @@ Ids are uint16 while the vocabulary fits (<= 65536 ids), else uint32. Documents 
 GPT-2 and nanoGPT do: ``<|endoftext|>`` *before* each document, so every document is preceded
 by the separator and a window that starts at an EOT starts at a document boundary.
 
-The directory's ``_manifest.json`` (a :class:`webtext.shards.Manifest` of kind ``"tokens"``) is the
-commit record: it lists each file with ``rows`` = its token count, and ``extra`` holds
-``vocab_size``, ``eot_id``, ``dtype``, ``tokenizer`` (the file name of the saved tokenizer,
-``tokenizer.json``) and per-split counts. Readers open files through :class:`TokenShards`, which
-checks every file against the manifest and its own header before handing out memmaps.
+The directory's ``_manifest.json`` (a :class:`foundation.shards.Manifest` of kind
+``"tokens"``) is the commit record: it lists each file with ``rows`` = its token count, and
+``extra`` holds ``vocab_size``, ``eot_id``, ``dtype``, ``tokenizer`` (the file name of the
+saved tokenizer, ``tokenizer.json``) and per-split counts. Readers open files through
+:class:`TokenShards`, which checks every file against the manifest and its own header before
+handing out memmaps.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow.fs as pafs
 
-from webtext import storage
-from webtext.shards import MANIFEST, Manifest, ShardError, ShardFile
+from foundation import storage
+from foundation.shards import MANIFEST, Manifest, ShardError, ShardFile
 
 MAGIC = b"WTTOKENS"
 VERSION = 1

@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from foundation.config import ConfigError, JobConfig, TrainConfig
+from foundation.shards import MANIFEST, Manifest, ShardError
 from trainer import precision
 from trainer.checkpoint import (
     CheckpointError,
@@ -42,8 +44,6 @@ from trainer.data import Batches, batches
 from trainer.metrics import MetricsLog, flops_per_token, mfu, peak_flops, plot_loss
 from trainer.model import GPT, GPTConfig, named_config
 from trainer.tokens import TokenShardError, TokenShards
-from webtext.config import ConfigError, JobConfig, TrainConfig
-from webtext.shards import MANIFEST, Manifest, ShardError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-from webtext.config import ConfigError
+from foundation.config import ConfigError
 
 # Subcommand name -> module under webtext.commands. Each module has register(subparsers).
 COMMANDS = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from webtext.config import ContaminationConfig, DedupConfig
+from foundation.config import ContaminationConfig, DedupConfig
 
 
 @dataclass(frozen=True)

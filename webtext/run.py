@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webtext import storage
-from webtext.config import JobConfig
-from webtext.shards import MANIFEST, Manifest
+from foundation import storage
+from foundation.config import JobConfig
+from foundation.shards import MANIFEST, Manifest
 
 log = logging.getLogger(__name__)
 

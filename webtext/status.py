@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from webtext import storage
-from webtext.shards import MANIFEST, REJECTED, Manifest, ShardError
+from foundation import storage
+from foundation.shards import MANIFEST, REJECTED, Manifest, ShardError
 
 DONE, PARTIAL, MISSING, FAILED = "done", "partial", "not started", "failed"
 

@@ -68,7 +68,7 @@ def run_check(args: argparse.Namespace) -> int:
     from contamination.api import run_check as check
     from contamination.report import format_table
     from contamination.sources import ContaminationInputError
-    from webtext.shards import ShardError
+    from foundation.shards import ShardError
 
     cfg = resolve_config(args).contamination
     try:
@@ -91,7 +91,7 @@ def run_check(args: argparse.Namespace) -> int:
 def run_decontaminate(args: argparse.Namespace) -> int:
     from contamination.decontaminate import decontaminate
     from contamination.sources import ContaminationInputError, ReadOptions
-    from webtext.shards import ShardError
+    from foundation.shards import ShardError
 
     cfg = resolve_config(args).contamination
     try:
@@ -114,7 +114,7 @@ def run_decontaminate(args: argparse.Namespace) -> int:
 
 def run_gate(args: argparse.Namespace) -> int:
     from contamination.gate import ContaminationGateError, check_gate
-    from webtext.shards import ShardError
+    from foundation.shards import ShardError
 
     cfg = resolve_config(args).contamination
     try:

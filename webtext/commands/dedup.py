@@ -55,9 +55,9 @@ def build_pipeline(p, cfg, shards_dir: str, out: str) -> None:
 
     from dedup.index import run_key
     from dedup.stage import Deduplicate
-    from pipeline.drops import reason_one
+    from foundation.drops import reason_one
+    from foundation.shards import TEXT_SCHEMA, Manifest
     from pipeline.write import CommitManifest, WriteShards, as_count, as_extra, as_file
-    from webtext.shards import TEXT_SCHEMA, Manifest
 
     manifest = Manifest.load(shards_dir)
     manifest.verify(shards_dir, checksums=False)
@@ -85,13 +85,13 @@ def build_pipeline(p, cfg, shards_dir: str, out: str) -> None:
 
 
 def report_dir(out: str) -> str:
-    from webtext import storage
+    from foundation import storage
 
     return storage.join(out, "_report")
 
 
 def _read_rows(path: str):
-    from webtext.shards import read_table
+    from foundation.shards import read_table
 
     yield from read_table(path).to_pylist()
 
@@ -103,9 +103,9 @@ def _count_doc(_: object) -> tuple[str, int]:
 def run(args: argparse.Namespace) -> int:
     import apache_beam as beam
 
+    from foundation import storage
+    from foundation.shards import Manifest, ShardError
     from pipeline.ingest import beam_options
-    from webtext import storage
-    from webtext.shards import Manifest, ShardError
 
     fixed = {"dedup.index": args.index, "dedup.write_index": args.write_index}
     if args.beam:

@@ -1,7 +1,7 @@
 """``webtext demo``: the whole job on the embedded offline demo, in a few minutes on 2 cores.
 
-Generates the demo dump and WARC (``webtext/demo_data.py``), then runs ``webtext run`` with
-``webtext/demo.toml``: the same code path as real data, replayed from the WARC instead of
+Generates the demo dump and WARC (``webtext/demo/generate.py``), then runs ``webtext run`` with
+``webtext/demo/job.toml``: the same code path as real data, replayed from the WARC instead of
 fetched, with a small tokenizer and model so that training finishes on a laptop CPU.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from importlib import resources
 
-DEMO_CONFIG = "demo.toml"
+DEMO_CONFIG = "job.toml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,19 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--dir", default="runs/demo", help="demo input and run directory")
-    parser.add_argument("--max-steps", type=int, help="training steps (default: demo.toml's)")
+    parser.add_argument("--max-steps", type=int, help="training steps (default: the demo job's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
 def demo_config(directory: str, max_steps: int | None = None):
-    """The demo's JobConfig: demo.toml with the generated inputs and the run under ``directory``."""
-    from webtext import storage
-    from webtext.config import JobConfig, with_overrides
-    from webtext.demo_data import generate_demo
+    """The demo's JobConfig: job.toml with the generated inputs and the run under ``directory``."""
+    from foundation import storage
+    from foundation.config import JobConfig, with_overrides
+    from webtext.demo.generate import generate_demo
 
     data = generate_demo(storage.join(directory, "input"))
-    with resources.as_file(resources.files("webtext") / DEMO_CONFIG) as path:
+    with resources.as_file(resources.files("webtext.demo") / DEMO_CONFIG) as path:
         cfg = JobConfig.from_toml(path)
     overrides = {
         "source.dumps": (data.dump,),

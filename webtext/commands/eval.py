@@ -58,12 +58,12 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from contamination.bloom import BloomError
     from contamination.sources import ContaminationInputError
+    from foundation.shards import ShardError
     from trainer.checkpoint import CheckpointError
     from trainer.eval_flags import ContaminationSourceError
     from trainer.eval_report import evaluate_model, format_tables, task_names, write_reports
     from trainer.eval_tasks import EvalInputError
     from trainer.hf import ExportError
-    from webtext.shards import ShardError
 
     cfg = resolve_config(args, **overrides(args)).eval
     tasks = task_names(args.lm, args.lambada, args.cbt)

@@ -10,8 +10,8 @@ import argparse
 import typing
 from typing import Any
 
-from webtext import storage
-from webtext.config import JobConfig, flag_fields, with_overrides
+from foundation import storage
+from foundation.config import JobConfig, flag_fields, with_overrides
 
 _UNSET = object()
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from foundation.config import JobConfig
 from webtext.commands.options import add_config_flags, resolve_config
-from webtext.config import JobConfig
 
 SECTIONS = tuple(JobConfig.__dataclass_fields__)[1:]  # every section (not the job's name)
 
@@ -73,7 +73,7 @@ def run_and_report(cfg: JobConfig, until: str, progress: bool) -> int:
         if key in result.outputs:
             print(f"  {label:<22}{result.outputs[key]}")
     if "sample" in result.outputs:
-        from webtext import storage
+        from foundation import storage
 
         print("\nSample:\n" + storage.read_text(result.outputs["sample"]).strip())
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from webtext import storage
+from foundation import storage
 from webtext.status import FAILED, format_status, run_status
 
 

@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from foundation.shards import ShardError
     from trainer.tokenize import tokenize_shards
-    from webtext.shards import ShardError
 
     if (args.vocab is None) != (args.merges is None):
         print("webtext tokenize: --vocab and --merges go together", file=sys.stderr)

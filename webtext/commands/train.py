@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from webtext import storage
+from foundation import storage
 from webtext.commands.options import add_config_flags, resolve_config, write_resolved_config
 
 log = logging.getLogger(__name__)

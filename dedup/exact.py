@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from dedup.survivor import merge_cluster
-from pipeline.records import Drop, is_drop, is_item
+from foundation.records import Drop, is_drop, is_item
 
 EXACT = "dedup.exact"
 

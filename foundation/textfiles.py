@@ -1,5 +1,5 @@
 """Users' own text and JSON Lines files (test sets, evaluation tasks), read through
-:mod:`webtext.storage` (local paths and URIs alike), with errors that name the file and line.
+:mod:`foundation.storage` (local paths and URIs alike), with errors that name the file and line.
 
 Each caller passes its own error class, so that a bad test set is a ContaminationInputError
 and a bad task file an EvalInputError, with the same wording.
@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from webtext import storage
+from foundation import storage
 
 
 def read_utf8(path: str | os.PathLike, error: type[Exception]) -> str:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from webtext import storage
+from foundation import storage
 
 log = logging.getLogger(__name__)
 
@@ -1181,6 +1181,6 @@ def _sha256_raw(path: str) -> str:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m webtext.demo_data OUT_DIR")
+        sys.exit("usage: python -m webtext.demo.generate OUT_DIR")
     p = generate_demo(sys.argv[1])
     sys.stdout.write(f"{p.dump}\n{p.warc}\n{p.test_sets}\n{p.truth}\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipeline.records import Drop, is_drop, is_item
+from foundation.records import Drop, is_drop, is_item
 
 
 class SplitDrops(beam.PTransform):

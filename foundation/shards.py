@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from webtext import storage
+from foundation import storage
 
 SCHEMA_VERSION = 1
 MANIFEST = "_manifest.json"
