@@ -92,11 +92,11 @@ sys.path.insert(0, str(ROOT))
 
 import apache_beam as beam  # noqa: E402
 
+from foundation.beam import beam_options  # noqa: E402
 from foundation.config import JobConfig, with_overrides  # noqa: E402
+from foundation.layout import RunLayout  # noqa: E402
 from pipeline.ingest import (  # noqa: E402
-    beam_options,
     build_urls_pipeline,
-    run_directories,
     run_ingest,
 )
 from tests.page_server import PageServer, article_html, submission, write_dump  # noqa: E402
@@ -196,11 +196,11 @@ def pipeline_seconds(pages: list[bytes], copies: int, workers: int, unit_urls: i
                 "quality.min_words": 0,
             },
         )
-        urls_dir = run_directories(cfg.output.run_dir)["urls"]
+        layout = RunLayout.at(cfg.output.run_dir)
         with beam.Pipeline(options=beam_options(cfg.output)) as p:
-            build_urls_pipeline(p, cfg, urls_dir)
+            build_urls_pipeline(p, cfg, layout.urls)
         cpu = cpu_seconds()
-        result = run_ingest(cfg, progress=False)  # resumes: the urls phase is complete
+        result = run_ingest(cfg, layout, progress=False)  # resumes: the urls phase is complete
         cpu = cpu_seconds() - cpu
     return result.seconds["pages"], cpu, result.shards.counts.get("shards.documents", 0)
 

@@ -5,6 +5,8 @@ zero-shot evaluation and the trainer call).
 - :func:`check` ``(filter, test_sets) -> Report``
 - :func:`run_check` ``(train, test_sets, out_dir, cfg) -> Report``: build, save the filter as
   ``out_dir/bloom.bin``, memory-map it back, check, write report.json/.md/.html.
+- :func:`run_contamination` ``(cfg, layout, train) -> Report``: the stage's entry point, the
+  run's shards against ``contamination.test_sets`` into ``layout.contamination``.
 - :func:`flag_examples` ``(filter, texts) -> list[ExampleFlag]``: clean/dirty per example.
 - The gate lives in :mod:`contamination.gate`; decontamination in
   :mod:`contamination.decontaminate`.
@@ -23,9 +25,16 @@ from contamination.check import ExampleFlag, Report
 from contamination.check import check as check_loaded
 from contamination.check import flag_examples as _flag_examples
 from contamination.report import write_reports
-from contamination.sources import ReadOptions, read_test_set, train_side
+from contamination.sources import (
+    ContaminationInputError,
+    ReadOptions,
+    parse_test_sets,
+    read_test_set,
+    train_side,
+)
 from foundation import storage
 from foundation.config import ContaminationConfig, JobConfig
+from foundation.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +111,17 @@ def run_check(
     written = write_reports(report, out_dir)
     log.info("contamination report: %s", written["json"])
     return report
+
+
+def run_contamination(
+    cfg: JobConfig, layout: RunLayout, train: Sequence[str] | None = None
+) -> Report:
+    """The contamination stage: ``train`` (default the run's shards) against the configured
+    test sets; the filter and reports go to ``layout.contamination``."""
+    tests = parse_test_sets(cfg.contamination.test_sets)
+    if not tests:
+        raise ContaminationInputError(
+            "no test sets: give --test NAME=PATH or set contamination.test_sets "
+            '(e.g. test_sets = ["wikitext2=wiki.test.txt"]) so training has a report to respect'
+        )
+    return run_check(list(train or [layout.shards]), tests, layout.contamination, cfg)

@@ -31,6 +31,7 @@ import numpy as np
 
 from contamination.ngrams import fmix64
 from foundation import storage
+from foundation.errors import WebtextError
 
 MAGIC = b"WTBLOOM1"
 HASH_SCHEME = "wt-poly64-fmix/blocked1024x16"
@@ -56,7 +57,7 @@ QUERY_PREFIX_WORDS = 4
 BATCH = 1 << 15
 
 
-class BloomError(ValueError):
+class BloomError(WebtextError, ValueError):
     """A filter file is malformed, or two filters cannot be combined."""
 
 

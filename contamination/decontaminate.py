@@ -22,10 +22,16 @@ from contamination.ngrams import NgramHasher
 from contamination.normalize import words
 from contamination.sources import ReadOptions, read_test_set
 from foundation import shards, storage
+from foundation.errors import WebtextError
+from foundation.layout import record_path
 
 log = logging.getLogger(__name__)
 
 REMOVED_FILE = "removed.jsonl"
+
+
+class OutputExistsError(WebtextError, FileExistsError):
+    """The output directory already holds shards: decontamination never overwrites them."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ def decontaminate(
     if not test_sets:
         raise ValueError("no test sets given: pass at least one NAME=PATH")
     if storage.exists(storage.join(out_dir, shards.MANIFEST)):
-        raise FileExistsError(f"{out_dir}: already holds shards; choose a new output directory")
+        raise OutputExistsError(f"{out_dir}: already holds shards; choose a new output directory")
     opts = opts or ReadOptions()
     hasher = NgramHasher(n)
     tables = {
@@ -114,7 +120,7 @@ def decontaminate(
         extra={
             **source.extra,
             "decontamination": {
-                "source": shards_dir,
+                "source": record_path(shards_dir, out_dir),
                 "source_checksum": source.checksum,
                 "n": n,
                 "test_sets": dict(test_sets),

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 from foundation import shards, storage
 from foundation.config import ContaminationConfig
+from foundation.errors import WebtextError
+from foundation.layout import RunLayout
 
 DEFAULT_MAX_OVERLAP_PCT = ContaminationConfig().max_overlap_pct
 
 
-class ContaminationGateError(RuntimeError):
+class ContaminationGateError(WebtextError, RuntimeError):
     """The shards have no current contamination report, or it is over the threshold."""
 
 
@@ -43,9 +45,8 @@ class GateResult:
 
 
 def default_report_path(shards_dir: str) -> str:
-    """``RUN/contamination/report.json`` for ``RUN/shards``."""
-    run_dir = shards_dir.rstrip("/").rsplit("/", 1)[0] if "/" in shards_dir.rstrip("/") else "."
-    return storage.join(run_dir, "contamination", "report.json")
+    """``RUN/contamination/report.json`` for ``RUN/shards``: the report of the run they are in."""
+    return RunLayout.at(storage.parent(shards_dir)).contamination_report
 
 
 def check_gate(

@@ -25,6 +25,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from foundation import shards, storage
+from foundation.errors import WebtextError
 from foundation.textfiles import json_objects, read_utf8
 
 Kind = Literal["text", "jsonl", "parquet", "arrow"]
@@ -39,7 +40,7 @@ SUFFIX_KIND: dict[str, Kind] = {
 TextDocs = Literal["file", "line", "paragraph"]
 
 
-class ContaminationInputError(ValueError):
+class ContaminationInputError(WebtextError, ValueError):
     """A test set or training file cannot be used; the message names the file (and line)."""
 
 

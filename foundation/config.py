@@ -21,9 +21,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from foundation.errors import WebtextError
 
-class ConfigError(ValueError):
+
+class ConfigError(WebtextError, ValueError):
     """A configuration value is invalid; the message names the field and the value."""
+
+    exit_code = 2
 
 
 def _check(cond: bool, section: str, name: str, value: Any, why: str) -> None:

@@ -21,6 +21,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from foundation import storage
+from foundation.errors import WebtextError
 
 SCHEMA_VERSION = 1
 MANIFEST = "_manifest.json"
@@ -73,7 +74,7 @@ Format = Literal["parquet", "arrow"]
 SUFFIX: dict[str, str] = {"parquet": ".parquet", "arrow": ".arrow"}
 
 
-class ShardError(RuntimeError):
+class ShardError(WebtextError, RuntimeError):
     """A shard or manifest is missing, corrupt or does not match its manifest."""
 
 

@@ -29,6 +29,12 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
+def parent(path: str) -> str:
+    """The directory holding ``path`` (``.`` for a bare name), local or URI alike."""
+    head, sep, _ = path.rstrip("/").rpartition("/")
+    return head if sep and head else ("/" if sep else ".")
+
+
 def exists(path: str) -> bool:
     fs, p = resolve(path)
     return fs.get_file_info(p).type != pafs.FileType.NotFound

@@ -1,7 +1,7 @@
 """The fetch stage as Beam transforms: live and checkpointed per unit, or replayed from WARC.
 
-    FetchUnits(cfg, run_dir): PCollection[str] (RUN/urls/part-*.parquet) -> PCollection[FetchResult]
-    ReplayWarc(cfg, run_dir): PCollection[Candidate] (+ cfg.warc_inputs) -> PCollection[FetchResult]
+    FetchUnits(cfg, fetch_dir): PCollection[str] (RUN/urls/part-*.parquet) -> FetchResults
+    ReplayWarc(cfg, fetch_dir): PCollection[Candidate] (+ cfg.warc_inputs) -> FetchResults
 
 Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEMA`, Parquet):
 
@@ -39,10 +39,10 @@ from foundation import storage
 from foundation.config import FetchConfig
 from foundation.records import Candidate, FetchResult, candidate_from_row
 from foundation.shards import read_table, write_table
+from foundation.write import WriteShards
 from pipeline import fetch_rules
 from pipeline.fetch_rules import FetchFailure
 from pipeline.warc import CHECKPOINT, KEPT, WarcCompression, WarcResponse, iter_responses
-from pipeline.write import WriteShards
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +85,16 @@ def unit_compression(record_warc: bool) -> WarcCompression:
     return KEPT if record_warc else CHECKPOINT
 
 
-def unit_files(run_dir: str, unit_path: str, record_warc: bool = False) -> tuple[str, str]:
+def unit_files(fetch_dir: str, unit_path: str, record_warc: bool = False) -> tuple[str, str]:
     """(WARC, log) of a unit: ``part-00007.parquet`` -> ``RUN/fetch/part-00007.warc.zst``
     (``.warc.gz`` with ``record_warc``), ``RUN/fetch/part-00007.log.parquet``."""
     name = unit_path.rsplit("/", 1)[-1].split(".", 1)[0]
-    fetch_dir = storage.join(run_dir, "fetch")
     suffix = unit_compression(record_warc).suffix
     return storage.join(fetch_dir, name + suffix), storage.join(fetch_dir, f"{name}.log.parquet")
 
 
-def discard_unit_warcs(run_dir: str) -> int:
+def discard_unit_warcs(fetch_dir: str) -> int:
     """Remove the unit WARCs (for ``record_warc=False`` after the commit)."""
-    fetch_dir = storage.join(run_dir, "fetch")
     suffixes = (KEPT.suffix, CHECKPOINT.suffix)
     names = [n for n in storage.listdir(fetch_dir) if n.endswith(suffixes)]
     for name in names:
@@ -135,8 +133,8 @@ def replay_unit(candidates: list[Candidate], warc_path: str, log_path: str) -> l
 class _FetchUnitFn(beam.DoFn):
     """One unit file -> its FetchResults, fetched live or replayed from its checkpoint."""
 
-    def __init__(self, cfg: FetchConfig, run_dir: str):
-        self.cfg, self.run_dir = cfg, run_dir
+    def __init__(self, cfg: FetchConfig, fetch_dir: str):
+        self.cfg, self.fetch_dir = cfg, fetch_dir
         self.fetched_units = Metrics.counter(self.__class__, "units_fetched")
         self.replayed_units = Metrics.counter(self.__class__, "units_replayed")
 
@@ -149,7 +147,7 @@ class _FetchUnitFn(beam.DoFn):
         self.fetcher.close()
 
     def process(self, unit_path: str):
-        warc_path, log_path = unit_files(self.run_dir, unit_path, self.cfg.record_warc)
+        warc_path, log_path = unit_files(self.fetch_dir, unit_path, self.cfg.record_warc)
         candidates = read_unit(unit_path)
         if storage.exists(log_path) and storage.exists(warc_path):
             try:
@@ -203,17 +201,17 @@ class _FetchUnitFn(beam.DoFn):
 class FetchUnits(beam.PTransform):
     """Unit files -> FetchResults, live, resumable per unit (see the module docstring)."""
 
-    def __init__(self, cfg: FetchConfig, run_dir: str):
+    def __init__(self, cfg: FetchConfig, fetch_dir: str):
         super().__init__()
         if cfg.backend != "live":
             raise ValueError(f"FetchUnits fetches live; fetch.backend is {cfg.backend!r}")
-        self.cfg, self.run_dir = cfg, run_dir
+        self.cfg, self.fetch_dir = cfg, fetch_dir
 
     def expand(self, units):
         return (
             units
             | "SpreadUnits" >> beam.Reshuffle()
-            | "FetchUnit" >> beam.ParDo(_FetchUnitFn(self.cfg, self.run_dir))
+            | "FetchUnit" >> beam.ParDo(_FetchUnitFn(self.cfg, self.fetch_dir))
         )
 
 
@@ -333,15 +331,15 @@ class WriteFetchLog(beam.PTransform):
 class ReplayWarc(beam.PTransform):
     """Candidates -> FetchResults read from ``cfg.warc_inputs`` (see the module docstring).
 
-    With ``run_dir`` the fetch log goes to ``RUN/fetch/replay/``; ``self.log_files`` is then the
+    With ``fetch_dir`` the fetch log goes to ``FETCH_DIR/replay/``; ``self.log_files`` is then the
     PCollection of its ShardFiles, for a manifest that lists them.
     """
 
-    def __init__(self, cfg: FetchConfig, run_dir: str | None = None):
+    def __init__(self, cfg: FetchConfig, fetch_dir: str | None = None):
         super().__init__()
         if not cfg.warc_inputs:
             raise ValueError("ReplayWarc needs fetch.warc_inputs (WARC files, globs or dirs)")
-        self.cfg, self.run_dir = cfg, run_dir
+        self.cfg, self.fetch_dir = cfg, fetch_dir
         self.log_files = None
 
     def expand(self, candidates):
@@ -359,9 +357,9 @@ class ReplayWarc(beam.PTransform):
             | "JoinByUrl" >> beam.CoGroupByKey()
             | "Match" >> beam.FlatMap(_match, cfg)
         )
-        if self.run_dir is None:
+        if self.fetch_dir is None:
             return results
         self.log_files = results | "FetchLog" >> WriteFetchLog(
-            storage.join(self.run_dir, "fetch", "replay")
+            storage.join(self.fetch_dir, "replay")
         )
         return results | "AfterLog" >> beam.Map(_after_log, beam.pvalue.AsList(self.log_files))

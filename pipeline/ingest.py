@@ -12,22 +12,25 @@ killed pages phase resumes unit by unit: finished fetch units are replayed from 
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 
 from foundation import storage
-from foundation.config import JobConfig, OutputConfig, with_overrides
+from foundation.beam import beam_options
+from foundation.config import JobConfig, with_overrides
 from foundation.drops import SplitDrops, reason_one
+from foundation.errors import WebtextError
+from foundation.layout import RunLayout
 from foundation.records import Drop, FetchResult, candidate_from_row, candidate_to_row
-from foundation.shards import REJECTED, TEXT_SCHEMA, URL_SCHEMA, Manifest, read_table
-from pipeline.write import (
+from foundation.shards import REJECTED, URL_SCHEMA, Manifest, read_table
+from foundation.write import (
     CommitManifest,
+    CommitShards,
     WriteShards,
     as_count,
     as_extra,
@@ -40,28 +43,16 @@ log = logging.getLogger(__name__)
 BAD_EXAMPLES = 20
 
 
-class IngestError(RuntimeError):
+class IngestError(WebtextError, RuntimeError):
     """The job could not complete; the message says which stage and why."""
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    run_dir: str
+    shards_dir: str
     urls: Manifest
     shards: Manifest
     seconds: dict[str, float]
-
-
-def beam_options(cfg: OutputConfig) -> PipelineOptions:
-    """FnApiRunner in multi-processing mode on every core unless Beam args say otherwise."""
-    workers = cfg.workers or os.cpu_count() or 1
-    defaults = [
-        "--runner=FnApiRunner",
-        f"--direct_num_workers={workers}",
-        "--direct_running_mode=multi_processing",
-    ]
-    # Later flags win in Beam's argparse, so the user's --runner and the rest take precedence.
-    return PipelineOptions([*defaults, *cfg.beam_args])
 
 
 def runner_safe(cfg: JobConfig) -> JobConfig:
@@ -82,13 +73,6 @@ def runner_safe(cfg: JobConfig) -> JobConfig:
         )
         return with_overrides(cfg, {"extract.processes": 1})
     return cfg
-
-
-def run_directories(run_dir: str) -> dict[str, str]:
-    return {
-        name: storage.join(run_dir, name)
-        for name in ("urls", "fetch", "shards", "dedup", "contamination", "tokens", "train")
-    }
 
 
 # --- urls phase ----------------------------------------------------------------------------------
@@ -210,16 +194,12 @@ def _is_failed(result: FetchResult) -> bool:
     return not result.ok
 
 
-def _count_docs(_: object) -> tuple[str, int]:
-    return "shards.documents", 1
-
-
 def _count_url(_: object) -> tuple[str, int]:
     return "fetch.urls", 1
 
 
 def build_pages_pipeline(
-    p: beam.Pipeline, cfg: JobConfig, unit_paths: list[str], run_dir: str
+    p: beam.Pipeline, cfg: JobConfig, unit_paths: list[str], layout: RunLayout
 ) -> None:
     from dedup.index import run_key
     from dedup.stage import Deduplicate
@@ -227,40 +207,26 @@ def build_pages_pipeline(
     from pipeline.fetch import FetchUnits, ReplayWarc
     from pipeline.quality import Quality
 
-    dirs = run_directories(run_dir)
     units = p | "Units" >> beam.Create(unit_paths)
     if cfg.fetch.backend == "live":
-        results = units | "Fetch" >> FetchUnits(cfg.fetch, run_dir)
+        results = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch)
     else:
         candidates = (
             units | "Reshuffle" >> beam.Reshuffle() | "ReadUnits" >> beam.FlatMap(_read_unit)
         )
-        results = candidates | "Replay" >> ReplayWarc(cfg.fetch, run_dir)
+        results = candidates | "Replay" >> ReplayWarc(cfg.fetch, layout.fetch)
     failed = results | "Failed" >> beam.Filter(_is_failed) | "FetchDrops" >> beam.Map(_fetch_drop)
     pages = results | "Fetched" >> beam.Filter(_is_fetched)
     docs, extract_drops = pages | "Extract" >> Extract(cfg.extract) | "SplitExtract" >> SplitDrops()
     docs, quality_drops = docs | "Quality" >> Quality(cfg.quality) | "SplitQuality" >> SplitDrops()
-    deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, dirs["dedup"], run_key(dirs["shards"]))
-    docs = deduped.documents
-    files = docs | "WriteShards" >> WriteShards(
-        dirs["shards"], cfg.output.format, cfg.output.shard_docs, TEXT_SCHEMA
-    )
-    commit_items = [
-        files | "Files" >> beam.Map(as_file),
-        (failed, extract_drops, quality_drops, deduped.drops)
-        | "AllDrops" >> beam.Flatten()
-        | "CountDrops" >> beam.Map(reason_one)
-        | "Counts" >> beam.Map(as_count),
-        results | "CountUrls" >> beam.Map(_count_url) | "Urls" >> beam.Map(as_count),
-        docs | "CountDocs" >> beam.Map(_count_docs) | "Docs" >> beam.Map(as_count),
-        deduped.extras | "Extras" >> beam.Map(as_extra),
-    ]
-    _ = (
-        commit_items
-        | "CommitItems" >> beam.Flatten()
-        | "Commit"
-        >> CommitManifest(dirs["shards"], kind="text", fmt=cfg.output.format, config=cfg.to_dict())
-    )
+    deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
+    drops = (failed, extract_drops, quality_drops, deduped.drops) | "AllDrops" >> beam.Flatten()
+    urls = results | "CountUrls" >> beam.Map(_count_url)
+    _ = {
+        "documents": deduped.documents,
+        "drops": drops,
+        "extras": deduped.extras,
+    } | "Commit" >> CommitShards(layout.shards, cfg.output, cfg.to_dict(), counts=(urls,))
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -296,48 +262,45 @@ class _UnitProgress:
         self._thread.join()
 
 
-def run_ingest(cfg: JobConfig, progress: bool = True) -> IngestResult:
-    """Run (or resume) the ingestion job into ``cfg.output.run_dir``."""
+def run_ingest(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> IngestResult:
+    """The ingest stage: run (or resume) both phases into ``layout``; what each made."""
     cfg = runner_safe(cfg)
-    run_dir = cfg.output.run_dir
-    dirs = run_directories(run_dir)
     seconds: dict[str, float] = {}
-
-    if is_complete(dirs["urls"]):
-        log.info("URL phase already complete in %s; skipping it.", dirs["urls"])
+    if is_complete(layout.urls):
+        log.info("URL phase already complete in %s; skipping it.", layout.urls)
     else:
-        start = time.perf_counter()
-        with beam.Pipeline(options=beam_options(cfg.output)) as p:
-            build_urls_pipeline(p, cfg, dirs["urls"])
-        seconds["urls"] = time.perf_counter() - start
-        rejected = storage.join(dirs["urls"], REJECTED)
-        if storage.exists(rejected):
-            import json
-
-            raise IngestError(json.loads(storage.read_text(rejected))["extra"]["rejected"])
-    urls = Manifest.load(dirs["urls"])
-
-    if is_complete(dirs["shards"]):
-        log.info("Pages phase already complete in %s; skipping it.", dirs["shards"])
+        seconds["urls"] = _timed(_urls_phase, cfg, layout)
+    urls = Manifest.load(layout.urls)
+    if is_complete(layout.shards):
+        log.info("Pages phase already complete in %s; skipping it.", layout.shards)
     else:
-        start = time.perf_counter()
-        unit_paths = urls.paths(dirs["urls"])
-        show = progress and cfg.fetch.backend == "live"
-        with (
-            _UnitProgress(dirs["fetch"], len(unit_paths), show),
-            beam.Pipeline(options=beam_options(cfg.output)) as p,
-        ):
-            build_pages_pipeline(p, cfg, unit_paths, run_dir)
-        seconds["pages"] = time.perf_counter() - start
-        if (
-            cfg.fetch.backend == "live"
-            and not cfg.fetch.record_warc
-            and is_complete(dirs["shards"])
-        ):
-            from pipeline.fetch import discard_unit_warcs
+        seconds["pages"] = _timed(_pages_phase, cfg, layout, urls.paths(layout.urls), progress)
+    return IngestResult(layout.shards, urls, Manifest.load(layout.shards), seconds)
 
-            log.info(
-                "Removed %d fetch checkpoints (fetch.record_warc is off).",
-                discard_unit_warcs(run_dir),
-            )
-    return IngestResult(run_dir, urls, Manifest.load(dirs["shards"]), seconds)
+
+def _timed(phase, *args) -> float:
+    start = time.perf_counter()
+    phase(*args)
+    return time.perf_counter() - start
+
+
+def _urls_phase(cfg: JobConfig, layout: RunLayout) -> None:
+    with beam.Pipeline(options=beam_options(cfg.output)) as p:
+        build_urls_pipeline(p, cfg, layout.urls)
+    rejected = storage.join(layout.urls, REJECTED)
+    if storage.exists(rejected):
+        raise IngestError(json.loads(storage.read_text(rejected))["extra"]["rejected"])
+
+
+def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progress: bool) -> None:
+    show = progress and cfg.fetch.backend == "live"
+    with (
+        _UnitProgress(layout.fetch, len(unit_paths), show),
+        beam.Pipeline(options=beam_options(cfg.output)) as p,
+    ):
+        build_pages_pipeline(p, cfg, unit_paths, layout)
+    if cfg.fetch.backend == "live" and not cfg.fetch.record_warc and is_complete(layout.shards):
+        from pipeline.fetch import discard_unit_warcs
+
+        removed = discard_unit_warcs(layout.fetch)
+        log.info("Removed %d fetch checkpoints (fetch.record_warc is off).", removed)

@@ -33,6 +33,7 @@ from typing import Any
 import apache_beam as beam
 
 from foundation.config import SourceConfig
+from foundation.errors import WebtextError
 from foundation.records import Drop, Submission
 from pipeline.sources import parse_submission
 
@@ -43,7 +44,7 @@ MAX_RETRY_AFTER_S = 120.0
 """The longest ``Retry-After`` honoured; a longer one fails the listing with a clear error."""
 
 
-class RedditApiError(RuntimeError):
+class RedditApiError(WebtextError, RuntimeError):
     """A listing failed; the message names the subreddit and the listing."""
 
 

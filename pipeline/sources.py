@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from foundation.errors import WebtextError
 from foundation.records import Drop, Submission
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ DUMP_SUFFIXES = (".zst", ".zstd", ".xz", ".lzma", ".bz2", ".gz", ".json", ".json
 _GLOB_CHARS = frozenset("*?[")
 
 
-class BadInputError(RuntimeError):
+class BadInputError(WebtextError, RuntimeError):
     """Too many dump lines were malformed: the job stops instead of silently losing data."""
 
 

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from dedup.urls import URLError, canonicalize
 from foundation.config import FilterConfig
+from foundation.errors import WebtextError
 
 WIKIMEDIA_DOMAINS: frozenset[str] = frozenset(
     {
@@ -73,7 +74,7 @@ MEDIA_EXTENSIONS: frozenset[str] = frozenset(
 """Extensions (lowercase, without the dot) of the ``url.media_extension`` rule."""
 
 
-class BlocklistError(ValueError):
+class BlocklistError(WebtextError, ValueError):
     """A blocklist file cannot be read or has an invalid line (named as file:line)."""
 
 

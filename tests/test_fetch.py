@@ -49,7 +49,7 @@ class Collect:
 def run_fetch(units: list[str], run: str, cfg=LIVE) -> list[FetchResult]:
     collect = Collect(f"{run}.results.pkl")
     with TestPipeline(runner="FnApiRunner") as p:
-        results = p | beam.Create(units) | FetchUnits(cfg, run)
+        results = p | beam.Create(units) | FetchUnits(cfg, os.path.join(run, "fetch"))
         assert_that(results, collect)
     return collect.load()
 
@@ -78,21 +78,22 @@ def test_fetch_units_write_warc_and_log_per_unit(hostile, units):
         "fetched", "fetched", "fetch.robots",
     ]  # fmt: skip
     for unit, members in zip(paths, (candidates[:4], candidates[4:]), strict=True):
-        warc, log = unit_files(run, unit)
+        warc, log = unit_files(os.path.join(run, "fetch"), unit)
         rows = log_rows(log)
         assert sorted(r["doc_id"] for r in rows) == sorted(c.doc_id for c in members)
         fetched = {r["doc_id"] for r in rows if r["outcome"] == "fetched"}
         assert {r.doc_id for r in iter_responses(warc)} == fetched
     redirected = next(r for r in results if r.candidate.url.endswith("/to?u=/cp1252"))
     assert redirected.final_url == hostile.url("/cp1252")
-    row = next(r for r in log_rows(unit_files(run, paths[1])[1]) if "cp1252" in r["url"])
+    log = unit_files(os.path.join(run, "fetch"), paths[1])[1]
+    row = next(r for r in log_rows(log) if "cp1252" in r["url"])
     assert (row["final_url"], row["encoding"], row["status"]) == (
         hostile.url("/cp1252"),
         "cp1252",
         200,
     )
     assert next(r for r in results if r.candidate.url.endswith("u=a1")).body == PAGE
-    assert discard_unit_warcs(run) == 2
+    assert discard_unit_warcs(os.path.join(run, "fetch")) == 2
     assert not any(".warc" in n for n in os.listdir(os.path.join(run, "fetch")))
 
 
@@ -101,7 +102,7 @@ def test_recorded_warcs_are_gzipped_for_any_reader(hostile, units):
     run, paths, _ = units
     run_fetch(paths, run, replace(LIVE, record_warc=True))
     for unit in paths:
-        warc, log = unit_files(run, unit, record_warc=True)
+        warc, log = unit_files(os.path.join(run, "fetch"), unit, record_warc=True)
         assert warc.endswith(".warc.gz") and Path(warc).read_bytes()[:2] == b"\x1f\x8b"
         fetched = {r["doc_id"] for r in log_rows(log) if r["outcome"] == "fetched"}
         assert {r.doc_id for r in iter_responses(warc)} == fetched
@@ -113,7 +114,7 @@ def test_complete_units_are_replayed_not_refetched(hostile, units):
     first = run_fetch(paths[:1], run)
     page_requests = hostile.count("/page")
     # unit 1 was killed after writing its WARC but before its log: it must be fetched again
-    warc_b, log_b = unit_files(run, paths[1])
+    warc_b, log_b = unit_files(os.path.join(run, "fetch"), paths[1])
     WarcRecorder(warc_b, CHECKPOINT).close()
     both = run_fetch(paths, run)
     assert hostile.count("/page") == page_requests + 1  # b1 only; a1 came from the checkpoint
@@ -123,16 +124,16 @@ def test_complete_units_are_replayed_not_refetched(hostile, units):
     assert hostile.count("/page") == page_requests + 1
     assert set(again) == set(both)
     # a log without its WARC is not a usable checkpoint: that unit is fetched again
-    os.remove(unit_files(run, paths[0])[0])
+    os.remove(unit_files(os.path.join(run, "fetch"), paths[0])[0])
     assert set(run_fetch(paths, run)) - set(both)  # new fetch times for unit 0
     assert hostile.count("/page") == page_requests + 2
-    assert os.path.exists(unit_files(run, paths[0])[0])
+    assert os.path.exists(unit_files(os.path.join(run, "fetch"), paths[0])[0])
 
 
 def run_replay(candidates: list[Candidate], cfg, run: str) -> list[FetchResult]:
     collect = Collect(f"{run}.results.pkl")
     with TestPipeline(runner="FnApiRunner") as p:
-        results = p | beam.Create(candidates) | ReplayWarc(cfg, run)
+        results = p | beam.Create(candidates) | ReplayWarc(cfg, os.path.join(run, "fetch"))
         assert_that(results, collect)
     return collect.load()
 

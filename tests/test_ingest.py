@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from foundation.config import JobConfig, with_overrides
+from foundation.layout import RunLayout
 from foundation.shards import Manifest, read_shards
 from pipeline.ingest import IngestError, run_ingest
 from tests.page_server import PageServer, article_html, submission, write_dump
@@ -64,7 +65,8 @@ def test_ingest_generated_pages_end_to_end(tmp_path):
         ]
         dump = tmp_path / "RS_test.zst"
         write_dump(dump, subs)
-        result = run_ingest(_config(tmp_path / "run", dump), progress=False)
+        cfg = _config(tmp_path / "run", dump)
+        result = run_ingest(cfg, RunLayout.at(cfg.output.run_dir), progress=False)
 
     shards = tmp_path / "run" / "shards"
     docs = _documents(shards)
@@ -111,7 +113,7 @@ def test_ingest_corpus_pages(tmp_path, corpus):
         dump = tmp_path / "RS_corpus.zst"
         write_dump(dump, subs)
         cfg = _config(tmp_path / "run", dump, **{"quality.min_words": 50, "dedup.near": False})
-        result = run_ingest(cfg, progress=False)
+        result = run_ingest(cfg, RunLayout.at(cfg.output.run_dir), progress=False)
     docs = _documents(tmp_path / "run" / "shards")
     assert len(docs) >= 25, result.shards.counts  # most real articles pass extraction
     assert all(d["language"] is None or len(d["language"]) == 2 for d in docs)
@@ -126,7 +128,8 @@ def test_too_many_bad_lines_fail_with_a_clear_message(tmp_path):
 
     dump.write_bytes(zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode()))
     with pytest.raises(IngestError, match=r"RS_bad\.zst"):
-        run_ingest(_config(tmp_path / "run", dump), progress=False)
+        cfg = _config(tmp_path / "run", dump)
+        run_ingest(cfg, RunLayout.at(cfg.output.run_dir), progress=False)
 
 
 def _ingest_command(run_dir: Path, dump: Path) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from foundation.config import JobConfig, with_overrides
+from foundation.layout import RunLayout
 from foundation.shards import read_shards
 from pipeline.ingest import run_ingest, runner_safe
 from tests.page_server import PageServer, article_html, submission, write_dump
@@ -95,7 +96,7 @@ def _ingest(run_dir: Path, dump: Path, beam_args: tuple[str, ...] = ()) -> list[
             "quality.min_words": 100,
         },
     )
-    run_ingest(cfg, progress=False)
+    run_ingest(cfg, RunLayout.at(cfg.output.run_dir), progress=False)
     table = read_shards(str(run_dir / "shards"))
     rows = table.drop_columns(["fetch_time"]).to_pylist()
     return sorted(rows, key=lambda r: r["id"])

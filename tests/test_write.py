@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from foundation import storage
 from foundation.shards import Manifest, ShardError, read_table
-from pipeline.write import (
+from foundation.write import (
     CommitItems,
     CommitManifest,
     WriteShards,

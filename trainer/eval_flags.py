@@ -24,12 +24,13 @@ from typing import Any
 from contamination.api import FILTER_FILE, build_filter, flag_examples
 from contamination.bloom import MAGIC, BloomFilter
 from foundation.config import ContaminationConfig
+from foundation.errors import WebtextError
 from foundation.shards import MANIFEST
 
 log = logging.getLogger(__name__)
 
 
-class ContaminationSourceError(ValueError):
+class ContaminationSourceError(WebtextError, ValueError):
     """``--contamination`` names nothing a filter can be loaded or built from."""
 
 

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from foundation.errors import WebtextError
 from foundation.textfiles import json_objects, read_utf8
 
 DETOKENIZERS = ("wikitext", "ptb")
 LM_UNITS = ("paragraph", "line", "file")
 
 
-class EvalInputError(ValueError):
+class EvalInputError(WebtextError, ValueError):
     """A test file is missing, malformed, or holds an example that cannot be scored."""
 
 

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from foundation.config import ConfigError
+from foundation.errors import WebtextError
 
 # Subcommand name -> module under webtext.commands. Each module has register(subparsers).
 COMMANDS = {
@@ -45,18 +46,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 the job failed, 2 usage)."""
+    (
+        """Run the CLI; returns the exit code (0 ok, 1 the job failed, 2 usage or settings).
+
+    The one place a user's error becomes ``webtext COMMAND: message``: every error a user can
+    cause is a :class:`WebtextError`; anything else is a bug and keeps its traceback.
+    """
+        ""
+    )
     args = parse_args(sys.argv[1:] if argv is None else argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
-        print(f"webtext {args.command}: configuration error: {e}", file=sys.stderr)
-        return 2
+    except WebtextError as e:
+        print(f"webtext {args.command}: {_one_line(e)}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print(f"webtext {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error: WebtextError) -> str:
+    message = " ".join(str(error).split())
+    return f"configuration error: {message}" if isinstance(error, ConfigError) else message
 
 
 if __name__ == "__main__":

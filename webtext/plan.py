@@ -36,7 +36,7 @@ class Figures:
     of the corpus pages (557 documents of 128+ words)."""
     shard_meta_bytes_per_doc: float = 200.0
     """Compressed non-text columns per document (id, urls, domain, submissions, title, times,
-    hashes): estimated from the text-shard schema (pipeline/write.py), not yet measured."""
+    hashes): estimated from the text-shard schema (foundation/write.py), not yet measured."""
     tokens_per_byte: float = 0.25
     """BPE tokens per UTF-8 byte: bench/plan_figures.py trains a byte-level BPE (up to 50,257
     ids) on half of the corpus pages' text and encodes the other half: 0.246. (OpenWebText's

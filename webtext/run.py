@@ -32,29 +32,41 @@ from typing import Any
 
 from foundation import storage
 from foundation.config import JobConfig
+from foundation.errors import WebtextError
+from foundation.layout import RunLayout
 from foundation.shards import MANIFEST, Manifest
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "run.json"
 STAGES = ("ingest", "contamination", "tokenize", "train", "sample", "eval")
 INGEST_SECTIONS = ("source", "filter", "fetch", "extract", "quality", "dedup")
 OUTPUT_FIELDS = ("format", "shard_docs", "unit_urls")
 """Output settings that change the shards (workers, runner and run_dir do not)."""
 
 
-class RunError(RuntimeError):
+class RunError(WebtextError):
     """A stage failed or cannot run; the message names the stage and what to do."""
 
 
 @dataclass
 class RunResult:
-    run_dir: str
+    layout: RunLayout
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
-    """Paths a person wants to open: shards, the contamination report, loss curve, sample."""
+
+    def outputs(self) -> dict[str, str]:
+        """Paths a person wants to open that exist, by what they are."""
+        lay = self.layout
+        named = {
+            "text shards": lay.shards,
+            "dedup report": lay.dedup_report,
+            "contamination report": lay.contamination_html,
+            "loss curve": lay.loss_curve,
+            "sample": lay.sample,
+            "evaluation report": lay.eval_html,
+        }
+        return {label: path for label, path in named.items() if storage.exists(path)}
 
 
 def _digest(obj: Any) -> str:
@@ -70,8 +82,8 @@ def _manifest_checksum(directory: str) -> str | None:
 class RunState:
     """``RUN/run.json``: per stage, the fingerprint it was started with and when it finished."""
 
-    def __init__(self, run_dir: str):
-        self.path = storage.join(run_dir, STATE_FILE)
+    def __init__(self, layout: RunLayout):
+        self.path = layout.state
         self.stages: dict[str, dict[str, Any]] = {}
         if storage.exists(self.path):
             self.stages = json.loads(storage.read_text(self.path)).get("stages", {})
@@ -97,34 +109,15 @@ class Stage:
     """One step of the job: what it reads (for the fingerprint), whether its outputs exist."""
 
     name: str
-    inputs: Callable[[JobConfig, dict[str, str]], Any]
-    complete: Callable[[JobConfig, dict[str, str]], bool]
-    execute: Callable[[JobConfig, dict[str, str], bool], None]
-
-
-def paths(run_dir: str) -> dict[str, str]:
-    j = storage.join
-    return {
-        "run": run_dir,
-        "shards": j(run_dir, "shards"),
-        "dedup_report": j(run_dir, "dedup", "report.md"),
-        "contamination": j(run_dir, "contamination"),
-        "report": j(run_dir, "contamination", "report.json"),
-        "report_html": j(run_dir, "contamination", "report.html"),
-        "tokens": j(run_dir, "tokens"),
-        "train": j(run_dir, "train"),
-        "loss_curve": j(run_dir, "train", "loss.png"),
-        "sample": j(run_dir, "sample.txt"),
-        "eval": j(run_dir, "eval"),
-        "eval_json": j(run_dir, "eval", "eval.json"),
-        "eval_html": j(run_dir, "eval", "eval.html"),
-    }
+    inputs: Callable[[JobConfig, RunLayout], Any]
+    complete: Callable[[JobConfig, RunLayout], bool]
+    execute: Callable[[JobConfig, RunLayout, bool], None]
 
 
 # --- ingest ----------------------------------------------------------------------------------
 
 
-def _ingest_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+def _ingest_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
     d = cfg.to_dict()
     return {
         **{s: d[s] for s in INGEST_SECTIONS},
@@ -132,41 +125,34 @@ def _ingest_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
     }
 
 
-def _ingest_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
-    from pipeline.write import is_complete
+def _ingest_complete(cfg: JobConfig, layout: RunLayout) -> bool:
+    from foundation.write import is_complete
 
-    return is_complete(p["shards"])
+    return is_complete(layout.shards)
 
 
-def _ingest(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
-    from pipeline.ingest import IngestError, run_ingest
+def _ingest(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
+    from pipeline.ingest import run_ingest
     from webtext.commands.options import write_resolved_config
     from webtext.summary import ingest_summary
 
-    write_resolved_config(cfg, "ingest")
-    try:
-        result = run_ingest(cfg, progress=progress)
-    except IngestError as e:
-        raise RunError(f"ingest: {e}") from e
-    print(ingest_summary(result))
+    write_resolved_config(cfg, layout, "ingest")
+    print(ingest_summary(run_ingest(cfg, layout, progress)))
 
 
 # --- contamination ---------------------------------------------------------------------------
 
 
 def _test_sets(cfg: JobConfig) -> dict[str, str]:
-    from contamination.sources import ContaminationInputError, parse_test_sets
+    from contamination.sources import parse_test_sets
 
-    try:
-        return parse_test_sets(cfg.contamination.test_sets)
-    except ContaminationInputError as e:
-        raise RunError(f"contamination.test_sets: {e}") from e
+    return parse_test_sets(cfg.contamination.test_sets)
 
 
-def _contamination_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+def _contamination_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
     c = cfg.contamination
     return {
-        "shards": _manifest_checksum(p["shards"]),
+        "shards": _manifest_checksum(layout.shards),
         "settings": [c.n, c.fp_rate, c.text_docs, c.field],
         "test_sets": {name: _file_state(path) for name, path in _test_sets(cfg).items()},
     }
@@ -184,99 +170,78 @@ def _file_state(path: str) -> Any:
     return storage.size(path)
 
 
-def _contamination_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
-    return storage.exists(p["report"])
+def _contamination_complete(cfg: JobConfig, layout: RunLayout) -> bool:
+    return storage.exists(layout.contamination_report)
 
 
-def _contamination(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
-    from contamination.api import run_check
+def _contamination(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
+    from contamination.api import run_contamination
     from contamination.report import format_table
-    from contamination.sources import ContaminationInputError
 
-    tests = _test_sets(cfg)
-    if not tests:
-        raise RunError(
-            "contamination: no test sets; set contamination.test_sets "
-            '(e.g. test_sets = ["wikitext2=wiki.test.txt"]) so training has a report to respect'
-        )
-    try:
-        report = run_check([p["shards"]], tests, p["contamination"], cfg.contamination)
-    except (ContaminationInputError, FileNotFoundError) as e:
-        raise RunError(f"contamination: {e}") from e
-    print(format_table(report))
+    print(format_table(run_contamination(cfg, layout)))
 
 
 # --- tokenize --------------------------------------------------------------------------------
 
 
-def _tokenize_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
-    return {"shards": _manifest_checksum(p["shards"]), "tokenize": cfg.to_dict()["tokenize"]}
+def _tokenize_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
+    return {"shards": _manifest_checksum(layout.shards), "tokenize": cfg.to_dict()["tokenize"]}
 
 
-def _tokenize_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
-    return _manifest_checksum(p["tokens"]) is not None
+def _tokenize_complete(cfg: JobConfig, layout: RunLayout) -> bool:
+    return _manifest_checksum(layout.tokens) is not None
 
 
-def _tokenize(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
-    from trainer.tokenize import tokenize_shards
+def _tokenize(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
+    from trainer.stages import run_tokenize
 
-    m = tokenize_shards(p["shards"], p["tokens"], cfg.tokenize, progress=progress)
-    c = m.counts
-    print(f"tokenize: {c['tokens_train']:,} train and {c['tokens_val']:,} validation tokens")
+    print(run_tokenize(cfg, layout, progress))
 
 
 # --- train and sample ------------------------------------------------------------------------
 
 
-def _train_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+def _train_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
     d = cfg.to_dict()
     return {
-        "tokens": _manifest_checksum(p["tokens"]),
+        "tokens": _manifest_checksum(layout.tokens),
         "model": d["model"],
         "train": d["train"],
     }
 
 
-def _train_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
+def _train_complete(cfg: JobConfig, layout: RunLayout) -> bool:
     from trainer.checkpoint import latest_step  # torch: not at CLI start-up
 
-    return (latest_step(p["train"]) or 0) >= cfg.train.max_steps
+    return (latest_step(layout.train) or 0) >= cfg.train.max_steps
 
 
-def _train(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
-    from contamination.gate import ContaminationGateError
-    from trainer.checkpoint import CheckpointError
-    from trainer.train import TrainingDiverged, train
+def _train(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
+    from trainer.stages import TrainingInterrupted, run_train
     from webtext.commands.options import write_resolved_config
 
-    write_resolved_config(cfg, "train")
-    try:
-        result = train(cfg, p["tokens"], p["train"], resume=True, progress=progress)
-    except (ContaminationGateError, TrainingDiverged, CheckpointError) as e:
-        raise RunError(f"train: {e}") from e
-    if result.interrupted:
-        raise RunError(f"train: interrupted at step {result.step}; rerun to resume")
-    val = f", validation loss {result.val_loss:.3f}" if result.val_loss is not None else ""
-    print(f"train: step {result.step}{val}")
+    write_resolved_config(cfg, layout, "train")
+    summary = run_train(cfg, layout, resume=True, progress=progress)
+    if summary.interrupted:
+        raise TrainingInterrupted(f"train: interrupted at step {summary.step}; rerun to resume")
+    print(summary)
 
 
-def _sample_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+def _sample_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
     from trainer.checkpoint import latest_step
 
-    return {"step": latest_step(p["train"]), "train": _train_inputs(cfg, p)}
+    return {"step": latest_step(layout.train), "train": _train_inputs(cfg, layout)}
 
 
-def _sample_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
-    return storage.exists(p["sample"])
+def _sample_complete(cfg: JobConfig, layout: RunLayout) -> bool:
+    return storage.exists(layout.sample)
 
 
-def _sample(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
-    from trainer.sample import load_model, sample
-    from trainer.tokenizer import load_tokenizer
+def _sample(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
+    from trainer.stages import SampleOptions, run_sample
 
-    model, tok_path = load_model(p["train"], "cpu")
-    text = sample(model, load_tokenizer(tok_path), "", max_new_tokens=120, seed=0)[0]
-    storage.write_text(p["sample"], text + "\n")
+    text = run_sample(layout, SampleOptions(max_new_tokens=120))[0]
+    storage.write_text(layout.sample, text + "\n")
 
 
 EVAL_SUFFIXES = (".txt", ".jsonl")
@@ -290,28 +255,26 @@ def _eval_tasks(cfg: JobConfig) -> dict[str, tuple[str, str]]:
     }
 
 
-def _eval_inputs(cfg: JobConfig, p: dict[str, str]) -> Any:
+def _eval_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
     return {
-        "sample": _sample_inputs(cfg, p),
+        "sample": _sample_inputs(cfg, layout),
         "eval": cfg.to_dict()["eval"],
-        "contamination": _contamination_inputs(cfg, p),
+        "contamination": _contamination_inputs(cfg, layout),
     }
 
 
-def _eval_complete(cfg: JobConfig, p: dict[str, str]) -> bool:
-    return storage.exists(p["eval_json"])
+def _eval_complete(cfg: JobConfig, layout: RunLayout) -> bool:
+    return storage.exists(layout.eval_json)
 
 
-def _eval(cfg: JobConfig, p: dict[str, str], progress: bool) -> None:
-    from trainer.eval_report import evaluate_model, format_tables, write_reports
+def _eval(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
+    from trainer.stages import run_eval
 
     tasks = _eval_tasks(cfg)
     if not tasks:
         log.warning("eval: no plain-text or JSONL test set to score; nothing to evaluate")
         return
-    report = evaluate_model(p["train"], tasks, cfg.eval, contamination=p["run"], progress=progress)
-    write_reports(report, p["eval"])
-    print(format_tables(report))
+    print(run_eval(cfg, layout, tasks, contamination=layout.root, progress=progress))
 
 
 STAGE_LIST = (
@@ -344,42 +307,63 @@ def run_job(cfg: JobConfig, until: str = STAGES[-1], progress: bool = True) -> R
     """Run the job's stages up to ``until`` (inclusive); see the module docstring."""
     if until not in STAGES:
         raise ValueError(f"until={until!r}: must be one of {', '.join(STAGES)}")
-    p = paths(cfg.output.run_dir)
-    state = RunState(cfg.output.run_dir)
-    result = RunResult(cfg.output.run_dir)
+    layout = RunLayout.at(cfg.output.run_dir)
+    state = RunState(layout)
+    result = RunResult(layout)
     for stage in STAGE_LIST:
-        inputs = stage.inputs(cfg, p)
-        fingerprint = _digest(inputs)
-        entry = state.entry(stage.name)
-        recorded = entry.get("fingerprint")
-        done = stage.complete(cfg, p)
-        if stage.name == "ingest" and done and recorded not in (None, fingerprint):
-            changed = _changed(entry.get("inputs", {}), inputs)
-            raise RunError(
-                f"ingest: the shards in {p['shards']} were made with other settings "
-                f"({', '.join(changed)}); use a new output.run_dir, or remove {p['shards']} "
-                "to remake them from the fetched pages"
-            )
-        if _up_to_date(stage.name, done, entry, fingerprint):
-            log.info("%s: already complete for this config; skipping.", stage.name)
-            result.skipped.append(stage.name)
-            if recorded != fingerprint:  # shards from `webtext ingest`, adopted as they are
-                state.start(stage.name, fingerprint, inputs)
-                state.finish(stage.name, 0.0)
-        else:
-            if stage.name == "train" and recorded not in (None, fingerprint):
-                _move_aside(p["train"])
-            log.info("%s: running.", stage.name)
-            state.start(stage.name, fingerprint, inputs)
-            start = time.perf_counter()
-            stage.execute(cfg, p, progress)
-            result.seconds[stage.name] = time.perf_counter() - start
-            state.finish(stage.name, result.seconds[stage.name])
-            result.ran.append(stage.name)
+        _run_stage(stage, cfg, layout, state, result, progress)
         if stage.name == until:
             break
-    result.outputs = {k: v for k, v in p.items() if k != "run" and storage.exists(v)}
     return result
+
+
+def _run_stage(
+    stage: Stage,
+    cfg: JobConfig,
+    layout: RunLayout,
+    state: RunState,
+    result: RunResult,
+    progress: bool,
+) -> None:
+    """Skip ``stage`` when its outputs are up to date for these inputs, else run it."""
+    inputs = _stage_inputs(stage, cfg, layout)
+    fingerprint = _digest(inputs)
+    entry = state.entry(stage.name)
+    recorded = entry.get("fingerprint")
+    done = stage.complete(cfg, layout)
+    if stage.name == "ingest" and done and recorded not in (None, fingerprint):
+        changed = _changed(entry.get("inputs", {}), inputs)
+        raise RunError(
+            f"ingest: the shards in {layout.shards} were made with other settings "
+            f"({', '.join(changed)}); use a new output.run_dir, or remove {layout.shards} "
+            "to remake them from the fetched pages"
+        )
+    if _up_to_date(stage.name, done, entry, fingerprint):
+        log.info("%s: already complete for this config; skipping.", stage.name)
+        result.skipped.append(stage.name)
+        if recorded != fingerprint:  # shards from `webtext ingest`, adopted as they are
+            state.start(stage.name, fingerprint, inputs)
+            state.finish(stage.name, 0.0)
+        return
+    if stage.name == "train" and recorded not in (None, fingerprint):
+        _move_aside(layout.train)
+    log.info("%s: running.", stage.name)
+    state.start(stage.name, fingerprint, inputs)
+    start = time.perf_counter()
+    try:
+        stage.execute(cfg, layout, progress)
+    except WebtextError as e:
+        raise RunError(f"{stage.name}: {e} (fix it and rerun: finished stages are kept)") from e
+    result.seconds[stage.name] = time.perf_counter() - start
+    state.finish(stage.name, result.seconds[stage.name])
+    result.ran.append(stage.name)
+
+
+def _stage_inputs(stage: Stage, cfg: JobConfig, layout: RunLayout) -> Any:
+    try:
+        return stage.inputs(cfg, layout)
+    except WebtextError as e:
+        raise RunError(f"{stage.name}: {e}") from e
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:

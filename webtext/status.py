@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from foundation import storage
+from foundation.layout import RunLayout
 from foundation.shards import MANIFEST, REJECTED, Manifest, ShardError
 
 DONE, PARTIAL, MISSING, FAILED = "done", "partial", "not started", "failed"
@@ -43,8 +44,8 @@ def _manifest_stage(name: str, path: str, unit: str) -> StageStatus:
     return StageStatus(name, MISSING, "")
 
 
-def _fetch_stage(run_dir: str) -> StageStatus:
-    path = storage.join(run_dir, "fetch")
+def _fetch_stage(layout: RunLayout) -> StageStatus:
+    path = layout.fetch
     replay = storage.join(path, "replay")
     if storage.exists(replay) and storage.listdir(replay):
         logs = len(storage.listdir(replay))
@@ -52,7 +53,7 @@ def _fetch_stage(run_dir: str) -> StageStatus:
             "fetch", DONE, f"replayed from WARC ({logs} log files)", _dir_bytes(replay)
         )
     done = sum(n.endswith(".log.parquet") for n in storage.listdir(path))
-    urls = storage.join(run_dir, "urls")
+    urls = layout.urls
     total = len(Manifest.load(urls).files) if storage.exists(storage.join(urls, MANIFEST)) else 0
     if not done:
         return StageStatus("fetch", MISSING, f"0/{total} units" if total else "")
@@ -84,9 +85,8 @@ def _contamination_detail(report: dict) -> str:
     return ", ".join(f"{n} {p:.2f}%" for n, p in items if isinstance(p, int | float)) or "report"
 
 
-def _train_stage(run_dir: str) -> StageStatus:
-    path = storage.join(run_dir, "train")
-    metrics = storage.join(path, "metrics.jsonl")
+def _train_stage(layout: RunLayout) -> StageStatus:
+    path, metrics = layout.train, layout.metrics
     if not storage.exists(metrics):
         return StageStatus("train", MISSING if not storage.listdir(path) else PARTIAL, "")
     lines = [json.loads(x) for x in storage.read_text(metrics).splitlines() if x.strip()]
@@ -98,19 +98,17 @@ def _train_stage(run_dir: str) -> StageStatus:
 
 
 def run_status(run_dir: str) -> list[StageStatus]:
-    j = storage.join
+    lay = RunLayout.at(run_dir)
     return [
-        _manifest_stage("urls", j(run_dir, "urls"), "candidate URLs"),
-        _fetch_stage(run_dir),
-        _manifest_stage("shards", j(run_dir, "shards"), "documents"),
-        _report_stage("dedup", j(run_dir, "dedup", "report.json"), _dedup_detail),
-        _report_stage(
-            "contamination", j(run_dir, "contamination", "report.json"), _contamination_detail
-        ),
-        _manifest_stage("tokens", j(run_dir, "tokens"), "tokens"),
-        _train_stage(run_dir),
-        _sample_stage(j(run_dir, "sample.txt")),
-        _report_stage("eval", j(run_dir, "eval", "eval.json"), _eval_detail),
+        _manifest_stage("urls", lay.urls, "candidate URLs"),
+        _fetch_stage(lay),
+        _manifest_stage("shards", lay.shards, "documents"),
+        _report_stage("dedup", storage.join(lay.dedup, "report.json"), _dedup_detail),
+        _report_stage("contamination", lay.contamination_report, _contamination_detail),
+        _manifest_stage("tokens", lay.tokens, "tokens"),
+        _train_stage(lay),
+        _sample_stage(lay.sample),
+        _report_stage("eval", lay.eval_json, _eval_detail),
     ]
 
 

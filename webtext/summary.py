@@ -44,6 +44,6 @@ def ingest_summary(result: IngestResult) -> str:
             ],
             "Output:",
         ),
-        f"Shards: {result.run_dir.rstrip('/')}/shards",
+        f"Shards: {result.shards_dir}",
     ]
     return "\n\n".join(parts)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from foundation.config import with_overrides
 from webtext.commands.options import add_config_flags, resolve_config
 
 SECTIONS = ("contamination",)
@@ -65,45 +66,34 @@ def _default_out(train: list[str]) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from contamination.api import run_check as check
+    from contamination.api import run_contamination
     from contamination.report import format_table
-    from contamination.sources import ContaminationInputError
-    from foundation.shards import ShardError
+    from foundation.layout import RunLayout
 
-    cfg = resolve_config(args).contamination
-    try:
-        tests = _test_sets(args, cfg.test_sets)
-        if not tests:
-            print(
-                "webtext contamination check: give at least one --test NAME=PATH", file=sys.stderr
-            )
-            return 2
-        out = args.out or _default_out(args.train)
-        report = check(args.train, tests, out, cfg)
-    except (ContaminationInputError, ShardError) as e:
-        print(f"webtext contamination check: {e}", file=sys.stderr)
-        return 1
-    print(format_table(report))
+    cfg = resolve_config(args)
+    tests = (*cfg.contamination.test_sets, *args.test)
+    cfg = with_overrides(cfg, {"contamination.test_sets": tests})
+    if not cfg.contamination.test_sets:
+        print("webtext contamination check: give at least one --test NAME=PATH", file=sys.stderr)
+        return 2
+    out = args.out or _default_out(args.train)
+    layout = RunLayout.at(cfg.output.run_dir, contamination=out)
+    print(format_table(run_contamination(cfg, layout, args.train)))
     print(f"reports: {out}/report.json, report.md, report.html")
     return 0
 
 
 def run_decontaminate(args: argparse.Namespace) -> int:
     from contamination.decontaminate import decontaminate
-    from contamination.sources import ContaminationInputError, ReadOptions
-    from foundation.shards import ShardError
+    from contamination.sources import ReadOptions
 
     cfg = resolve_config(args).contamination
-    try:
-        tests = _test_sets(args, cfg.test_sets)
-        if not tests:
-            print("webtext contamination decontaminate: give --test NAME=PATH", file=sys.stderr)
-            return 2
-        opts = ReadOptions(text_docs=cfg.text_docs, field=cfg.field)
-        res = decontaminate(args.shards, tests, args.out, cfg.decontaminate_n, opts)
-    except (ContaminationInputError, ShardError, FileExistsError) as e:
-        print(f"webtext contamination decontaminate: {e}", file=sys.stderr)
-        return 1
+    tests = _test_sets(args, cfg.test_sets)
+    if not tests:
+        print("webtext contamination decontaminate: give --test NAME=PATH", file=sys.stderr)
+        return 2
+    opts = ReadOptions(text_docs=cfg.text_docs, field=cfg.field)
+    res = decontaminate(args.shards, tests, args.out, cfg.decontaminate_n, opts)
     print(
         f"{res.docs_removed} of {res.docs_in} documents removed "
         f"(sharing {cfg.decontaminate_n}-grams with {', '.join(tests)}); "
@@ -113,14 +103,9 @@ def run_decontaminate(args: argparse.Namespace) -> int:
 
 
 def run_gate(args: argparse.Namespace) -> int:
-    from contamination.gate import ContaminationGateError, check_gate
-    from foundation.shards import ShardError
+    from contamination.gate import check_gate
 
     cfg = resolve_config(args).contamination
-    try:
-        res = check_gate(args.shards, args.report, cfg.max_overlap_pct)
-    except (ContaminationGateError, ShardError) as e:
-        print(f"webtext contamination gate: {e}", file=sys.stderr)
-        return 1
+    res = check_gate(args.shards, args.report, cfg.max_overlap_pct)
     print(f"ok: {res.reason}")
     return 0

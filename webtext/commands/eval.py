@@ -56,42 +56,17 @@ def overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contamination.bloom import BloomError
-    from contamination.sources import ContaminationInputError
-    from foundation.shards import ShardError
-    from trainer.checkpoint import CheckpointError
-    from trainer.eval_flags import ContaminationSourceError
-    from trainer.eval_report import evaluate_model, format_tables, task_names, write_reports
-    from trainer.eval_tasks import EvalInputError
-    from trainer.hf import ExportError
+    from foundation import storage
+    from foundation.layout import RunLayout
+    from trainer.eval_report import task_names
+    from trainer.stages import run_eval
 
-    cfg = resolve_config(args, **overrides(args)).eval
+    cfg = resolve_config(args, **overrides(args))
     tasks = task_names(args.lm, args.lambada, args.cbt)
     if not tasks:
         print("webtext eval: give at least one of --lm, --lambada, --cbt", file=sys.stderr)
         return 2
-    try:
-        report = evaluate_model(
-            args.model,
-            tasks,
-            cfg,
-            args.contamination,
-            args.tokenizer,
-            progress=not args.no_progress,
-        )
-    except (
-        CheckpointError,
-        ExportError,
-        EvalInputError,
-        ContaminationSourceError,
-        ContaminationInputError,
-        BloomError,
-        ShardError,
-        ValueError,
-    ) as e:
-        print(f"webtext eval: {e}", file=sys.stderr)
-        return 1
-    paths = write_reports(report, args.out)
-    print(format_tables(report))
-    print(f"reports: {paths['json']}, {paths['md']}, {paths['html']}")
+    layout = RunLayout.at(storage.parent(args.model), train=args.model, eval=args.out)
+    progress = not args.no_progress
+    print(run_eval(cfg, layout, tasks, args.contamination, args.tokenizer, progress))
     return 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,19 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.checkpoint import CheckpointError
-    from trainer.hf import export_hf
-    from trainer.sample import load_model
+    from foundation import storage
+    from foundation.layout import RunLayout
+    from trainer.stages import run_export
 
-    try:
-        model, tokenizer = load_model(args.checkpoint)
-    except CheckpointError as e:
-        print(f"webtext export: {e}", file=sys.stderr)
-        return 1
-    if args.tokenizer is None and tokenizer is not None and not Path(tokenizer).exists():
-        print(f"webtext export: {tokenizer} (recorded in the checkpoint) is gone; exporting "
-              "without a tokenizer (pass --tokenizer)", file=sys.stderr)  # fmt: skip
-        tokenizer = None
-    out = export_hf(model, args.out_dir, args.tokenizer or tokenizer)
-    print(f"exported {model.num_params() / 1e6:.1f}M parameters to {out}")
+    layout = RunLayout.at(storage.parent(args.checkpoint), train=args.checkpoint)
+    print(run_export(layout, args.out_dir, args.tokenizer))
     return 0

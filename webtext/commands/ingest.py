@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from webtext.commands.options import add_config_flags, resolve_config, write_resolved_config
 
@@ -33,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.ingest import IngestError, run_ingest
+    from foundation.layout import RunLayout
+    from pipeline.ingest import run_ingest
     from webtext.summary import ingest_summary
 
     fixed = {"output.run_dir": args.run_dir}
@@ -43,11 +43,7 @@ def run(args: argparse.Namespace) -> int:
         fixed["fetch.backend"] = "warc"
         fixed["fetch.warc_inputs"] = tuple(args.warc)
     cfg = resolve_config(args, **fixed)
-    write_resolved_config(cfg, "ingest")
-    try:
-        result = run_ingest(cfg, progress=not args.no_progress)
-    except IngestError as e:
-        print(f"webtext ingest: {e}", file=sys.stderr)
-        return 1
-    print(ingest_summary(result))
+    layout = RunLayout.at(cfg.output.run_dir)
+    write_resolved_config(cfg, layout, "ingest")
+    print(ingest_summary(run_ingest(cfg, layout, progress=not args.no_progress)))
     return 0

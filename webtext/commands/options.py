@@ -12,6 +12,7 @@ from typing import Any
 
 from foundation import storage
 from foundation.config import JobConfig, flag_fields, with_overrides
+from foundation.layout import RunLayout
 
 _UNSET = object()
 
@@ -51,8 +52,8 @@ def resolve_config(args: argparse.Namespace, **fixed: Any) -> JobConfig:
     return with_overrides(cfg, overrides) if overrides else cfg
 
 
-def write_resolved_config(cfg: JobConfig, job: str) -> str:
-    """Record the resolved config of a job in the run directory (``config.json`` per job)."""
-    path = storage.join(cfg.output.run_dir, "config", f"{job}.json")
+def write_resolved_config(cfg: JobConfig, layout: RunLayout, job: str) -> str:
+    """Record the resolved config of a job in the run directory (``config/JOB.json``)."""
+    path = layout.config(job)
     storage.write_text(path, cfg.to_json() + "\n")
     return path

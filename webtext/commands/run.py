@@ -47,33 +47,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_and_report(cfg: JobConfig, until: str, progress: bool) -> int:
-    """Run the job, print what ran and where its outputs are; 1 when a stage failed."""
-    from webtext.run import RunError, run_job
+    """Run the job, print what ran and where its outputs are."""
+    from foundation import storage
+    from webtext.run import run_job
     from webtext.status import format_status, run_status
 
-    try:
-        result = run_job(cfg, until=until, progress=progress)
-    except RunError as e:
-        print(f"webtext run: {e}", file=sys.stderr)
-        print("Fix it and run the same command again: finished stages are kept.", file=sys.stderr)
-        return 1
+    result = run_job(cfg, until=until, progress=progress)
     ran = ", ".join(f"{s} ({result.seconds[s]:.0f}s)" for s in result.ran) or "nothing"
     print(f"\nRan: {ran}. Already complete: {', '.join(result.skipped) or 'nothing'}.")
     print(format_status(cfg.output.run_dir, run_status(cfg.output.run_dir)))
-    names = {
-        "shards": "text shards",
-        "dedup_report": "dedup report",
-        "report_html": "contamination report",
-        "loss_curve": "loss curve",
-        "sample": "sample",
-        "eval_html": "evaluation report",
-    }
+    outputs = result.outputs()
     print("\nOutputs:")
-    for key, label in names.items():
-        if key in result.outputs:
-            print(f"  {label:<22}{result.outputs[key]}")
-    if "sample" in result.outputs:
-        from foundation import storage
-
-        print("\nSample:\n" + storage.read_text(result.outputs["sample"]).strip())
+    for label, path in outputs.items():
+        print(f"  {label:<22}{path}")
+    if "sample" in outputs:
+        print("\nSample:\n" + storage.read_text(outputs["sample"]).strip())
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,39 +24,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trainer.checkpoint import CheckpointError
-    from trainer.hf import ExportError
-    from trainer.sample import load_model, sample
-    from trainer.tokenizer import load_tokenizer
+    from foundation import storage
+    from foundation.layout import RunLayout
+    from trainer.stages import SampleOptions, run_sample
 
-    if args.max_new_tokens < 0 or args.temperature < 0 or args.num_samples < 1:
-        print("webtext sample: --max-new-tokens/--temperature must be >= 0, --num-samples >= 1",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    try:
-        model, tok_path = load_model(args.model, args.device)
-    except (CheckpointError, ExportError) as e:
-        print(f"webtext sample: {e}", file=sys.stderr)
-        return 1
-    tok_path = args.tokenizer or tok_path
-    if tok_path is None:
-        print(f"webtext sample: {args.model} records no tokenizer; pass --tokenizer",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    try:
-        texts = sample(
-            model,
-            load_tokenizer(tok_path),
-            args.prompt,
-            args.max_new_tokens,
-            args.temperature,
-            args.top_k or None,
-            args.seed,
-            args.num_samples,
-        )
-    except ValueError as e:
-        print(f"webtext sample: {tok_path}: {e}", file=sys.stderr)
-        return 1
+    opts = SampleOptions(
+        prompt=args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k or None,
+        seed=args.seed,
+        num_samples=args.num_samples,
+        tokenizer=args.tokenizer,
+        device=args.device,
+    )
+    texts = run_sample(RunLayout.at(storage.parent(args.model), train=args.model), opts)
     for i, text in enumerate(texts):
         if i:
             print("\n" + "-" * 40)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from foundation import storage
+from foundation.errors import WebtextError
 from webtext.status import FAILED, format_status, run_status
 
 
@@ -16,8 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not storage.exists(args.run_dir):
-        print(f"webtext status: {args.run_dir}: no such run directory")
-        return 1
+        raise WebtextError(f"{args.run_dir}: no such run directory")
     stages = run_status(args.run_dir)
     print(format_status(args.run_dir, stages))
     return 1 if any(s.state == FAILED for s in stages) else 0

@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from foundation.shards import ShardError
-    from trainer.tokenize import tokenize_shards
+    from foundation import storage
+    from foundation.layout import RunLayout
+    from trainer.stages import run_tokenize
 
     if (args.vocab is None) != (args.merges is None):
         print("webtext tokenize: --vocab and --merges go together", file=sys.stderr)
@@ -48,15 +49,6 @@ def run(args: argparse.Namespace) -> int:
             "tokenize.workers": args.workers,
         },
     )
-    try:
-        m = tokenize_shards(args.shards, args.out, cfg.tokenize, progress=not args.no_progress)
-    except (ShardError, ValueError) as e:
-        print(f"webtext tokenize: {e}", file=sys.stderr)
-        return 1
-    c = m.counts
-    print(
-        f"tokenized {c['docs_train'] + c['docs_val']} documents ({c['text_bytes'] / 1e6:.1f} MB): "
-        f"train {c['tokens_train']} tokens, val {c['tokens_val']} tokens, "
-        f"vocab {m.extra['vocab_size']}, {len(m.files)} files in {args.out}"
-    )
+    layout = RunLayout.at(storage.parent(args.shards), shards=args.shards, tokens=args.out)
+    print(run_tokenize(cfg, layout, progress=not args.no_progress))
     return 0

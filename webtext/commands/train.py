@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 
-from foundation import storage
+from foundation.layout import RunLayout
 from webtext.commands.options import add_config_flags, resolve_config, write_resolved_config
 
 log = logging.getLogger(__name__)
@@ -42,26 +41,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from contamination.gate import ContaminationGateError
-    from trainer.checkpoint import CheckpointError
-    from trainer.tokens import TokenShardError
-    from trainer.train import TrainingDiverged, train
+    from trainer.stages import run_train
 
     fixed = {"output.run_dir": args.run_dir}
     if args.allow_contaminated:
         fixed["train.allow_contaminated"] = True
     cfg = resolve_config(args, **fixed)
-    tokens = args.tokens or storage.join(cfg.output.run_dir, "tokens")
-    out = args.out or storage.join(cfg.output.run_dir, "train")
-    if os.environ.get("RANK", "0") == "0":
-        write_resolved_config(cfg, "train")
-    try:
-        result = train(cfg, tokens, out, resume=args.resume, progress=not args.no_progress)
-    except (ContaminationGateError, TrainingDiverged, CheckpointError, TokenShardError) as e:
-        print(f"webtext train: {e}", file=sys.stderr)
-        return 1
-    if os.environ.get("RANK", "0") == "0":
-        what = "interrupted" if result.interrupted else "finished"
-        val = f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""
-        print(f"train {what} at step {result.step}{val}; checkpoint {result.checkpoint}")
+    layout = RunLayout.at(cfg.output.run_dir, tokens=args.tokens, train=args.out)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if main_rank:
+        write_resolved_config(cfg, layout, "train")
+    summary = run_train(cfg, layout, resume=args.resume, progress=not args.no_progress)
+    if main_rank:
+        print(summary)
     return 0

@@ -20,10 +20,13 @@ import apache_beam as beam
 import pyarrow as pa
 
 from foundation import storage
+from foundation.config import OutputConfig
+from foundation.drops import reason_one
 from foundation.shards import (
     MANIFEST,
     REJECTED,
     SUFFIX,
+    TEXT_SCHEMA,
     Manifest,
     ShardFile,
     shard_name,
@@ -233,3 +236,41 @@ class CommitManifest(beam.PTransform):
 def is_complete(directory: str) -> bool:
     """A stage's output is complete once its manifest exists (it is written last)."""
     return storage.exists(storage.join(directory, MANIFEST))
+
+
+class CommitShards(beam.PTransform):
+    """Documents, drops and extras -> text shards and their manifest, committed last.
+
+    The tail every text-producing job shares (ingest's pages phase, ``webtext dedup``): the
+    documents are written as shards, each drop counts once under its reason, every extra and
+    the ``counts`` PCollections of ``(name, n)`` join them, and one commit step writes the
+    manifest.
+    """
+
+    def __init__(self, directory: str, output: OutputConfig, config: dict, counts: tuple = ()):
+        super().__init__()
+        self.directory, self.output, self.config, self.counts = directory, output, config, counts
+
+    def expand(self, pcolls):
+        documents, drops, extras = pcolls["documents"], pcolls["drops"], pcolls["extras"]
+        files = documents | "WriteShards" >> WriteShards(
+            self.directory, self.output.format, self.output.shard_docs, TEXT_SCHEMA
+        )
+        counted = [
+            documents | "CountDocs" >> beam.Map(_one, "shards.documents"),
+            drops | "CountDrops" >> beam.Map(reason_one),
+            *self.counts,
+        ]
+        return (
+            [
+                files | "Files" >> beam.Map(as_file),
+                counted | "AllCounts" >> beam.Flatten() | "Counts" >> beam.Map(as_count),
+                extras | "Extras" >> beam.Map(as_extra),
+            ]
+            | "CommitItems" >> beam.Flatten()
+            | "Commit" >> CommitManifest(self.directory, "text", self.output.format, self.config)
+        )
+
+
+def _one(_: object, name: str) -> tuple[str, int]:
+    return name, 1

@@ -1,0 +1,21 @@
+"""Beam pipeline options from the typed output settings, the same for every stage that runs Beam."""
+
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from foundation.config import OutputConfig
+
+
+def beam_options(cfg: OutputConfig) -> PipelineOptions:
+    """FnApiRunner in multi-processing mode on every core unless Beam args say otherwise."""
+    workers = cfg.workers or os.cpu_count() or 1
+    defaults = [
+        "--runner=FnApiRunner",
+        f"--direct_num_workers={workers}",
+        "--direct_running_mode=multi_processing",
+    ]
+    # Later flags win in Beam's argparse, so the user's --runner and the rest take precedence.
+    return PipelineOptions([*defaults, *cfg.beam_args])
