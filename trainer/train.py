@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from foundation.config import ConfigError, JobConfig, TrainConfig
+from foundation.errors import WebtextError
 from foundation.shards import MANIFEST, Manifest, ShardError
 from trainer import precision
 from trainer.checkpoint import (
@@ -48,7 +49,7 @@ from trainer.tokens import TokenShardError, TokenShards
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(WebtextError, RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving the bad state."""
 
 
