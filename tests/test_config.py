@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from foundation.config import ConfigError, JobConfig, flag_fields
+from foundation.layout import RunLayout
 from webtext.cli import build_parser
 from webtext.commands.options import resolve_config, write_resolved_config
 
@@ -78,5 +79,5 @@ def test_bad_config_names_field_and_value(tmp_path, toml, message):
 def test_resolved_config_round_trips(tmp_path):
     args = build_parser().parse_args(["ingest", "--quality-min-words", "64"])
     cfg = resolve_config(args, **{"output.run_dir": str(tmp_path)})
-    path = write_resolved_config(cfg, "ingest")
+    path = write_resolved_config(cfg, RunLayout.at(str(tmp_path)), "ingest")
     assert JobConfig.from_dict(json.loads(Path(path).read_text())) == cfg
