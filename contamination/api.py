@@ -34,7 +34,7 @@ from contamination.sources import (
 )
 from foundation import storage
 from foundation.config import ContaminationConfig, JobConfig
-from foundation.layout import RunLayout
+from foundation.layout import RunLayout, record_path
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +101,15 @@ def run_check(
     paths = _as_list(train_shards_or_files)
     train = train_side(paths, opts)
     bloom = build_from_sources(train, c.n, c.fp_rate, c.workers)
-    bloom.meta["train_paths"] = list(paths)
+    recorded = [record_path(p, out_dir) for p in paths]  # the report moves with its run
+    bloom.meta["train_paths"] = recorded
     filter_path = storage.join(out_dir, FILTER_FILE)
     bloom.save(filter_path)
     mapped = BloomFilter.load(filter_path)
-    info = {"kind": train.kind, "checksum": train.checksum, "paths": list(paths)}
-    report = check_loaded(mapped, loaded, dict(test_sets), info)
-    report.filter["path"] = filter_path
+    info = {"kind": train.kind, "checksum": train.checksum, "paths": recorded}
+    tests = {name: record_path(path, out_dir) for name, path in test_sets.items()}
+    report = check_loaded(mapped, loaded, tests, info)
+    report.filter["path"] = FILTER_FILE
     written = write_reports(report, out_dir)
     log.info("contamination report: %s", written["json"])
     return report

@@ -14,11 +14,16 @@
 
 A single-stage command pointed at other directories (``webtext tokenize SHARDS --out DIR``)
 gets a layout with those directories replaced, so every stage asks the layout for its paths.
+
+A path one stage records for another (a checkpoint's tokenizer, the token manifest's text
+shards) is written by :func:`record_path` and read by :func:`resolve_recorded`: relative to the
+recording directory inside the run, so the run can be moved, copied or opened from anywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from foundation import storage
@@ -91,3 +96,41 @@ class RunLayout:
 
     def config(self, job: str) -> str:
         return storage.join(self.root, "config", f"{job}.json")
+
+
+def record_path(path: str, start: str) -> str:
+    """``path`` as a file in the stage directory ``start`` should record it.
+
+    Relative to ``start`` when ``path`` lies in the same run (under ``start``'s parent), so the
+    record survives moving the run; otherwise absolute (a URI as it is), so it does not depend
+    on the directory the job was started from.
+    """
+    if _is_uri(path) or _is_uri(start):
+        return path
+    target, base = os.path.abspath(path), os.path.abspath(start)
+    run = os.path.dirname(base)
+    if os.path.commonpath([target, run]) != run:
+        return target
+    return os.path.relpath(target, base)
+
+
+def resolve_recorded(recorded: str, start: str) -> str:
+    """The path a record in ``start`` names, read from any working directory.
+
+    A relative record is taken relative to ``start`` (what :func:`record_path` writes), unless
+    only the path as written exists: runs made before records were relative hold paths
+    relative to the directory the job ran in. When neither exists, the ``start``-relative path,
+    so an error names where the file should be.
+    """
+    if _is_uri(recorded) or os.path.isabs(recorded):
+        return recorded
+    here = storage.join(start, recorded)
+    if not _is_uri(here):
+        here = os.path.normpath(here)
+    if storage.exists(here) or not storage.exists(recorded):
+        return here
+    return recorded
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path

@@ -11,13 +11,19 @@ truncated or corrupted file is refused with :class:`CheckpointError` instead of 
 A checkpoint is a dict of plain types and tensors: ``model`` (state dict), ``optimizer``,
 ``step``, ``schedule`` (the lr at that step and the schedule settings), ``data`` (batch cursor),
 ``rng`` (python/numpy/torch/cuda states), ``model_config``, ``config`` (the job config),
-``gate`` (the contamination gate result it trained under), ``tokenizer`` (path).
+``gate`` (the contamination gate result it trained under), ``tokens_dir`` and ``tokenizer``.
+
+Paths in a checkpoint are relative to its directory, so a run can be moved or copied: training
+copies the token shards' tokenizer in as ``tokenizer.json`` and records that name
+(:func:`copy_tokenizer`, :func:`recorded_tokenizer`); :func:`tokenizer_path` finds it again, and
+the cwd-relative or absolute paths older checkpoints recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -27,14 +33,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from foundation import storage
+from foundation.errors import WebtextError
+from foundation.layout import resolve_recorded
+from foundation.shards import Manifest
+
+log = logging.getLogger(__name__)
+
 FORMAT = "webtext-checkpoint"
 VERSION = 1
 POINTER = "latest.json"
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 REQUIRED = ("model", "model_config", "step")
+TOKENIZER = "tokenizer.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(WebtextError, RuntimeError):
     """A checkpoint is missing, truncated, corrupt or not a webtext checkpoint."""
 
 
@@ -146,6 +160,43 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
     return state
+
+
+def copy_tokenizer(tokens_dir: str, directory: str | Path) -> Path | None:
+    """Copy the tokenizer of ``tokens_dir`` into the checkpoint directory as ``tokenizer.json``.
+
+    The checkpoints then carry their tokenizer wherever the directory goes; a path into the
+    token directory breaks when the run moves. Returns the copy, or None (with a warning) when
+    the token directory has no tokenizer.
+    """
+    name = Manifest.load(tokens_dir).extra.get("tokenizer", TOKENIZER)
+    source = storage.join(tokens_dir, name)
+    if not storage.exists(source):
+        log.warning("%s is missing: checkpoints record no tokenizer; pass --tokenizer", source)
+        return None
+    target = Path(directory) / TOKENIZER
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{TOKENIZER}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(storage.read_bytes(source))
+        _replace_durably(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def recorded_tokenizer(directory: str | Path) -> str | None:
+    """What a checkpoint in ``directory`` records as its tokenizer: the copy's name, if any."""
+    return TOKENIZER if (Path(directory) / TOKENIZER).is_file() else None
+
+
+def tokenizer_path(checkpoint: str | Path, recorded: str | None) -> str | None:
+    """The tokenizer file a checkpoint (file or directory) records, found from any working
+    directory; None when it records none. The path may not exist: callers name it."""
+    if recorded is None:
+        return None
+    path = Path(checkpoint)
+    return resolve_recorded(recorded, str(path if path.is_dir() else path.parent))
 
 
 def rng_state() -> dict[str, Any]:

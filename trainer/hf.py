@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from foundation.errors import WebtextError
 from trainer.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 _SKIP = ("lm_head.weight", ".attn.bias", ".attn.masked_bias")  # tied, or old mask buffers
 
 
-class ExportError(ValueError):
+class ExportError(WebtextError, ValueError):
     """An export directory is missing a file or holds a model of another shape."""
 
 
@@ -61,9 +62,14 @@ def hf_config(cfg: GPTConfig, eot_id: int | None) -> dict[str, Any]:
 
 
 def export_hf(model: GPT, out_dir: str | Path, tokenizer_path: str | Path | None = None) -> Path:
-    """Write ``model`` (and the tokenizer, when given) as a Hugging Face GPT-2 directory."""
+    """Write ``model`` (and the tokenizer, when given) as a Hugging Face GPT-2 directory.
+
+    Raises ExportError, before writing anything, when ``tokenizer_path`` names no tokenizer:
+    an export without one looks complete but transformers cannot load it.
+    """
     from safetensors.torch import save_file
 
+    tokenizer = None if tokenizer_path is None else _tokenizer_file(Path(tokenizer_path))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -77,19 +83,30 @@ def export_hf(model: GPT, out_dir: str | Path, tokenizer_path: str | Path | None
     tmp.replace(out / WEIGHTS)
 
     eot_id = None
-    if tokenizer_path is not None:
-        eot_id = _export_tokenizer(Path(tokenizer_path), out, model.config.block_size)
+    if tokenizer is not None:
+        eot_id = _export_tokenizer(tokenizer, out, model.config.block_size)
     text = json.dumps(hf_config(model.config, eot_id), indent=2) + "\n"
     (out / "config.json.tmp").write_text(text)
     (out / "config.json.tmp").replace(out / "config.json")
     return out
 
 
+def _tokenizer_file(path: Path) -> Path:
+    """``path``, or the tokenizer.json in the directory ``path``; ExportError when missing."""
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ExportError(
+            f"{file}: tokenizer file is missing; the export needs it for transformers to load "
+            "(pass --tokenizer)"
+        )
+    return file
+
+
 def _export_tokenizer(path: Path, out: Path, block_size: int) -> int:
     from trainer.tokenizer import EOT, load_tokenizer
 
     tok = load_tokenizer(str(path))
-    shutil.copyfile(path if path.is_file() else path / "tokenizer.json", out / "tokenizer.json")
+    shutil.copyfile(path, out / "tokenizer.json")
     try:
         tok.save_gpt2_files(str(out))
     except (ValueError, KeyError) as e:  # not GPT-2-shaped: tokenizer.json alone still loads

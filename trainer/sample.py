@@ -8,14 +8,17 @@ from typing import Any
 
 import torch
 
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint import load_checkpoint, tokenizer_path
 from trainer.hf import import_hf
 from trainer.model import GPT, GPTConfig
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, str | None]:
     """The model in a checkpoint (file or directory) or an export directory, in eval mode,
-    and the tokenizer path that goes with it (None when none is recorded)."""
+    and the tokenizer path that goes with it (None when none is recorded; it may be missing).
+
+    A checkpoint's recorded tokenizer is found relative to the checkpoint, so this works from
+    any working directory and after the run has moved."""
     p = Path(path)
     if p.is_dir() and (p / "config.json").exists():
         model = import_hf(p)
@@ -25,7 +28,7 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[GPT, str | None]:
         ckpt = load_checkpoint(p, map_location="cpu")
         model = GPT(GPTConfig.from_dict(ckpt["model_config"]))
         model.load_state_dict(ckpt["model"])
-        tokenizer = ckpt.get("tokenizer")
+        tokenizer = tokenizer_path(p, ckpt.get("tokenizer"))
     return model.to(device).eval(), tokenizer
 
 

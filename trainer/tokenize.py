@@ -37,6 +37,7 @@ import xxhash
 
 from foundation import storage
 from foundation.config import TokenizeConfig
+from foundation.layout import record_path
 from foundation.shards import MANIFEST, Manifest, ShardError, ShardFile, read_table
 from trainer.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from trainer.tokens import (
@@ -227,9 +228,7 @@ def tokenize_shards(
     """
     from tqdm import tqdm
 
-    source = Manifest.load(shards_dir)
-    if source.kind != "text":
-        raise ShardError(f"{shards_dir}: a {source.kind!r} manifest, expected text shards")
+    source = Manifest.load(shards_dir, "text")
     source.verify(shards_dir, checksums=False)
     tok = prepare_tokenizer(shards_dir, out_dir, cfg)
     if _up_to_date(out_dir, source, tok, cfg):
@@ -315,7 +314,7 @@ def tokenize_shards(
             "engine": tok.engine,
             "layout": "<|endoftext|> before each document",
             "splits": splits,
-            "source": shards_dir,
+            "source": record_path(shards_dir, out_dir),
             "source_checksum": source.checksum,
         },
     )

@@ -10,7 +10,8 @@ moments, step (the schedule is a function of it), the data cursor and every rank
 SIGTERM sets a flag; the loop checkpoints at the next step boundary and returns. A NaN/inf loss
 stops the run before the optimiser step, so the last checkpoint stays the last good one.
 
-Output in ``out_dir``: ``ckpt-*.pt`` + ``latest.json``, ``metrics.jsonl``, ``loss.png``.
+Output in ``out_dir``: ``ckpt-*.pt`` + ``latest.json``, ``metrics.jsonl``, ``loss.png`` and a
+copy of the tokenizer, so the directory can be moved and still sampled, evaluated and exported.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ import torch
 
 from foundation.config import ConfigError, JobConfig, TrainConfig
 from foundation.errors import WebtextError
+from foundation.layout import record_path, resolve_recorded
 from foundation.shards import MANIFEST, Manifest, ShardError
 from trainer import precision
 from trainer.checkpoint import (
     CheckpointError,
+    copy_tokenizer,
     latest_checkpoint,
     load_checkpoint,
+    recorded_tokenizer,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -136,8 +140,9 @@ def init_distributed(device_type: str) -> DistInfo:
     return info
 
 
-def check_contamination(tokens_dir: str, job: JobConfig) -> dict[str, Any]:
-    """The contamination gate for the text shards these tokens came from, as a dict.
+def check_contamination(tokens_dir: str, job: JobConfig, out_dir: str) -> dict[str, Any]:
+    """The contamination gate for the text shards these tokens came from, as a dict whose
+    report path is relative to ``out_dir`` (where the checkpoints record it).
 
     Raises ContaminationGateError when the report is missing, stale or over the threshold,
     unless ``train.allow_contaminated``.
@@ -148,7 +153,8 @@ def check_contamination(tokens_dir: str, job: JobConfig) -> dict[str, Any]:
     threshold = job.train.max_overlap_pct
     if threshold is None:
         threshold = job.contamination.max_overlap_pct
-    source = Manifest.load(tokens_dir).extra.get("source")
+    recorded = Manifest.load(tokens_dir).extra.get("source")
+    source = resolve_recorded(recorded, tokens_dir) if recorded else None
     try:
         if not source:
             raise ShardError(f"{tokens_dir}/{MANIFEST} records no source text shards")
@@ -160,7 +166,7 @@ def check_contamination(tokens_dir: str, job: JobConfig) -> dict[str, Any]:
         return {"ok": False, "reason": reason, "allowed": True, "max_overlap_pct": threshold}
     if result.allowed:
         log.warning("contamination gate failed, training anyway: %s", result.reason)
-    return dataclasses.asdict(result)
+    return {**dataclasses.asdict(result), "report_path": record_path(result.report_path, out_dir)}
 
 
 @contextlib.contextmanager
@@ -240,8 +246,10 @@ def train(
     ``max_steps`` stops this call early (the schedule still runs to ``train.max_steps``): what
     an interrupted run does, for tests and for splitting a run into sessions.
     """
-    gate = check_contamination(tokens_dir, job)
+    gate = check_contamination(tokens_dir, job, out_dir)
     dist = init_distributed(resolve_device(job.train, DistInfo()).type)
+    if dist.main:
+        copy_tokenizer(tokens_dir, out_dir)
     try:
         return _train(job, tokens_dir, Path(out_dir), dist, gate, resume, progress, max_steps)
     finally:
@@ -363,8 +371,8 @@ def _train(
             "model_config": mcfg.to_dict(),
             "config": job.to_dict(),
             "gate": gate,
-            "tokens_dir": tokens_dir,
-            "tokenizer": shards.tokenizer_path,
+            "tokens_dir": record_path(tokens_dir, str(out)),
+            "tokenizer": recorded_tokenizer(out),
             "world": dist.world,
             "val_loss": val_loss,
         }
