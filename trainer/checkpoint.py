@@ -34,7 +34,6 @@ import numpy as np
 import torch
 
 from foundation import storage
-from foundation.errors import WebtextError
 from foundation.layout import resolve_recorded
 from foundation.shards import Manifest
 
@@ -48,7 +47,7 @@ REQUIRED = ("model", "model_config", "step")
 TOKENIZER = "tokenizer.json"
 
 
-class CheckpointError(WebtextError, RuntimeError):
+class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupt or not a webtext checkpoint."""
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from foundation.errors import WebtextError
 from trainer.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 _SKIP = ("lm_head.weight", ".attn.bias", ".attn.masked_bias")  # tied, or old mask buffers
 
 
-class ExportError(WebtextError, ValueError):
+class ExportError(ValueError):
     """An export directory is missing a file or holds a model of another shape."""
 
 
