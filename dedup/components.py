@@ -20,8 +20,10 @@ from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
+from foundation.errors import WebtextError
 
-class ComponentsNotConverged(RuntimeError):
+
+class ComponentsNotConverged(WebtextError, RuntimeError):
     """The unrolled rounds were too few for this graph."""
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from foundation import storage
+from foundation.errors import WebtextError
 from foundation.layout import resolve_recorded
 from foundation.shards import Manifest
 
@@ -47,7 +48,7 @@ REQUIRED = ("model", "model_config", "step")
 TOKENIZER = "tokenizer.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(WebtextError, RuntimeError):
     """A checkpoint is missing, truncated, corrupt or not a webtext checkpoint."""
 
 

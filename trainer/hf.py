@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from foundation.errors import WebtextError
 from trainer.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c
 _SKIP = ("lm_head.weight", ".attn.bias", ".attn.masked_bias")  # tied, or old mask buffers
 
 
-class ExportError(ValueError):
+class ExportError(WebtextError, ValueError):
     """An export directory is missing a file or holds a model of another shape."""
 
 
