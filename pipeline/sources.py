@@ -33,8 +33,10 @@ from typing import Any, Protocol
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from foundation import storage
 from foundation.errors import WebtextError
 from foundation.records import Drop, Submission
+from foundation.shards import MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,12 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 class BadInputError(WebtextError, RuntimeError):
-    """Too many dump lines were malformed: the job stops instead of silently losing data."""
+    """The dumps cannot be used: a pattern matches no dump file (raised before any pipeline
+    runs), or too many lines are malformed (the job stops instead of silently losing data)."""
+
+
+class DumpNotFoundError(BadInputError, FileNotFoundError):
+    """A dump pattern matches no dump file; also a FileNotFoundError, as callers expect."""
 
 
 # --- finding files -------------------------------------------------------------------------------
@@ -60,35 +67,60 @@ def _name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _skipped(path: str) -> bool:
+    """Hidden files (partial downloads, editor files) and a stage's ``_manifest.json``."""
+    return _name(path).startswith((".", "_"))
+
+
 def _looks_like_dump(path: str) -> bool:
     name = _name(path)
     return name.lower().endswith(DUMP_SUFFIXES) or "." not in name
+
+
+def _is_directory(path: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, p = storage.resolve(path)
+    return fs.get_file_info(p).type == pafs.FileType.Directory
+
+
+def _dumps_in_directory(directory: str) -> list[str]:
+    """The dump-like files directly inside ``directory``; none is an error saying what is there."""
+    from apache_beam.io.filesystems import FileSystems
+
+    pattern = FileSystems.join(directory, "*")
+    inside = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    found = [p for p in inside if not _skipped(p) and _looks_like_dump(p)]
+    if found:
+        return found
+    if any(_name(p) == MANIFEST for p in inside):
+        what = f"it is a webtext stage's output ({MANIFEST}), not Pushshift dumps"
+    else:
+        what = "it is empty" if not inside else f"it holds {len(inside)} other file(s)"
+    suffixes = ", ".join(DUMP_SUFFIXES)
+    raise DumpNotFoundError(f"{directory}: no dump files ({suffixes}) in this directory; {what}")
 
 
 def expand_patterns(patterns: Iterable[str]) -> list[str]:
     """Files, globs or directories -> a sorted list of files, through Beam's FileSystems.
 
     A directory contributes its dump-like files (``DUMP_SUFFIXES`` or no suffix; not
-    recursive); a glob or a file name contributes everything it matches. Hidden files
-    (``.name``: partial downloads, editor files) are skipped, as a shell glob would. A pattern
-    that matches nothing is an error naming it.
+    recursive); a glob or a file name contributes everything it matches. Hidden files and
+    ``_``-names are skipped (a shell glob skips the first; a stage writes the second). A
+    pattern that matches nothing raises :class:`DumpNotFoundError` naming it, before any
+    pipeline runs.
     """
     from apache_beam.io.filesystems import FileSystems
 
     files: set[str] = set()
     for pattern in patterns:
-        found: list[str] = []
-        if not _GLOB_CHARS.intersection(pattern):
-            inside = FileSystems.match([FileSystems.join(pattern, "*")])[0].metadata_list
-            inside = [m for m in inside if not _name(m.path).startswith(".")]
-            found = [m.path for m in inside if _looks_like_dump(m.path)]
-            if inside and not found:
-                raise FileNotFoundError(f"directory {pattern!r} holds no dump files")
+        if not _GLOB_CHARS.intersection(pattern) and _is_directory(pattern):
+            files.update(_dumps_in_directory(pattern))
+            continue
+        matched = FileSystems.match([pattern])[0].metadata_list
+        found = [m.path for m in matched if not _skipped(m.path)]
         if not found:
-            matched = FileSystems.match([pattern])[0].metadata_list
-            found = [m.path for m in matched if not _name(m.path).startswith(".")]
-        if not found:
-            raise FileNotFoundError(f"no dump file matches {pattern!r}")
+            raise DumpNotFoundError(f"no dump file matches {pattern} (files, globs or folders)")
         files.update(found)
     return sorted(files)
 
