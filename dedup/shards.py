@@ -44,7 +44,7 @@ def run_dedup(cfg: JobConfig, layout: RunLayout, out: str) -> DedupResult:
     """Deduplicate ``layout.shards`` into new shards in ``out``."""
     if storage.resolve(layout.shards) == storage.resolve(out):
         raise ConfigError(f"dedup output {out} must differ from the input shard directory")
-    manifest = Manifest.load(layout.shards)
+    manifest = Manifest.load(layout.shards, "text")
     manifest.verify(layout.shards, checksums=False)
     with beam.Pipeline(options=beam_options(cfg.output)) as p:
         build_pipeline(p, cfg, manifest.paths(layout.shards), out)

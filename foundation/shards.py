@@ -148,15 +148,25 @@ class Manifest:
         return m
 
     @classmethod
-    def load(cls, directory: str) -> Manifest:
+    def load(cls, directory: str, kind: str | None = None) -> Manifest:
+        """The manifest of a finished shard directory, checked to be of ``kind`` when given.
+
+        A missing directory, an unfinished one and another stage's output each raise
+        ShardError naming the directory and the command that makes the expected kind.
+        """
         path = storage.join(directory, MANIFEST)
         if not storage.exists(path):
-            raise ShardError(f"{path}: no manifest; is this a finished shard directory?")
+            raise ShardError(_no_manifest(directory, kind))
         try:
             data = json.loads(storage.read_text(path))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ShardError(f"{path}: manifest is not valid JSON ({e})") from e
-        return cls.from_dict(data, where=path)
+        manifest = cls.from_dict(data, where=path)
+        if kind is not None and manifest.kind != kind:
+            raise ShardError(
+                f"{directory}: a {manifest.kind!r} directory, expected {_described(kind)}"
+            )
+        return manifest
 
     def paths(self, directory: str) -> list[str]:
         return [storage.join(directory, f.path) for f in self.files]
@@ -173,6 +183,28 @@ class Manifest:
                 )
             if checksums and storage.sha256_file(path) != f.sha256:
                 raise ShardError(f"{path}: sha256 does not match the manifest (corrupt)")
+
+
+MADE_BY = {
+    "urls": "`webtext ingest`",
+    "text": "`webtext ingest` or `webtext dedup`",
+    "tokens": "`webtext tokenize`",
+}
+"""The command that makes each kind of shard directory, for messages."""
+_KIND_NAMES = {"urls": "URL units", "text": "text shards", "tokens": "token shards"}
+
+
+def _described(kind: str | None) -> str:
+    if kind is None:
+        return "a finished shard directory"
+    made_by = f" (made by {MADE_BY[kind]})" if kind in MADE_BY else ""
+    return f"{_KIND_NAMES.get(kind, repr(kind))}{made_by}"
+
+
+def _no_manifest(directory: str, kind: str | None) -> str:
+    if not storage.exists(directory):
+        return f"{directory}: no such directory; expected {_described(kind)}"
+    return f"{directory}: no manifest ({MANIFEST}); expected {_described(kind)}"
 
 
 def shard_name(index: int, fmt: str) -> str:

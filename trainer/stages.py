@@ -63,6 +63,7 @@ def run_train(
     """Token shards (``layout.tokens``) -> checkpoints and metrics (``layout.train``)."""
     from trainer.train import train
 
+    Manifest.load(layout.tokens, "tokens")  # missing or another stage's: names `webtext tokenize`
     result = train(cfg, layout.tokens, layout.train, resume=resume, progress=progress)
     ckpt = str(result.checkpoint) if result.checkpoint is not None else None
     return TrainSummary(result.step, result.val_loss, ckpt, result.interrupted)

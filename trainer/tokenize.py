@@ -228,9 +228,7 @@ def tokenize_shards(
     """
     from tqdm import tqdm
 
-    source = Manifest.load(shards_dir)
-    if source.kind != "text":
-        raise ShardError(f"{shards_dir}: a {source.kind!r} manifest, expected text shards")
+    source = Manifest.load(shards_dir, "text")
     source.verify(shards_dir, checksums=False)
     tok = prepare_tokenizer(shards_dir, out_dir, cfg)
     if _up_to_date(out_dir, source, tok, cfg):
