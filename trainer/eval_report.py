@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from foundation import storage
-from foundation.config import EvalConfig
+from foundation.config import ConfigError, EvalConfig
 from trainer import eval_tasks, evaluate
 from trainer.eval_flags import dirty_flags
 
@@ -60,7 +60,7 @@ def stride_for(cfg: EvalConfig, block_size: int) -> int:
     """``cfg.stride``, where 0 means half the context (each token sees at least half a block)."""
     stride = cfg.stride or max(1, block_size // 2)
     if stride > block_size:
-        raise ValueError(f"eval.stride={stride}: larger than the model's block_size={block_size}")
+        raise ConfigError(f"eval.stride={stride}: larger than the model's block_size={block_size}")
     return stride
 
 
@@ -112,7 +112,7 @@ def evaluate_model(
     """Load a checkpoint or HF directory, its tokenizer and the training filter, and score.
 
     ``contamination``: a filter, report directory, run or training data (eval_flags.py); none
-    flags every example clean. Raises ValueError when no tokenizer is known or it does not fit.
+    flags every example clean. Raises EvalInputError when no tokenizer is known or it does not fit.
     """
     from trainer.eval_flags import load_filter
     from trainer.sample import load_model
@@ -125,10 +125,10 @@ def evaluate_model(
     model, recorded = load_model(model_path, device)
     tok_path = tokenizer_path or recorded or _gpt2_files(model_path)
     if tok_path is None:
-        raise ValueError(f"{model_path} records no tokenizer; pass --tokenizer")
+        raise eval_tasks.EvalInputError(f"{model_path} records no tokenizer; pass --tokenizer")
     tokenizer = _load_tokenizer(tok_path)
     if tokenizer.vocab_size > model.config.vocab_size:
-        raise ValueError(
+        raise eval_tasks.EvalInputError(
             f"{tok_path}: {tokenizer.vocab_size} ids, the model only "
             f"{model.config.vocab_size}: not this model's tokenizer"
         )

@@ -27,6 +27,7 @@ from functools import cached_property
 from typing import Any
 
 from foundation import storage
+from foundation.errors import WebtextError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ GPT2_VOCAB_SIZE = 50257
 # GPT-2's pre-tokenisation regex (contractions, letters, numbers, other, whitespace), the same
 # one Hugging Face's ByteLevel pre-tokenizer applies with use_regex=True.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+class TokenizerError(WebtextError, ValueError):
+    """A tokenizer file (tokenizer.json, vocab.json, merges.txt) is missing or malformed."""
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -99,21 +104,28 @@ def train_tokenizer(
     return tok
 
 
+def _read_text(path: str) -> str:
+    try:
+        return storage.read_text(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokenizerError(f"{path}: cannot read the tokenizer file ({e})") from e
+
+
 def from_gpt2_files(vocab_path: str, merges_path: str) -> Tokenizer:
     """GPT-2's own ``vocab.json`` + ``merges.txt`` (or any in that layout)."""
     try:
-        vocab = json.loads(storage.read_text(vocab_path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{vocab_path}: not a JSON vocabulary ({e})") from e
+        vocab = json.loads(_read_text(vocab_path))
+    except json.JSONDecodeError as e:
+        raise TokenizerError(f"{vocab_path}: not a JSON vocabulary ({e})") from e
     if not isinstance(vocab, dict) or not vocab:
-        raise ValueError(f"{vocab_path}: expected a JSON object of token -> id")
+        raise TokenizerError(f"{vocab_path}: expected a JSON object of token -> id")
     merges = []
-    for lineno, line in enumerate(storage.read_text(merges_path).splitlines(), 1):
+    for lineno, line in enumerate(_read_text(merges_path).splitlines(), 1):
         if not line.strip() or (lineno == 1 and line.startswith("#version")):
             continue
         parts = line.split(" ")
         if len(parts) != 2:
-            raise ValueError(f"{merges_path}:{lineno}: expected two symbols, got {line!r}")
+            raise TokenizerError(f"{merges_path}:{lineno}: expected two symbols, got {line!r}")
         merges.append((parts[0], parts[1]))
     if vocab.get(EOT) == max(vocab.values()):
         del vocab[EOT]  # re-added as the special token, with the same (last) id
@@ -137,7 +149,7 @@ def load_tokenizer(
     try:
         hf = HFTokenizer.from_str(storage.read_text(path))
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
-        raise ValueError(f"{path}: not a tokenizer.json ({e})") from e
+        raise TokenizerError(f"{path}: not a tokenizer.json ({e})") from e
     return Tokenizer(hf, source=path)
 
 
@@ -151,7 +163,7 @@ class Tokenizer:
         self.source = source
         eot = self.hf.token_to_id(EOT)
         if eot is None:
-            raise ValueError(f"{source}: the tokenizer has no {EOT} token")
+            raise TokenizerError(f"{source}: the tokenizer has no {EOT} token")
         self.eot_id: int = eot
         self.vocab_size: int = self.hf.get_vocab_size(with_added_tokens=True)
         self.engine = "tiktoken" if self._tiktoken is not None else "tokenizers"
