@@ -29,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.context import print_context  # noqa: E402
 from contamination.bloom import BloomFilter, standard_bits  # noqa: E402
 from contamination.build import build_from_sources  # noqa: E402
 from contamination.ngrams import NgramHasher  # noqa: E402
@@ -180,6 +181,7 @@ def main() -> None:
         f"  scaling 2 workers: build {t_build1 / t_build2:.2f}x, query {t_query1 / t_query2:.2f}x; "
         f"estimated fp {bloom.estimated_fp_rate():.3g}"
     )
+    print_context(words=args.words, n=N, fp_rate=FP)
     print(
         "contamination_speed: "
         f"build_ratio={rate['ours build 1 core'] / rate['python+rbloom build']:.2f} "

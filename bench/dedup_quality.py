@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from bench.context import print_context
 from bench.dedup_texts import load_texts
 from dedup.minhash import jaccard, shingle_hashes, signatures
 
@@ -162,6 +163,7 @@ def main() -> None:
         f"texts: {len(texts)} ({source}), planted pairs: {len(planted_pairs)}, "
         f"pairs evaluated: {evaluated} (tp={tp} fp={fp} fn={fn} tn={tn})"
     )
+    print_context(texts=len(texts), planted=args.planted, threshold=t)
     print(
         f"dedup_quality: precision={precision:.3f} recall={recall:.3f} threshold={t} "
         f"pairs={evaluated}"

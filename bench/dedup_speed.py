@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.context import print_context
 from bench.dedup_texts import load_texts
 from dedup.minhash import banding, shingle_texts, tokens
 from dedup.sketch import sketch_batch
@@ -140,6 +141,7 @@ def main() -> None:
         f"peak traced memory: {small:.1f} MB at {len(texts)} docs, {big:.1f} MB at "
         f"{4 * len(texts)} docs (x{big / small:.2f} for x4 documents)"
     )
+    print_context(texts=len(texts), mb=round(mb, 2), num_perm=128, stage_workers=2)
     print(
         f"dedup_speed: ratio_naive={naive / ours:.1f} ratio_bulk={bulk / ours:.2f} "
         f"mb_per_s={mb / ours:.2f} peak_mb={big:.1f}"

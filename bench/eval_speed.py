@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 sys.path.insert(0, str(ROOT))
 
+from bench.context import print_context  # noqa: E402
+
 
 def bench_text() -> str:
     path = CORPUS / "lm" / "tinyshakespeare" / "input.txt"
@@ -122,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         print("eval_speed: the two sides disagree on the loss", file=sys.stderr)
         return 1
     tps = len(ids) / best_ours
+    print_context(
+        model=args.model,
+        tokens=len(ids),
+        stride=stride,
+        batch_size=args.batch_size,
+        threads=torch.get_num_threads(),
+    )
     print(f"eval_speed: ratio={best_hf / best_ours:.2f} tokens_per_s={tps:.0f}", flush=True)
     return 0
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.context import print_context
 from foundation.config import ExtractConfig
 from foundation.records import Candidate, FetchResult
 from pipeline.extraction import extract_document, warm_up
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     better = sum(1 for _, o, b in rows if o[0] - o[2] > b[0] - b[2])
     worse = sum(1 for _, o, b in rows if o[0] - o[2] < b[0] - b[2])
     print(f"pages where ours is better={better} worse={worse} same={n - better - worse}")
+    print_context(pages=n, sandbox=args.sandbox)
     print(
         f"extraction_quality: f1={ours.f1:.4f} baseline_f1={base.f1:.4f} pages={n} "
         f"precision={ours.precision:.4f} recall={ours.recall:.4f} "

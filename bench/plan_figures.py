@@ -22,7 +22,12 @@ import statistics
 import sys
 from pathlib import Path
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.context import print_context  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpus"
 HEADER_BYTES = 500  # WARC + HTTP headers per record, estimated
 
 
@@ -93,6 +98,7 @@ def main() -> int:
     n = len(texts)
     print(f"documents: {n}, {text_bytes / n:.0f} B and {words / n:.0f} words each")
     tpb = _tokens_per_byte(texts)
+    print_context(pages=len(files), docs=len(texts))
     print(
         "plan_figures: "
         f"dump_bytes_per_submission={new_zst:.0f} "

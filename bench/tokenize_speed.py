@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 sys.path.insert(0, str(ROOT))  # tests.shard_factory; spawned workers inherit sys.path
 
+from bench.context import print_context  # noqa: E402
+
 
 def corpus_docs(pages: int) -> list[str]:
     import trafilatura
@@ -114,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tiktoken engine, one thread, in process: {tt_mbs:.2f} MB/s")
     same = "same" if n_tokens == hf_tokens else "DIFFER"
     print(f"tokens (with one EOT per document): ours {n_tokens}, HF {hf_tokens} ({same})")
+    print_context(
+        mb=round(text_mb, 1), workers=args.workers, vocab=tok.vocab_size, repeats=args.repeats
+    )
     print(
         f"tokenize_speed: ratio={ours / theirs:.2f} mb_per_s={ours:.2f} hf_mb_per_s={theirs:.2f} "
         f"workers={args.workers} mb={text_mb:.1f} vocab={tok.vocab_size}"

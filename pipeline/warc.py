@@ -102,13 +102,12 @@ class WarcCompression:
 
 
 KEPT = WarcCompression("gzip", 6, ".warc.gz")
-"""WARCs the user keeps (``fetch.record_warc``): gzip, which every WARC reader takes. warcio's
-own gzip uses level 9: 7.2 ms per 144 KB page, the largest cost of the fetch stage after
-extraction; level 6 writes files of the same size in 2.9-4.9 ms."""
+"""WARCs the user keeps (``fetch.record_warc``): gzip, which every WARC reader takes, at level 6
+rather than warcio's 9, which takes longer for files of the same size (docs/benchmarks.md)."""
 CHECKPOINT = WarcCompression("zstd", 3, ".warc.zst")
 """WARCs that are only the fetch checkpoint, read back by us alone and removed once the shards
-are committed: zstd level 3 compresses the corpus pages in 0.5 ms a page to 21.6% of their
-size, where gzip level 3 took 1.6-2.5 ms for 23.8% (and level 1 1.4 ms for 25.1%)."""
+are committed: zstd level 3, several times faster than gzip for smaller files
+(docs/benchmarks.md)."""
 _ZSTD_FRAME = b"\x28\xb5\x2f\xfd"
 _ZSTD_DICTIONARY_FRAME = b"\x5d\x2a\x4d\x18"  # the draft's skippable frame 0x184D2A5D
 
