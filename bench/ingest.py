@@ -1,76 +1,20 @@
 """Ingest throughput: pages/s through fetch + extract + quality + write, beside plain loops.
 
-The pages of ../shared/corpus/pages (or generated ones when it is absent) are served from a
-local HTTP server, each under ``--copies`` URLs, so that the pipeline sees every page the same
-number of times and the pages phase's fixed cost (pipeline construction, worker processes, the
-extraction zygotes' imports, the stages after extraction: about 7 s of wall time, and 10 s of
-CPU before the zygotes saved 2.6 of it) is amortised over ``copies x pages`` pages (2408 by
-default: about 7% of the 2-worker phase).
-The pages phase (live fetch with its WARC checkpoint, extraction in the sandbox, quality, shard
-writing, the manifest) is timed whole, with 1 and 2 workers. Dedup is off here: the copies are
-exact duplicates, and dropping them would skip their shard writes; every page is extracted and
-written.
-
-The peers are single-process loops over the same pages, each page once:
-
-* ``loop``: ``trafilatura.extract(html)`` with trafilatura's defaults (the issue's baseline);
-* ``settings loop``: :func:`pipeline.extraction.extract_document` in-process with our
-  ``ExtractConfig`` defaults (comments out; the parsed tree is kept, so trafilatura copies it)
-  plus title, date, language, hash and word count, without fetching, the sandbox, Beam or
-  writing. Its gap to ``loop`` is the per-page cost of our settings; the pipeline's gap to it
-  is the cost of the pipeline.
-
-Each peer runs before the pipelines and again after each of them: the shared machine's speed
-drifts by 20-45% over minutes. The 2-worker pipeline (the last of ``--workers``) runs
-``--repeats`` times; each run's ratio is to the mean of the loops just before and just after
-it, and ``ratio`` is the median of those, so that one run in a slow or fast spell of the machine
-does not decide the figure (``min_ratio`` and ``max_ratio`` show the spread).
-CPU time is reported beside wall time, as it is less disturbed by other work on the machine: the
-loops' CPU ms per page, and the pages phase's (start-up included, every process: driver with the
-page server, Beam workers, sandboxes) per page; ``cpu_ratio`` is what the N-worker ratio would
-be if N otherwise idle cores were kept busy all along, ``N x loop CPU/page / pages phase
-CPU/page``.
-
-A third peer bounds what the machine allows: ``trafilatura.extract`` in a process pool of as
-many processes as the pipeline has workers (pages pickled to them, as the pipeline pickles them
-to its extraction children). ``of_pool`` is the pipeline's share of it.
-
-Where the time goes (2026-11-27, the shared 2-core machine, whose speed drifts by 20-45% within
-minutes; CPU ms per corpus page of 144 KB in the 2-worker pages phase, split by process, read
-from /proc every 0.25 s by a separate sampler): extraction children 44-54 (our settings alone in
-one process: 37-51 that day), Beam workers 7-8 (the HTTP client 1.2-1.9, the zstd WARC checkpoint
-about 0.7, Beam's coders and bundle processing, shard writing, and start-up: Beam's import is
-about 1 s a worker), the driver with the page server about 2. The cores are busy 97-100% of the
-time but for about 3 s at the start (the driver builds and submits the job, then the workers and
-the extraction zygotes import) and about 2 s at the end (shard writing, the manifest), so what
-is left to gain is CPU per page.
-
-What moved the figure, in order (A/B pairs of the pages phase, or whole runs of this benchmark):
-
-* the page server listens with a backlog of 128 (socketserver's 5 dropped SYNs in the fetchers'
-  bursts, each a 1 s stall) and keeps connections alive, as real servers do (a connection per
-  page cost the driver and the workers 2 CPU ms a page): medians 1.54 before, then 1.69, 1.58;
-* fetch checkpoints are zstd WARCs (0.5 ms a page; gzip level 3 took 1.6-2.5), and results
-  stream from the fetcher to the extraction as they arrive: 1.67, 1.56, 1.62, 1.54;
-* two extraction children per worker (``extract.processes``): FnApiRunner splits a stage's input
-  into one fixed part per worker, and with one child the worker whose part held more work ran
-  on alone at the end (8 s of a 71 s phase, one core idle). Two A/B pairs: 32.6 and 32.5 pages/s
-  against 31.7 and 30.7; one worker went from 0.76x the loop to about 1.5x. Medians 1.48 (still
-  one child), 1.59, 1.45, with ``cpu_ratio`` 1.59-1.63;
-* the children fork from one zygote per worker (:mod:`pipeline.sandbox`): a worker's children
-  cost 1.3 CPU s to start instead of 2.6 (and 3.9 with one replaced after a killed page; the
-  replacement takes 4 ms instead of 1.1-1.25 s). Two runs: 1.77 (1.48, 1.94, 1.77; ``cpu_ratio``
-  1.74) and, with ``--repeats 5``, 1.66 (1.66, 1.68, 1.50, 1.65, 1.66; ``cpu_ratio`` 1.69).
-
-The loops between runs ranged from 17.2 to 29.3 pages/s over those days, and the pool measured
-1.8-2.2x the loop (above 2x, the loop in this process was slower per page than forked children
-in that run): a ratio to the loop carries about 15% of noise here, hence the neighbouring loops,
-the median, and ``cpu_ratio`` beside it.
+The corpus pages (generated ones without ../shared/corpus) are served from a local HTTP server,
+each under ``--copies`` URLs, and the pages phase (live fetch with its WARC checkpoint,
+extraction in the sandbox, quality, shard writing, the manifest) is timed whole with each of
+``--workers``; dedup is off so that every copy is extracted and written. The peers run in this
+process on the same pages: ``loop`` (``trafilatura.extract`` with its defaults, the target's
+baseline), ``settings loop`` (our ``extract_document`` defaults) and a process pool as wide as
+the pipeline (what the cores allow). The machine's speed drifts, so the peers run before the
+pipelines and after each one, the last worker count runs ``--repeats`` times, and ``ratio`` is
+the median of each run's ratio to the loops just before and after it; ``cpu_ratio`` is the
+ratio from CPU per page, less disturbed by the drift. Figures and their history:
+docs/benchmarks.md.
 
     python bench/ingest.py [--copies 4] [--pages N] [--unit-urls 50] [--workers 1 2] [--repeats 3]
 
-Last line: ``ingest_speed: ratio=... pipeline_pages_per_s=... loop_pages_per_s=...`` where
-``ratio`` is the median ratio of the 2-worker runs to their neighbouring loops.
+Last line: ``ingest_speed: ratio=... pipeline_pages_per_s=... loop_pages_per_s=...``.
 """
 
 from __future__ import annotations
@@ -92,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import apache_beam as beam  # noqa: E402
 
+from bench.context import print_context  # noqa: E402
 from foundation.beam import beam_options  # noqa: E402
 from foundation.config import JobConfig, with_overrides  # noqa: E402
 from foundation.layout import RunLayout  # noqa: E402
@@ -289,6 +234,13 @@ def main() -> None:
     last_ms = statistics.median(phase_ms[processes])
     cpu_ratio = processes * loop_ms / last_ms
     one = statistics.median(pipeline[1]) if pipeline.get(1) else float("nan")
+    print_context(
+        pages=n,
+        copies=args.copies,
+        unit_urls=args.unit_urls,
+        workers=",".join(map(str, args.workers)),
+        repeats=args.repeats,
+    )
     print(
         f"ingest_speed: ratio={statistics.median(ratios):.2f} "
         f"pipeline_pages_per_s={statistics.median(pipeline[processes]):.1f} "

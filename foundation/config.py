@@ -157,12 +157,10 @@ class FetchConfig:
 class ExtractConfig:
     """Main-text extraction with trafilatura.
 
-    On the shared corpus's 602 gold pages (``bench/extraction_quality.py``) the defaults
-    (balanced mode, tables in, comments out; fast first, the fallback extractors for pages
-    under 128 words) score F1 0.924 against 0.919 for trafilatura's own defaults, at 38 CPU ms
-    per page against 45. The fallback extractors on every page score 0.925 at 51 ms; fast alone
-    0.918 at 38 ms. Single switches from the always-fallback settings: favor_recall 0.918,
-    favor_precision 0.917, comments in 0.921, tables out 0.918.
+    The defaults (balanced mode, tables in, comments out; fast first, the fallback extractors
+    for short results) score a higher F1 than trafilatura's own defaults on the corpus's gold
+    pages, at less CPU per page (``bench/extraction_quality.py``; figures in
+    docs/benchmarks.md).
     """
 
     timeout_s: float = 10.0
@@ -170,10 +168,8 @@ class ExtractConfig:
     processes: int = 2
     """Extraction child processes per DoFn instance (per worker on the default runner), each
     working on its own page. Two keep a worker's cores busy while it fetches and writes, and let
-    the worker whose share of the input runs longest use the cores the others have left: on the
-    corpus pages with 2 workers, 4% more pages/s than one child each (two A/B pairs of the
-    pages phase), and one worker runs about twice as fast. DaskRunner runs one (see
-    :func:`pipeline.ingest.runner_safe`)."""
+    the worker whose share of the input runs longest use the cores the others have left
+    (docs/benchmarks.md). DaskRunner runs one (see :func:`pipeline.ingest.runner_safe`)."""
     favor_precision: bool = False
     favor_recall: bool = False
     include_tables: bool = True
@@ -182,9 +178,8 @@ class ExtractConfig:
     """trafilatura's ``fast`` mode first: no fallback extractors (readability, jusText)."""
     fallback_below_words: int = 128
     """In fast mode, a page whose text has fewer words is extracted again with the fallback
-    extractors. Short results are where they help, and what the quality filter would drop:
-    on the corpus this scores above always falling back, at about 14% less CPU per page.
-    0: never fall back."""
+    extractors. Short results are where they help, and what the quality filter would drop;
+    longer pages keep fast mode's result, which costs less CPU. 0: never fall back."""
     find_date: bool = True
     """Look for a publication date with htmldate's quick search (page header, JSON-LD, URL)."""
 
@@ -232,7 +227,7 @@ class DedupConfig:
     num_perm: int = 128
     threshold: float = 0.7
     """Jaccard similarity of word 5-gram sets at which two documents are duplicates: between
-    text-dedup's 0.7 and datatrove's ~0.72; measured precision/recall in the README."""
+    text-dedup's 0.7 and datatrove's ~0.72; precision and recall in docs/benchmarks.md."""
     ngram: int = 5
     seed: int = 1
     bands: int | None = None
