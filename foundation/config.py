@@ -12,6 +12,7 @@ This module imports nothing heavy: every stage and the CLI read it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import tomllib
 import types
@@ -663,8 +664,13 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
     return cls(**kwargs)
 
 
-def flag_fields(cls: type = JobConfig) -> list[tuple[str, str, Any]]:
-    """Every leaf field as (flag, dotted path, type): ``fetch-max-bytes``, ``fetch.max_bytes``."""
+@functools.cache
+def flag_fields(cls: type = JobConfig) -> tuple[tuple[str, str, Any], ...]:
+    """Every leaf field as (flag, dotted path, type): ``fetch-max-bytes``, ``fetch.max_bytes``.
+
+    Cached: the CLI asks once per config section when it builds its parser, and resolving the
+    type hints each time made every ``webtext`` call (and CLI test) about a second slower.
+    """
     out = []
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
@@ -674,7 +680,7 @@ def flag_fields(cls: type = JobConfig) -> list[tuple[str, str, Any]]:
                 out.append((f"{f.name}-{flag}", f"{f.name}.{path}", sub))
         else:
             out.append((f.name.replace("_", "-"), f.name, tp))
-    return out
+    return tuple(out)
 
 
 def with_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
