@@ -113,7 +113,7 @@ def train_side(paths: list[str] | tuple[str, ...], opts: ReadOptions) -> TrainSi
     if not paths:
         raise ContaminationInputError("no training data given")
     if len(paths) == 1 and storage.exists(storage.join(paths[0], shards.MANIFEST)):
-        manifest = shards.Manifest.load(paths[0])
+        manifest = shards.Manifest.load(paths[0], "text")
         manifest.verify(paths[0], checksums=False)
         return TrainSide(shard_sources(paths[0]), "shards", manifest.checksum, tuple(paths))
     sources = [s for p in paths for s in expand(p, opts)]

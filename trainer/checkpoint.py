@@ -36,7 +36,7 @@ import torch
 from foundation import storage
 from foundation.errors import WebtextError
 from foundation.layout import resolve_recorded
-from foundation.shards import Manifest
+from foundation.shards import MANIFEST, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,13 @@ def _read_pointer(pointer: Path) -> dict[str, Any]:
     return data
 
 
+def _other(directory: Path) -> str:
+    """What a directory without a checkpoint holds instead, when it is another stage's output."""
+    if not (directory / MANIFEST).exists():
+        return ""
+    return f"; it holds shards ({MANIFEST}), not checkpoints, which `webtext train` writes"
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint file, or the latest one of a checkpoint directory.
 
@@ -130,7 +137,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if path.is_dir():
         pointer = path / POINTER
         if not pointer.exists():
-            raise CheckpointError(f"{path}: no checkpoint ({POINTER} is missing)")
+            raise CheckpointError(f"{path}: no checkpoint ({POINTER} is missing){_other(path)}")
         data = _read_pointer(pointer)
         path, expected = path / data["file"], data.get("sha256")
     elif (path.parent / POINTER).exists():

@@ -146,6 +146,8 @@ def load_tokenizer(
         raise ValueError("no tokenizer given")
     if storage.exists(storage.join(path, "tokenizer.json")):
         path = storage.join(path, "tokenizer.json")
+    if not storage.exists(path):
+        raise TokenizerError(f"{path}: no such tokenizer file")
     try:
         hf = HFTokenizer.from_str(storage.read_text(path))
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
