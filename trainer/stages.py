@@ -25,9 +25,9 @@ class TokenizeSummary:
     def __str__(self) -> str:
         c, m = self.manifest.counts, self.manifest
         return (
-            f"tokenize: {c['docs_train'] + c['docs_val']} documents "
-            f"({c['text_bytes'] / 1e6:.1f} MB): train {c['tokens_train']:,} tokens, "
-            f"val {c['tokens_val']:,} tokens, vocab {m.extra['vocab_size']}, "
+            f"tokenized {c['docs_train'] + c['docs_val']} documents "
+            f"({c['text_bytes'] / 1e6:.1f} MB): train {c['tokens_train']} tokens, "
+            f"val {c['tokens_val']} tokens, vocab {m.extra['vocab_size']}, "
             f"{len(m.files)} files in {self.out}"
         )
 
