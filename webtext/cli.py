@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from foundation.config import ConfigError
 from foundation.errors import WebtextError
+from webtext.logs import configure_logging
 
 # Subcommand name -> module under webtext.commands. Each module has register(subparsers).
 COMMANDS = {
@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         ""
     )
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except WebtextError as e:
