@@ -37,6 +37,7 @@ from apache_beam.metrics import Metrics
 
 from foundation import storage
 from foundation.config import FetchConfig
+from foundation.errors import WebtextError
 from foundation.records import Candidate, FetchResult, candidate_from_row
 from foundation.shards import read_table, write_table
 from foundation.write import WriteShards
@@ -218,6 +219,18 @@ class FetchUnits(beam.PTransform):
 # --- WARC replay ---------------------------------------------------------------------------------
 
 
+class WarcInputError(WebtextError, FileNotFoundError):
+    """A ``fetch.warc_inputs`` entry matches no file."""
+
+
+def check_warc_inputs(cfg: FetchConfig) -> None:
+    """Raise WarcInputError for the first WARC input that matches nothing, before any pipeline
+    runs (replay expands them on the workers, after the whole URL phase)."""
+    if cfg.backend == "warc":
+        for spec in cfg.warc_inputs:
+            expand_warc_input(spec)
+
+
 def expand_warc_input(spec: str) -> list[str]:
     """The files a ``warc_inputs`` entry names: a file, a directory (its ``*.warc*``/``*.arc*``
     files) or a glob, sorted."""
@@ -238,7 +251,7 @@ def expand_warc_input(spec: str) -> list[str]:
     elif fs.get_file_info(p).type == pafs.FileType.File:
         files = [p]
     else:
-        raise FileNotFoundError(f"fetch.warc_inputs: {spec!r} matches nothing")
+        raise WarcInputError(f"{spec}: no WARC file matches it (fetch.warc_inputs)")
     prefix = (
         spec[: spec.index("://") + 3] if "://" in spec and not spec.startswith("file://") else ""
     )

@@ -264,7 +264,11 @@ class _UnitProgress:
 
 def run_ingest(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> IngestResult:
     """The ingest stage: run (or resume) both phases into ``layout``; what each made."""
+    from pipeline.fetch import check_warc_inputs
+
     cfg = runner_safe(cfg)
+    if not is_complete(layout.shards):
+        check_warc_inputs(cfg.fetch)
     seconds: dict[str, float] = {}
     if is_complete(layout.urls):
         log.info("URL phase already complete in %s; skipping it.", layout.urls)
