@@ -112,6 +112,7 @@ CASES = [
     (["ingest", "{empty}", "--run-dir", "{out}"], "empty"),
     (["ingest", "{shards}", "--run-dir", "{out}"], "shards"),
     (["ingest", "{tokens}", "--run-dir", "{out}"], "tokens"),
+    (["ingest", "{cut_dump}", "--warc", "{missing}", "--run-dir", "{out}"], "missing"),
     *((["ingest", "{shards}", "--run-dir", "{out}", "--config", ph(t)], t) for t in TOML),
     pytest.param(
         ["ingest", "{cut_dump}", "--run-dir", "{out}"], "cut_dump", marks=pytest.mark.slow
