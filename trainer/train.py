@@ -7,8 +7,14 @@ takes an AdamW step at the learning rate :func:`get_lr` gives for that step.
 
 Everything a resumed run needs to continue exactly is in the checkpoint: weights, optimiser
 moments, step (the schedule is a function of it), the data cursor and every rank's RNG states.
-SIGTERM sets a flag; the loop checkpoints at the next step boundary and returns. A NaN/inf loss
-stops the run before the optimiser step, so the last checkpoint stays the last good one.
+SIGTERM sets a flag; the loop checkpoints at the next step boundary and returns (under torchrun,
+at the next log, evaluation or checkpoint step, where the processes agree on it).
+
+No step waits for the GPU: losses and gradient norms stay on the device and are read once per
+``log_interval`` (and before every evaluation and checkpoint), so the host queues the next
+step, and its batch's copy from pinned memory, while the current one runs. Each step's duration
+comes from CUDA events. A NaN/inf loss is found at that read: the run stops there, before any
+later checkpoint, so the last checkpoint stays the last good one (the steps since it are lost).
 
 Output in ``out_dir``: ``ckpt-*.pt`` + ``latest.json``, ``metrics.jsonl``, ``loss.png``.
 """
@@ -393,23 +399,72 @@ def wrap_model(run: Run) -> None:
     run.model = model
 
 
-def train_step(run: Run) -> tuple[float, float | None]:
+@dataclass
+class StepFigures:
+    """One optimiser step's figures, still on the device: reading them waits for the GPU, so
+    the loop reads a whole log interval's at once (see :func:`flush`)."""
+
+    step: int
+    lr: float
+    loss: torch.Tensor
+    """Mean loss over the micro-batches (one process's; :func:`flush` averages processes)."""
+    grad_norm: torch.Tensor | None
+    """Gradient norm before clipping; None without clipping."""
+    timer: StepTimer
+    time: float
+    """Host wall-clock when the step was handed to the device."""
+
+
+class StepTimer:
+    """A step's duration without waiting for it: CUDA events on the stream (read once the
+    device has passed them), the host clock on the CPU, where work is synchronous."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.events = None
+        if device.type == "cuda":
+            self.events = tuple(torch.cuda.Event(enable_timing=True) for _ in range(2))
+            self.events[0].record()
+        self.t0 = time.perf_counter()
+        self.t1 = self.t0
+
+    def stop(self) -> None:
+        if self.events is not None:
+            self.events[1].record()
+        self.t1 = time.perf_counter()
+
+    def seconds(self) -> float:
+        if self.events is not None:
+            self.events[1].synchronize()
+            return self.events[0].elapsed_time(self.events[1]) / 1000
+        return self.t1 - self.t0
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host batch -> device. On CUDA from pinned memory and non-blocking: the copy queues
+    behind the running step instead of making the host wait for it."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def train_step(run: Run) -> StepFigures:
     """One optimiser step at ``get_lr(run.step)``: accumulate gradients over the micro-batches,
     clip, step AdamW, advance the data cursor and ``run.step``.
 
-    Returns the step's loss (mean over micro-batches and processes) and the gradient norm
-    before clipping (None without clipping). A NaN/inf loss raises :class:`TrainingDiverged`
-    before the optimiser step, so the weights and the last checkpoint stay good.
+    Nothing here waits for the GPU: the loss and gradient norm stay device tensors, so the
+    host prepares the next step while this one runs. The NaN/inf check on the loss therefore
+    happens in :func:`flush`, at every log, evaluation and checkpoint boundary, before anything
+    is saved.
     """
     cfg, dist, device = run.cfg, run.dist, run.device
+    timer = StepTimer(device)
     lr = get_lr(run.step, cfg)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     loss_sum = torch.zeros((), device=device)
     for micro in range(run.accum):
         x, y = run.train_data.batch(micro)
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
+        x, y = _to_device(x, device), _to_device(y, device)
         sync = micro == run.accum - 1  # all-reduce gradients on the last micro-batch only
         no_sync = run.model.no_sync() if dist.enabled and not sync else contextlib.nullcontext()
         with no_sync:
@@ -418,25 +473,46 @@ def train_step(run: Run) -> tuple[float, float | None]:
             run.scaler.scale(loss / run.accum).backward()
         loss_sum += loss.detach().float()
     run.train_data.advance(run.accum)
-    figures = [_all_mean(loss_sum / run.accum, dist)]
     run.scaler.unscale_(run.optimizer)
+    norm = None
     if cfg.grad_clip > 0:
         params = [p for p in run.raw.parameters() if p.requires_grad]
-        figures.append(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).float())
-    step_loss, *norm = torch.stack(figures).tolist()  # one wait for the device, not two
-    if not math.isfinite(step_loss):
-        raise TrainingDiverged(
-            f"loss is {step_loss} at step {run.step + 1} (lr {lr:.3g}); stopped before the "
-            f"optimiser step. Last good checkpoint: {latest_checkpoint(run.out) or 'none yet'}. "
-            "Lower train.lr, raise warmup_steps or check the data, then --resume."
-        )
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).float()
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    timer.stop()
     run.step += 1
-    return step_loss, (norm[0] if norm else None)
+    return StepFigures(run.step, lr, loss_sum / run.accum, norm, timer, time.time())
+
+
+def flush(run: Run, pending: list[StepFigures], report: Progress) -> dict[int, float]:
+    """Read the pending steps' figures (one wait for the device, one all-reduce over processes),
+    report them, empty ``pending`` and return the losses by step.
+
+    Raises :class:`TrainingDiverged` at the first NaN/inf loss, after reporting the steps
+    before it: the loop flushes before every checkpoint, so no checkpoint holds the weights
+    of a diverged step or any step after it.
+    """
+    steps, pending[:] = list(pending), []
+    if not steps:
+        return {}
+    losses = _all_mean(torch.stack([f.loss for f in steps]), run.dist)  # (n,)
+    norms = [f.grad_norm for f in steps if f.grad_norm is not None]
+    values = torch.cat([losses, torch.stack(norms)]).tolist() if norms else losses.tolist()
+    out: dict[int, float] = {}
+    for i, f in enumerate(steps):
+        loss = values[i]
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss is {loss} at step {f.step} (lr {f.lr:.3g}); stopped at step {run.step}, "
+                f"and nothing after step {f.step - 1} was saved. Last good checkpoint: "
+                f"{latest_checkpoint(run.out) or 'none yet'}. Lower train.lr, raise "
+                "warmup_steps or check the data, then --resume."
+            )
+        report.step(f, loss, values[len(steps) + i] if norms else None)
+        out[f.step] = loss
+    return out
 
 
 def snapshot(run: Run, val_loss: float | None) -> dict[str, Any]:
@@ -494,7 +570,8 @@ def validate(run: Run, metrics: MetricsLog | None) -> float:
 
 class Progress:
     """Per-step reporting on rank 0: a ``metrics.jsonl`` record, and a tqdm bar or one log line
-    every ``log_interval`` steps. Other ranks report nothing."""
+    every ``log_interval`` steps. Other ranks report nothing. Records arrive a log interval at a
+    time (:func:`flush`), each with its own step's duration."""
 
     def __init__(self, run: Run, bar: bool) -> None:
         self.run = run
@@ -505,32 +582,35 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=run.cfg.max_steps, initial=run.step, desc="train", unit="step",
+                total=run.cfg.max_steps,
+                initial=run.step,
+                desc="train",
+                unit="step",
                 dynamic_ncols=True,
-            )  # fmt: skip
+            )
 
-    def step(self, loss: float, grad_norm: float | None, lr: float, seconds: float) -> None:
+    def step(self, figures: StepFigures, loss: float, grad_norm: float | None) -> None:
         run = self.run
-        tps = run.tokens_per_step / seconds
+        tps = run.tokens_per_step / figures.timer.seconds()
         util = mfu(tps / run.dist.world, run.fpt, run.peak)
         if self.metrics is not None:
             self.metrics.write(
                 {
-                    "step": run.step,
+                    "step": figures.step,
                     "loss": loss,
-                    "lr": lr,
+                    "lr": figures.lr,
                     "grad_norm": grad_norm,
-                    "tokens": run.step * run.tokens_per_step,
+                    "tokens": figures.step * run.tokens_per_step,
                     "tokens_per_s": tps,
                     "mfu": util,
-                    "time": time.time(),
+                    "time": figures.time,
                 }
             )
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", mfu=f"{util:.1%}")
-        elif run.dist.main and run.step % run.cfg.log_interval == 0:
-            log.info("step %d loss %.4f %.0f tok/s mfu %.1f%%", run.step, loss, tps, util * 100)
+        elif run.dist.main and figures.step % run.cfg.log_interval == 0:
+            log.info("step %d loss %.4f %.0f tok/s mfu %.1f%%", figures.step, loss, tps, util * 100)
 
     def note(self, text: str) -> None:
         if self.bar is not None:
@@ -572,20 +652,27 @@ def _train(
     report = Progress(run, progress)
     stop_at = cfg.max_steps if max_steps is None else min(max_steps, cfg.max_steps)
     result = TrainResult(step=run.step)
+    pending: list[StepFigures] = []
     with _sigterm_flag() as signal_flag:
         while run.step < stop_at:
-            t0 = time.perf_counter()
-            lr = get_lr(run.step, cfg)
-            loss, grad_norm = train_step(run)
-            result.losses[run.step] = loss
-            report.step(loss, grad_norm, lr, time.perf_counter() - t0)
-            if run.val_data is not None and (
-                run.step % cfg.eval_interval == 0 or run.step == cfg.max_steps
-            ):
+            pending.append(train_step(run))
+            step = run.step
+            evaluate_now = run.val_data is not None and (
+                step % cfg.eval_interval == 0 or step == cfg.max_steps
+            )
+            save_now = step % cfg.checkpoint_interval == 0 or step == stop_at
+            boundary = evaluate_now or save_now or step % cfg.log_interval == 0
+            if dist.enabled:  # agreeing is an all-reduce the host waits for: at boundaries only
+                stop = boundary and _any(signal_flag["stop"], dist, run.device)
+            else:
+                stop = signal_flag["stop"]
+            if not (boundary or stop):
+                continue
+            result.losses.update(flush(run, pending, report))  # raises on a NaN/inf loss
+            if evaluate_now:
                 result.val_loss = validate(run, report.metrics)
-                report.note(f"step {run.step}: val loss {result.val_loss:.4f}")
-            stop = _any(signal_flag["stop"], dist, run.device)
-            if stop or run.step % cfg.checkpoint_interval == 0 or run.step == stop_at:
+                report.note(f"step {step}: val loss {result.val_loss:.4f}")
+            if stop or save_now:
                 result.checkpoint = checkpoint(run, result.val_loss) or result.checkpoint
             if stop:
                 result.interrupted = True
