@@ -20,11 +20,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.nn import functional as F
-from train_speed import attention_kernel
+from train_speed import attention_kernel, use_loss
 
-import trainer.model
 from trainer.metrics import read_metrics
 from trainer.model import named_config
 from trainer.tokens import write_token_file
@@ -49,13 +46,6 @@ def random_tokens(directory: Path, n_tokens: int, vocab_size: int) -> str:
     return str(directory)
 
 
-def plain_head_cross_entropy(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int | None = None
-) -> torch.Tensor:
-    """The full-logits loss the fused one replaces (bench/train_speed.py's ``--loss plain``)."""
-    return F.cross_entropy((h @ weight.t()).float(), targets, ignore_index=-1)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="small", help="a named size: gpt2, small, tiny...")
@@ -75,14 +65,13 @@ def main() -> None:
     )
     p.add_argument(
         "--loss",
-        default="fused",
-        choices=["fused", "plain"],
-        help="fused: the model's chunked head loss; plain: full logits, then F.cross_entropy "
-        "(swapped in for this run only, to compare)",
+        default="auto",
+        choices=["auto", "fused", "plain"],
+        help="auto: the model's (plain when compiled, else fused); fused: the chunked "
+        "head_cross_entropy always; plain: full logits (swapped in for this run, to compare)",
     )
     args = p.parse_args()
-    if args.loss == "plain":
-        trainer.model.head_cross_entropy = plain_head_cross_entropy
+    use_loss(args.loss)
 
     steps = args.warmup + args.steps
     job = JobConfig(

@@ -3,6 +3,7 @@
     python bench/train_speed.py                      # CPU, the issue's small config, 2 threads
     python bench/train_speed.py --compile            # the same through torch.compile
     python bench/train_speed.py --loss plain         # the full-logits loss, for comparison
+    python bench/train_speed.py --loss fused         # the chunked loss, compiled too
     python bench/train_speed.py --device cuda --dtype bfloat16 --compile \
         --n-layer 12 --n-head 12 --n-embd 768 --block-size 1024 --batch-size 16   # GPT-2 124M
 
@@ -55,9 +56,10 @@ def main() -> None:
     )
     p.add_argument(
         "--loss",
-        default="fused",
-        choices=["fused", "plain"],
-        help="fused: the model's chunked head loss; plain: full logits, then F.cross_entropy",
+        default="auto",
+        choices=["auto", "fused", "plain"],
+        help="auto: the model's (trainer.model.lm_loss: plain when compiled, else fused); "
+        "fused: the chunked head_cross_entropy always; plain: full logits, then F.cross_entropy",
     )
     p.add_argument(
         "--profile",
@@ -83,14 +85,11 @@ def main() -> None:
     raw = GPT(cfg).to(device)
     opt = raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
 
-    def fused_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    use_loss(args.loss)
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return raw(x, y)[1]
 
-    def plain_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits, _ = raw(x)
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
-
-    loss_of = fused_loss if args.loss == "fused" else plain_loss
     if args.compile:
         loss_of = torch.compile(loss_of, mode=args.compile_mode)
     dtype = getattr(torch, args.dtype)
@@ -148,6 +147,19 @@ def main() -> None:
         f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={device.type} "
         f"matmul_ceiling_tokens_per_s={ceiling:.0f} of_ceiling={tps / ceiling:.3f}"
     )
+
+
+def use_loss(name: str) -> None:
+    """Make the model's loss (``trainer.model.lm_loss``) ``name`` for this process."""
+    import trainer.model
+
+    def plain(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy((h @ w.t()).float(), t, ignore_index=-1)
+
+    if name == "fused":
+        trainer.model.lm_loss = trainer.model.head_cross_entropy
+    elif name == "plain":
+        trainer.model.lm_loss = plain
 
 
 def profile(step, path: str) -> None:
