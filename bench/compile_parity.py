@@ -23,7 +23,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tokens = str(token_dir(Path(tmp) / "tokens"))
-        for loss in ("fused", "auto"):
+        for loss in ("auto", "fused"):  # auto first: use_loss("auto") restores nothing
             use_loss(loss)
             for dtype in ("auto", "float32"):
                 runs = {}

@@ -232,9 +232,11 @@ def head_cross_entropy(
 
 def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The model's training loss: :func:`head_cross_entropy` when run eagerly; under
-    ``torch.compile`` the plain full-logits loss, which inductor fuses into two passes over the
-    bf16 logits and which ran faster there (bench/GPU.md: on an H200, GPT-2 124M's compiled
-    step is 2 ms shorter) at the price of the logits' memory (3.3 GB at batch 32)."""
+    ``torch.compile`` the plain full-logits loss. Why: inductor fuses the plain loss into two
+    passes over the bf16 logits, which ran faster on a GPU than the chunked loss compiled, and
+    the chunked loss compiled for CUDA trained unlike eager there (its loss rose where eager's
+    fell; bench/GPU.md has both); the price is the logits' memory (3.3 GB in bf16 at batch 32,
+    context 1024)."""
     if torch.compiler.is_compiling():
         return F.cross_entropy((h @ weight.t()).float(), targets, ignore_index=-1)
     return head_cross_entropy(h, weight, targets)
