@@ -3,6 +3,7 @@
     python bench/train_speed.py                      # CPU, the issue's small config, 2 threads
     python bench/train_speed.py --compile            # the same through torch.compile
     python bench/train_speed.py --loss plain         # the full-logits loss, for comparison
+    python bench/train_speed.py --loss fused         # the chunked loss, compiled too
     python bench/train_speed.py --device cuda --dtype bfloat16 --compile \
         --n-layer 12 --n-head 12 --n-embd 768 --block-size 1024 --batch-size 16   # GPT-2 124M
 
@@ -41,7 +42,7 @@ def main() -> None:
     p.add_argument(
         "--compile-mode",
         default="default",
-        choices=["default", "max-autotune-no-cudagraphs", "max-autotune"],
+        choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"],
         help="torch.compile mode (autotuning costs minutes of compilation)",
     )
     p.add_argument("--device", default="cpu")
@@ -55,9 +56,15 @@ def main() -> None:
     )
     p.add_argument(
         "--loss",
-        default="fused",
-        choices=["fused", "plain"],
-        help="fused: the model's chunked head loss; plain: full logits, then F.cross_entropy",
+        default="auto",
+        choices=["auto", "fused", "plain"],
+        help="auto: the model's (trainer.model.lm_loss: plain when compiled, else fused); "
+        "fused: the chunked head_cross_entropy always; plain: full logits, then F.cross_entropy",
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="after timing, profile 3 steps with torch.profiler and write the kernel summary here",
     )
     args = p.parse_args()
 
@@ -78,14 +85,11 @@ def main() -> None:
     raw = GPT(cfg).to(device)
     opt = raw.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
 
-    def fused_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    use_loss(args.loss)
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return raw(x, y)[1]
 
-    def plain_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits, _ = raw(x)
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
-
-    loss_of = fused_loss if args.loss == "fused" else plain_loss
     if args.compile:
         loss_of = torch.compile(loss_of, mode=args.compile_mode)
     dtype = getattr(torch, args.dtype)
@@ -93,24 +97,29 @@ def main() -> None:
     x = torch.randint(0, cfg.vocab_size, (args.batch_size, cfg.block_size), device=device)
     y = torch.randint(0, cfg.vocab_size, (args.batch_size, cfg.block_size), device=device)
 
-    def step() -> float:
+    def step() -> torch.Tensor:
         with autocast:
             loss = loss_of(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss.item()  # waits for the device
+        return loss.detach()  # no wait for the device: the host queues the next step
 
     with attention_kernel(args.sdpa):
         t0 = time.perf_counter()
         for _ in range(args.warmup):
             step()
+        float(step())  # waits for the device
         warm_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step()
+        losses = [step() for _ in range(args.steps)]
+        last = torch.stack(losses).tolist()[-1]  # waits for the device
         dt = time.perf_counter() - t0
+        if args.profile:
+            profile(step, args.profile)
+    if last != last:
+        raise SystemExit("train_speed: the loss is NaN")
     tps = args.steps * args.batch_size * cfg.block_size / dt
     fpt = flops_per_token(
         raw.num_params(non_embedding=True),
@@ -138,6 +147,53 @@ def main() -> None:
         f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={device.type} "
         f"matmul_ceiling_tokens_per_s={ceiling:.0f} of_ceiling={tps / ceiling:.3f}"
     )
+
+
+def use_loss(name: str) -> None:
+    """Make the model's loss (``trainer.model.lm_loss``) ``name`` for this process."""
+    import trainer.model
+
+    def plain(h: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy((h @ w.t()).float(), t, ignore_index=-1)
+
+    if name == "fused":
+        trainer.model.lm_loss = trainer.model.head_cross_entropy
+    elif name == "plain":
+        trainer.model.lm_loss = plain
+
+
+def profile(step, path: str) -> None:
+    """Three steps under torch.profiler: the kernels by device time, and their sum per kind."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity
+
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+    kinds = {
+        "matmul": ("gemm", "nvjet", "cutlass", "sm90_", "cublas"),
+        "attention": ("flash", "fmha", "attention", "cudnn"),
+        "adamw": ("adam",),
+        "triton (fused elementwise, norms, loss)": ("triton",),
+    }
+    sums: dict[str, float] = {}
+    for e in events:
+        name = e.key.lower()
+        kind = next((k for k, keys in kinds.items() if any(w in name for w in keys)), "other")
+        sums[kind] = sums.get(kind, 0.0) + e.self_device_time_total / 3 / 1000
+    total = sum(sums.values())
+    lines = [f"device time per step: {total:.1f} ms"]
+    lines += [
+        f"  {k}: {v:.1f} ms ({v / total:.0%})"
+        for k, v in sorted(sums.items(), key=lambda kv: -kv[1])
+    ]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n\n")
+        f.write(prof.key_averages().table(sort_by="self_device_time_total", row_limit=40))
+    print("profile: " + " | ".join(lines))
 
 
 def attention_kernel(name: str) -> contextlib.AbstractContextManager:

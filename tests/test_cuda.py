@@ -113,3 +113,22 @@ def test_bf16_evaluation_scores_close_to_float32_on_cuda(exact_fp32):
     bf16 = sum(s.nll.sum() for s in score(model, reqs, dtype="bfloat16"))
     assert f32 == pytest.approx(len(ids) * math.log(CFG.vocab_size), rel=0.1)
     assert bf16 == pytest.approx(f32, rel=0.02)
+
+
+def test_a_training_step_does_not_wait_for_the_gpu(tmp_path, tokens):
+    """The loop reads losses once per log interval: the step itself, the batch's copy from
+    pinned memory included, must queue its work without a host synchronisation."""
+    from trainer.train import DistInfo, setup, train_step, wrap_model
+
+    run = setup(job(device="cuda"), tokens, tmp_path / "t", DistInfo(), gate={})
+    wrap_model(run)
+    train_step(run)  # the first step creates the optimiser's state and the libraries' handles
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        figures = [train_step(run) for _ in range(2)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    losses = torch.stack([f.loss for f in figures]).tolist()
+    assert all(math.isfinite(v) for v in losses)
+    assert all(f.timer.seconds() > 0 for f in figures)

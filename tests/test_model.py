@@ -191,7 +191,8 @@ def test_head_loss_computes_no_gradients_without_grad_mode():
 
 @pytest.mark.slow
 def test_compiled_model_matches_eager():
-    """torch.compile traces the fused loss whole (no graph break) and gives eager's gradients."""
+    """torch.compile traces the model whole (no graph break; its loss is then the plain one, see
+    lm_loss) and gives eager's gradients (the fused loss)."""
     import torch._dynamo
 
     torch.manual_seed(0)

@@ -230,6 +230,18 @@ def head_cross_entropy(
     return _HeadCrossEntropy.apply(h, weight, targets, rows, need_grad)
 
 
+def lm_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The model's training loss: :func:`head_cross_entropy` when run eagerly; under
+    ``torch.compile`` the plain full-logits loss. Why: inductor fuses the plain loss into two
+    passes over the bf16 logits, which ran faster on a GPU than the chunked loss compiled, and
+    the chunked loss compiled for CUDA trained unlike eager there (its loss rose where eager's
+    fell; bench/GPU.md has both); the price is the logits' memory (3.3 GB in bf16 at batch 32,
+    context 1024)."""
+    if torch.compiler.is_compiling():
+        return F.cross_entropy((h @ weight.t()).float(), targets, ignore_index=-1)
+    return head_cross_entropy(h, weight, targets)
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -277,7 +289,7 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Logits (B, T, V) for token ids ``idx`` (B, T); or, when ``targets`` (B, T) are
         given, no logits and the mean cross-entropy loss (target -1 is ignored), computed by
-        :func:`head_cross_entropy` without materialising the logits."""
+        :func:`lm_loss` (eagerly without materialising the logits)."""
         T = idx.size(1)  # idx: (B, T)
         start = cache.pos if cache is not None else 0
         if start + T > self.config.block_size:
@@ -295,9 +307,7 @@ class GPT(nn.Module):
             cache.pos += T
         if targets is None:
             return self.lm_head(x), None  # (B, T, V)
-        loss = head_cross_entropy(
-            x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1)
-        )
+        loss = lm_loss(x.reshape(-1, x.size(-1)), self.lm_head.weight, targets.reshape(-1))
         return None, loss
 
     def configure_optimizers(
