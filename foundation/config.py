@@ -473,6 +473,8 @@ class TrainConfig:
     checkpoint_interval: int = 500
     """Write a checkpoint every this many steps (and at the end, and on SIGTERM)."""
     log_interval: int = 10
+    """Read the losses from the device every this many steps: the one wait on the GPU (and the
+    NaN check, and under torchrun the SIGTERM agreement) happens there, not every step."""
     compile: bool = False
     """``torch.compile`` the model (a cold compile costs seconds to minutes)."""
     device: str = "auto"
