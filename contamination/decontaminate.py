@@ -73,7 +73,7 @@ def decontaminate(
         name: _sorted_unique(hasher.hash_docs(read_test_set(path, opts)[1]).hashes)
         for name, path in test_sets.items()
     }
-    source = shards.Manifest.load(shards_dir)
+    source = shards.Manifest.load(shards_dir, "text")
     source.verify(shards_dir, checksums=False)
     files: list[shards.ShardFile] = []
     removed: list[dict] = []

@@ -16,6 +16,12 @@ from typing import IO
 
 import pyarrow.fs as pafs
 
+from foundation.errors import WebtextError
+
+
+class StorageError(WebtextError, OSError):
+    """A directory cannot be made: a file is in the way, no permission, an unreachable bucket."""
+
 
 def resolve(path: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and in-filesystem path of a local path or a URI (``s3://``, ``gs://``)."""
@@ -42,7 +48,14 @@ def exists(path: str) -> bool:
 
 def makedirs(path: str) -> None:
     fs, p = resolve(path)
-    fs.create_dir(p, recursive=True)
+    _create_dir(fs, p, path)
+
+
+def _create_dir(fs: pafs.FileSystem, p: str, path: str) -> None:
+    try:
+        fs.create_dir(p, recursive=True)
+    except OSError as e:
+        raise StorageError(f"{path}: cannot create the directory ({e})") from e
 
 
 def listdir(path: str) -> list[str]:
@@ -83,11 +96,11 @@ def read_text(path: str) -> str:
 def atomic_output(path: str) -> Iterator[IO[bytes]]:
     """Open ``path`` for writing under a temporary name; rename into place only on success."""
     fs, p = resolve(path)
-    parent, _, name = p.rpartition("/")
-    fs.create_dir(parent, recursive=True)
+    parent_p, _, name = p.rpartition("/")
+    _create_dir(fs, parent_p, parent(path))
     # A dot name: readers of the directory (pyarrow.dataset, Spark, datasets) skip it, even
     # when a killed job leaves it behind.
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = f"{parent_p}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         with fs.open_output_stream(tmp) as f:
             yield f
