@@ -113,6 +113,7 @@ CASES = [
     (["ingest", "{shards}", "--run-dir", "{out}"], "shards"),
     (["ingest", "{tokens}", "--run-dir", "{out}"], "tokens"),
     (["ingest", "{cut_dump}", "--warc", "{missing}", "--run-dir", "{out}"], "missing"),
+    (["ingest", "{cut_dump}", "--run-dir", "{test}"], "test"),
     *((["ingest", "{shards}", "--run-dir", "{out}", "--config", ph(t)], t) for t in TOML),
     pytest.param(
         ["ingest", "{cut_dump}", "--run-dir", "{out}"], "cut_dump", marks=pytest.mark.slow
@@ -142,6 +143,7 @@ CASES = [
     # train: token shards -> checkpoints
     (["train", "{missing}", "--allow-contaminated"], "missing"),
     (["train", "{empty}", "--allow-contaminated"], "empty"),
+    (["train", "{test}", "--allow-contaminated"], "test"),
     (["train", "{out}", "--tokens", "{shards}", "--allow-contaminated"], "shards"),
     (["train", "{out}", "--tokens", "{ckpt}", "--allow-contaminated"], "ckpt"),
     (
