@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from context import print_context
 from train_speed import attention_kernel, use_loss
 
 from foundation.config import JobConfig, ModelConfig, TrainConfig
@@ -107,6 +108,7 @@ def main() -> None:
         f"compile={args.compile}, loss={args.loss}, sdpa={args.sdpa}: first step {first_s:.1f} s, "
         f"then {len(timed)} timed steps, median {ms:.1f} ms/step"
     )
+    print_context(model=args.model, batch=args.batch_size, steps=len(timed))
     print(f"train_loop_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={args.device}")
 
 

@@ -21,6 +21,7 @@ import contextlib
 import time
 
 import torch
+from context import print_context
 from torch.nn import functional as F
 
 from trainer import precision
@@ -143,6 +144,7 @@ def main() -> None:
         f"{ceiling * fpt / 1e9:.0f} GFLOP/s here; at that rate the model's FLOPs allow about "
         f"{ceiling:.0f} tokens/s on this device, and this run reaches {tps / ceiling:.0%}"
     )
+    print_context(batch=args.batch_size, block=cfg.block_size, dtype=args.dtype)
     print(
         f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={device.type} "
         f"matmul_ceiling_tokens_per_s={ceiling:.0f} of_ceiling={tps / ceiling:.3f}"
