@@ -46,6 +46,11 @@ def exists(path: str) -> bool:
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
+def is_dir(path: str) -> bool:
+    fs, p = resolve(path)
+    return fs.get_file_info(p).type == pafs.FileType.Directory
+
+
 def makedirs(path: str) -> None:
     fs, p = resolve(path)
     _create_dir(fs, p, path)

@@ -290,7 +290,8 @@ def _timed(phase, *args) -> float:
 
 def _urls_phase(cfg: JobConfig, layout: RunLayout) -> None:
     with beam.Pipeline(options=beam_options(cfg.output)) as p:
-        build_urls_pipeline(p, cfg, layout.urls)
+        build_urls_pipeline(p, cfg, layout.urls)  # bad inputs fail here, before it runs
+        storage.makedirs(layout.urls)  # and so does a run directory that cannot hold it
     rejected = storage.join(layout.urls, REJECTED)
     if storage.exists(rejected):
         raise IngestError(json.loads(storage.read_text(rejected))["extra"]["rejected"])

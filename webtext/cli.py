@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except WebtextError as e:
-        print(f"webtext {args.command}: {_one_line(e)}", file=sys.stderr)
+        name = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        print(f"webtext {name}: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"webtext {args.command}: interrupted", file=sys.stderr)

@@ -136,8 +136,9 @@ def _ingest(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
     from webtext.commands.options import write_resolved_config
     from webtext.summary import ingest_summary
 
+    result = run_ingest(cfg, layout, progress)
     write_resolved_config(cfg, layout, "ingest")
-    print(ingest_summary(run_ingest(cfg, layout, progress)))
+    print(ingest_summary(result))
 
 
 # --- contamination ---------------------------------------------------------------------------
@@ -220,8 +221,8 @@ def _train(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
     from trainer.stages import TrainingInterrupted, run_train
     from webtext.commands.options import write_resolved_config
 
-    write_resolved_config(cfg, layout, "train")
     summary = run_train(cfg, layout, resume=True, progress=progress)
+    write_resolved_config(cfg, layout, "train")
     if summary.interrupted:
         raise TrainingInterrupted(f"train: interrupted at step {summary.step}; rerun to resume")
     print(summary)

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         fixed["fetch.warc_inputs"] = tuple(args.warc)
     cfg = resolve_config(args, **fixed)
     layout = RunLayout.at(cfg.output.run_dir)
+    result = run_ingest(cfg, layout, progress=not args.no_progress)
     write_resolved_config(cfg, layout, "ingest")
-    print(ingest_summary(run_ingest(cfg, layout, progress=not args.no_progress)))
+    print(ingest_summary(result))
     return 0

@@ -53,7 +53,8 @@ def resolve_config(args: argparse.Namespace, **fixed: Any) -> JobConfig:
 
 
 def write_resolved_config(cfg: JobConfig, layout: RunLayout, job: str) -> str:
-    """Record the resolved config of a job in the run directory (``config/JOB.json``)."""
+    """Record the resolved config of a job that ran in the run directory (``config/JOB.json``);
+    written after the job, so a mistyped run directory is not created."""
     path = layout.config(job)
     storage.write_text(path, cfg.to_json() + "\n")
     return path

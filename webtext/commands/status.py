@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not storage.exists(args.run_dir):
-        raise WebtextError(f"{args.run_dir}: no such run directory")
+    if not storage.is_dir(args.run_dir):
+        what = "not a directory" if storage.exists(args.run_dir) else "no such run directory"
+        raise WebtextError(f"{args.run_dir}: {what}")
     stages = run_status(args.run_dir)
     print(format_status(args.run_dir, stages))
     return 1 if any(s.state == FAILED for s in stages) else 0

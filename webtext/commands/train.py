@@ -48,10 +48,8 @@ def run(args: argparse.Namespace) -> int:
         fixed["train.allow_contaminated"] = True
     cfg = resolve_config(args, **fixed)
     layout = RunLayout.at(cfg.output.run_dir, tokens=args.tokens, train=args.out)
-    main_rank = os.environ.get("RANK", "0") == "0"
-    if main_rank:
-        write_resolved_config(cfg, layout, "train")
     summary = run_train(cfg, layout, resume=args.resume, progress=not args.no_progress)
-    if main_rank:
+    if os.environ.get("RANK", "0") == "0":
+        write_resolved_config(cfg, layout, "train")
         print(summary)
     return 0
