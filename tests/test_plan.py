@@ -11,6 +11,7 @@ from webtext.cli import main
 from webtext.plan import (
     Figures,
     Settings,
+    StageRate,
     Target,
     banding,
     bloom_bits_per_item,
@@ -62,6 +63,11 @@ FIG = Figures(
     signature_value_bytes=4,
     band_hash_bytes=8,
     shingle_hash_bytes=4,
+    url_stage=StageRate(10_000, 1e9),
+    pages=StageRate(100, 2e9, 1_000),
+    dedup=StageRate(1_000, 1e9),
+    contamination=StageRate(1e7, 0.5e9),
+    tokenize=StageRate(2e6, 0.5e9),
 )
 SETTINGS = Settings(
     dedup=DedupConfig(num_perm=128, bands=20, rows=6),
@@ -110,8 +116,25 @@ def test_plan_scales_linearly_except_per_item_figures() -> None:
             assert ten[key] == value, key
         elif key[1] == "webtext blocked filter memory":
             assert ten[key] == pytest.approx(10 * value, rel=0.01)
+        elif key[0] == "memory":  # fixed + per item: a bounded stage does not grow at all
+            assert value <= ten[key] <= 10 * value, key
         else:
             assert ten[key] == pytest.approx(10 * value), key
+
+
+def test_time_and_memory_per_stage_from_measured_rates() -> None:
+    t = Target(links=45e6, docs=8e6, text_bytes=40e9)
+    v = _by_name(plan(t, FIG, SETTINGS))
+    assert v[("time", "ingest URL stage")] == pytest.approx(180e6 / 10_000)
+    assert v[("time", "ingest pages (WARC replay)")] == pytest.approx(45e6 / 100)
+    assert v[("time", "dedup")] == pytest.approx(8e6 / 1_000)
+    assert v[("time", "contamination check")] == pytest.approx(40e9 / 1e7)
+    assert v[("time", "tokenize")] == pytest.approx(40e9 / 2e6)
+    assert v[("time", "total")] == pytest.approx(18_000 + 450_000 + 8_000 + 4_000 + 20_000)
+    assert v[("memory", "ingest URL stage peak")] == 1e9
+    assert v[("memory", "ingest pages (WARC replay) peak")] == pytest.approx(2e9 + 45e6 * 1_000)
+    filter_bytes = v[("bloom", "webtext blocked filter memory")]
+    assert v[("memory", "contamination check peak")] == pytest.approx(0.5e9 + filter_bytes)
 
 
 def test_explicit_submissions_override_the_ratio() -> None:
@@ -132,6 +155,9 @@ def test_target_must_be_positive() -> None:
         (1.3e12, "bytes", "1.3 TB"),
         (27, "count", "27"),
         (45e6, "count", "45 M"),
+        (42, "seconds", "42 s"),
+        (5_400, "seconds", "1.5 h"),
+        (2 * 86_400, "seconds", "2 d"),
     ],
 )
 def test_human_units(value: float, unit: str, text: str) -> None:
@@ -149,6 +175,7 @@ def test_plan_command_prints_both_scales(capsys: pytest.CaptureFixture[str]) -> 
     bits = next(line for line in out.splitlines() if "bits per item" in line)
     assert "38.3" in bits
     assert "training tokens" in out and "Pushshift dumps" in out
+    assert "dedup peak" in out and "contamination check" in out
 
 
 def test_plan_command_rejects_bad_sizes(capsys: pytest.CaptureFixture[str]) -> None:

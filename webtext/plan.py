@@ -1,9 +1,11 @@
-"""Capacity planning: what a run of a given size needs in storage, shuffle, memory and tokens.
+"""Capacity planning: what a run of a given size needs in storage, shuffle, memory, time, tokens.
 
 ``plan(Target(links, docs, text_bytes))`` multiplies a target corpus (WebText: 45M links, 8M
 documents, 40 GB of text) by per-item figures (:class:`Figures`, each naming where it was
 measured) and by the job's own settings (MinHash ``num_perm`` and banding, Bloom ``fp_rate``),
-and returns :class:`Line` rows that ``webtext plan`` prints for 1x and a larger scale.
+and returns :class:`Line` rows that ``webtext plan`` prints for 1x and a larger scale. Time and
+peak memory per stage come from rates measured at size on the reference machine
+(:class:`StageRate`, docs/benchmarks.md "bench/scale.py").
 
 Imports nothing heavy: the banding optimum comes from datasketch only when asked for.
 """
@@ -14,6 +16,23 @@ import math
 from dataclasses import dataclass, field
 
 from foundation.config import ContaminationConfig, DedupConfig
+
+
+@dataclass(frozen=True)
+class StageRate:
+    """How fast one stage ran at size on the reference machine (2 cores, 2 workers), and its
+    peak memory (whole process tree) as ``fixed + per_item x items``: a stage whose memory is
+    bounded by its settings has ``peak_bytes_per_item`` 0."""
+
+    items_per_s: float
+    peak_fixed_bytes: float
+    peak_bytes_per_item: float = 0.0
+
+    def seconds(self, items: float) -> float:
+        return items / self.items_per_s
+
+    def peak_bytes(self, items: float) -> float:
+        return self.peak_fixed_bytes + self.peak_bytes_per_item * items
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,18 @@ class Figures:
     """One LSH band key: 64-bit xxh3 of the band's values (dedup/minhash.py)."""
     shingle_hash_bytes: int = 4
     """One shingle hash kept for exact verification: uint32 (dedup/index.py)."""
+    url_stage: StageRate = StageRate(14_200, 1.2e9, 1_400)
+    """The ingest URL stage per submission read: bench/scale.py (docs/benchmarks.md)."""
+    pages: StageRate = StageRate(370, 2.0e9, 46_000)
+    """WARC replay, extraction, quality and in-pipeline dedup per page: bench/scale.py. Live
+    fetching is bound by the sites' speed and politeness, not by this figure."""
+    dedup: StageRate = StageRate(655, 1.5e9, 59_000)
+    """``webtext dedup`` per document: bench/scale.py."""
+    contamination: StageRate = StageRate(4.9e6, 0.2e9, 36)
+    """``webtext contamination check`` per byte of training text: bench/scale.py; the filter
+    itself is added from the bloom section."""
+    tokenize: StageRate = StageRate(3.58e6, 0.5e9)
+    """``webtext tokenize`` per byte of text: bench/tokenize_speed.py."""
 
 
 @dataclass(frozen=True)
@@ -228,11 +259,47 @@ def plan(target: Target, figures: Figures | None = None, settings: Settings | No
         ),
         Line("index", "total with ids and shingles", target.docs * per_doc, "bytes", "docs x"),
     ]
+    lines += _time_and_memory(target, subs, _blocked_bits(ngrams, p) / 8, f)
     lines += [
         Line("train", "training tokens", tokens, "count", "text x tokens_per_byte"),
         Line("train", "tokens per document", tokens / target.docs, "count", "tokens / docs"),
     ]
     return lines
+
+
+def _time_and_memory(target: Target, subs: float, filter_bytes: float, f: Figures) -> list[Line]:
+    """Time and peak memory of each stage on the reference machine, from :class:`StageRate`.
+    The contamination check also holds its filter (memory-mapped, so its pages count)."""
+    stages = [
+        ("ingest URL stage", f.url_stage, subs, "submissions", 0.0),
+        ("ingest pages (WARC replay)", f.pages, target.links, "links", 0.0),
+        ("dedup", f.dedup, target.docs, "docs", 0.0),
+        ("contamination check", f.contamination, target.text_bytes, "text bytes", filter_bytes),
+        ("tokenize", f.tokenize, target.text_bytes, "text bytes", 0.0),
+    ]
+    time = [
+        Line("time", name, rate.seconds(n), "seconds", f"{unit} / {rate.items_per_s:,.0f} per s")
+        for name, rate, n, unit, _ in stages
+    ]
+    time.append(Line("time", "total", sum(t.value for t in time), "seconds", "sum, one machine"))
+    memory = [
+        Line(
+            "memory",
+            f"{name} peak",
+            rate.peak_bytes(n) + extra,
+            "bytes",
+            _memory_how(rate, unit) + (" + the filter" if extra else ""),
+        )
+        for name, rate, n, unit, extra in stages
+    ]
+    return time + memory
+
+
+def _memory_how(rate: StageRate, unit: str) -> str:
+    fixed = f"{rate.peak_fixed_bytes / 1e9:.1f} GB"
+    if not rate.peak_bytes_per_item:
+        return f"{fixed}, bounded by settings"
+    return f"{fixed} + {unit} x {rate.peak_bytes_per_item:g} B"
 
 
 def _blocked_bits(items: float, fp_rate: float) -> float:
@@ -255,10 +322,20 @@ def human(value: float, unit: str) -> str:
     while abs(v) >= 1000 and i < len(prefixes) - 1:
         v /= 1000
         i += 1
+    if unit == "seconds":
+        return _duration(value)
     suffix = {"bytes": "B", "count": ""}[unit]
     if unit == "count" and i == 0:
         return f"{v:,.1f}" if v != int(v) else f"{int(v):,}"
     return f"{v:.3g} {prefixes[i]}{suffix}".rstrip()
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``2.1 h``, ``4.2 d``: the largest unit that keeps the number >= 1."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.2g} {unit}"
+    return f"{seconds:.2g} s"
 
 
 def table(target: Target, scales: tuple[float, ...], figures: Figures | None = None) -> str:

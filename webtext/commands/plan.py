@@ -1,4 +1,4 @@
-"""``webtext plan``: storage, shuffle, Bloom memory, index size and tokens for a target corpus."""
+"""``webtext plan``: storage, shuffle, memory, time and tokens for a target corpus."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ WEBTEXT = {"links": 45e6, "docs": 8e6, "text_gb": 40.0}
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "plan",
-        help="capacity plan: storage, shuffle, Bloom memory, index size, training tokens",
+        help="capacity plan: storage, shuffle, memory and time per stage, training tokens",
         description=(
             "Multiply a target corpus size by the per-document figures measured in our "
             "benchmarks (webtext/plan.py: Figures) and the job's dedup and contamination "
