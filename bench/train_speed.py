@@ -10,8 +10,9 @@
 The first ``--warmup`` steps (compilation, allocator, caches) are not timed. The step is the
 trainer's: autocast to ``--dtype`` on CUDA, AdamW (fused on CUDA) with decay on matrices, grad
 clipping at 1.0, TF32 matmuls on Ampere+, SDPA attention (flash on CUDA with bf16/fp16).
-MFU uses trainer.metrics' FLOPs per token and per-device peak (see its docstring).
-The last line is ``train_speed: tokens_per_s=... mfu=... device=...``.
+MFU uses trainer.metrics' FLOPs per token and per-device peak (see its docstring; on a CPU
+derived from its flags or measured, whichever is higher, named by ``peak_source``).
+The last line is ``train_speed: tokens_per_s=... mfu=... peak_source=... device=...``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from context import print_context
 from torch.nn import functional as F
 
 from trainer import precision
-from trainer.metrics import flops_per_token, mfu, peak_flops
+from trainer.metrics import flops_per_token, peak_flops
 from trainer.model import GPT, GPTConfig
 
 
@@ -135,9 +136,10 @@ def main() -> None:
         f"{raw.num_params() / 1e6:.1f}M params, {name}, {args.dtype}, "
         f"compile={args.compile and args.compile_mode}, loss={args.loss}, "
         f"sdpa={args.sdpa}, threads={torch.get_num_threads()}: warm-up {warm_s:.1f} s, "
-        f"{dt / args.steps * 1000:.0f} ms/step, peak {peak / 1e12:.2f} TFLOP/s"
+        f"{dt / args.steps * 1000:.0f} ms/step"
     )
-    util = mfu(tps, fpt, peak)
+    util = peak.mfu(tps, fpt)
+    print(f"MFU {util:.1%} of a peak of {peak.describe()}")
     ceiling = matmul_flops(device, dtype, args.batch_size * cfg.block_size, cfg) / fpt
     print(
         f"matmul ceiling: the output head's matmul (most of the FLOPs) runs at "
@@ -146,7 +148,8 @@ def main() -> None:
     )
     print_context(batch=args.batch_size, block=cfg.block_size, dtype=args.dtype)
     print(
-        f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} device={device.type} "
+        f"train_speed: tokens_per_s={tps:.0f} mfu={util:.4f} "
+        f"peak_source={peak.kind} device={device.type} "
         f"matmul_ceiling_tokens_per_s={ceiling:.0f} of_ceiling={tps / ceiling:.3f}"
     )
 

@@ -10,7 +10,7 @@ import torch
 
 from tests.train_factory import job, token_dir
 from trainer.checkpoint import latest_checkpoint
-from trainer.metrics import read_metrics
+from trainer.metrics import Peak, flops_per_cycle, read_metrics
 from trainer.train import (
     DistInfo,
     Progress,
@@ -46,7 +46,7 @@ def test_setup_builds_a_fresh_run_at_step_zero(tmp_path, tokens):
     run = _run(tokens, tmp_path / "t", batch_size=4, batch_tokens=8 * 32)
     assert run.step == 0 and run.accum == 2 and run.tokens_per_step == 8 * 32
     assert run.device.type == "cpu" and run.model is run.raw and run.val_data is not None
-    assert run.fpt > 0 and run.peak > 0
+    assert run.fpt > 0 and run.peak.flops > 0 and run.peak.kind in ("derived", "measured")
     assert not (tmp_path / "t").exists()  # nothing written before the first checkpoint
 
 
@@ -115,3 +115,18 @@ def test_flush_stops_at_the_first_nan_and_reports_only_the_steps_before(tmp_path
         flush(run, pending, report)
     assert pending == []
     assert [r["step"] for r in read_metrics(tmp_path / "t" / "metrics.jsonl")] == [1]
+
+
+def test_cpu_peak_follows_the_vector_units_the_flags_name():
+    assert flops_per_cycle({"avx512f", "avx2", "fma"}, "float32") == (64, "avx512f")
+    assert flops_per_cycle({"avx2", "fma"}, "float32") == (32, "avx2+fma")
+    assert flops_per_cycle({"avx512f", "amx_bf16"}, "bfloat16") == (1024, "amx_bf16")
+    assert flops_per_cycle({"avx512f"}, "bfloat16") == (64, "avx512f")
+
+
+def test_mfu_is_never_above_one_the_peak_is_raised_and_says_so():
+    peak = Peak(100.0, "derived", "a figure too low")
+    assert peak.mfu(2.0, 25) == 0.5
+    assert peak.mfu(10.0, 25) == 1.0  # 250 FLOP/s reached: the peak was wrong
+    assert peak.flops == 250.0 and peak.kind == "raised" and "derived" in peak.describe()
+    assert peak.mfu(2.0, 25) == 0.2  # later steps are measured against the raised peak

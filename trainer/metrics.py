@@ -16,23 +16,31 @@ NVIDIA H100 SXM / H200        bf16/fp16  989 TFLOP/s
 NVIDIA H100 PCIe              bf16/fp16  756 TFLOP/s
 NVIDIA A100                   bf16/fp16  312 TFLOP/s (fp32 via TF32: 156)
 NVIDIA L4 / A10G / V100       bf16/fp16  121 / 125 / 125 TFLOP/s
-CPU (x86-64 with AVX2+FMA)    fp32       threads x GHz x 32 (two 8-wide FMA units)
+CPU                           any        the higher of derived and measured (below)
 ============================  =========  =========================================
 
-The CPU figure is an estimate: the clock is /proc/cpuinfo's "cpu MHz" (2.5 GHz when unknown),
-which in a VM is often the base clock, so a core boosting above it can show an MFU above what
-is possible; AVX-512 machines can reach twice the figure. CPU MFU compares runs on one
-machine, not machines.
+A CPU's peak is derived from what /proc/cpuinfo says it has: threads (at most the cores) x clock
+("cpu MHz") x FLOPs per cycle from its vector flags (fp32: ``avx512f`` 64, two 16-wide FMA
+units; ``avx2`` + ``fma`` 32; else 8. bf16: ``amx_bf16`` 1024 per core, ``avx512_bf16`` 128,
+else as fp32). In a VM "cpu MHz" is often the base clock, so the derived figure can be low;
+the peak is therefore also measured once per process (a short timed square matmul, the best of
+a few) and the higher figure is used, named in the output (``derived: ...`` or
+``measured: ...``). A measurement on a loaded machine is low, which is why it never replaces a
+higher derived figure. If a run's own arithmetic ever goes faster than the peak, the peak was
+wrong: it is raised to that rate, with a warning, so MFU is never above 1.
 An unknown GPU reports MFU against the A100's figure, and says so in the log.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import os
 import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +63,93 @@ def flops_per_token(n_params: int, n_layer: int, n_head: int, head_size: int, ct
     return 6 * n_params + 12 * n_layer * n_head * head_size * ctx
 
 
-def _cpu_ghz() -> float:
+@dataclass
+class Peak:
+    """A device's peak FLOP/s and where the figure comes from (shown beside every MFU)."""
+
+    flops: float
+    kind: str
+    """How the figure was found: ``derived``, ``measured``, ``data-sheet`` or ``raised``."""
+    detail: str
+
+    def mfu(self, tokens_per_s: float, flops_token: int) -> float:
+        """Share of the peak used; a rate above the peak proves the peak wrong, so it is raised
+        to that rate (MFU 1) rather than reporting more than 100%."""
+        achieved = tokens_per_s * flops_token
+        if achieved > self.flops:
+            log.warning(
+                "%.3g FLOP/s reached, above the peak of %s: peak raised to the rate reached",
+                achieved,
+                self.describe(),
+            )
+            self.detail = f"a training rate reached, above the {self.kind} {self.flops:.3g}"
+            self.flops, self.kind = achieved, "raised"
+        return achieved / self.flops
+
+    def describe(self) -> str:
+        return f"{self.flops / 1e12:.3f} TFLOP/s ({self.kind}: {self.detail})"
+
+
+def _cpuinfo() -> tuple[float, set[str], int]:
+    """Clock in GHz (2.5 when unknown), vector flags and cores, from /proc/cpuinfo."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return 2.5
+        return 2.5, set(), os.cpu_count() or 1
     mhz = [float(m) for m in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)]
-    return max(mhz) / 1000 if mhz else 2.5
+    flags = re.search(r"^flags\s*:(.*)$", text, re.M)
+    cores = len(re.findall(r"^processor\s*:", text, re.M)) or os.cpu_count() or 1
+    return (max(mhz) / 1000 if mhz else 2.5), set(flags.group(1).split()) if flags else set(), cores
 
 
-def peak_flops(device_type: str, dtype: str, threads: int | None = None) -> float:
-    """Peak FLOP/s of one device for ``dtype`` (see the table in the module docstring)."""
+def flops_per_cycle(flags: set[str], dtype: str) -> tuple[int, str]:
+    """FLOPs per cycle per core for ``dtype`` from the CPU's flags, and the flag it rests on."""
+    if dtype == "bfloat16":
+        for flag, n in (("amx_bf16", 1024), ("avx512_bf16", 128)):
+            if flag in flags:
+                return n, flag
+    if "avx512f" in flags:
+        return 64, "avx512f"
+    if "avx2" in flags and "fma" in flags:
+        return 32, "avx2+fma"
+    return 8, "sse"
+
+
+def derived_cpu_peak(dtype: str, threads: int) -> Peak:
+    ghz, flags, cores = _cpuinfo()
+    per_cycle, flag = flops_per_cycle(flags, dtype)
+    used = min(threads, cores)
+    return Peak(
+        used * ghz * 1e9 * per_cycle,
+        "derived",
+        f"{used} threads x {ghz:.2f} GHz x {per_cycle} FLOP/cycle ({flag})",
+    )
+
+
+@functools.cache
+def measured_cpu_peak(dtype: str, threads: int, n: int = 1024, reps: int = 5) -> Peak:
+    """The best of ``reps`` timed ``n`` x ``n`` matmuls in ``dtype`` on ``threads`` threads
+    (about 0.1 s at 100 GFLOP/s), once per process."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a = torch.randn(n, n, dtype=getattr(torch, dtype))
+        b = torch.randn(n, n, dtype=getattr(torch, dtype))
+        a @ b  # warm-up: allocator, kernel selection
+        best = math.inf
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return Peak(2 * n**3 / best, "measured", f"{n}x{n} {dtype} matmul on {threads} threads")
+
+
+def peak_flops(device_type: str, dtype: str, threads: int | None = None) -> Peak:
+    """Peak FLOP/s of one device for ``dtype`` (see the module docstring)."""
     if device_type == "cuda":
         import torch
 
@@ -76,17 +160,17 @@ def peak_flops(device_type: str, dtype: str, threads: int | None = None) -> floa
                 break
         else:
             log.warning("peak FLOP/s of %r unknown: MFU is against an A100 (312 TFLOP/s)", name)
-            peak = GPU_PEAK_BF16["A100"]
-        return peak if dtype in ("bfloat16", "float16") else peak * A100_TF32 / 312e12
+            name, peak = "A100 (assumed)", GPU_PEAK_BF16["A100"]
+        if dtype in ("bfloat16", "float16"):
+            return Peak(peak, "data-sheet", f"{name} {dtype}")
+        return Peak(peak * A100_TF32 / 312e12, "data-sheet", f"{name} TF32")
     if threads is None:
         import torch
 
         threads = torch.get_num_threads()
-    return threads * _cpu_ghz() * 1e9 * 32
-
-
-def mfu(tokens_per_s: float, flops_token: int, peak: float) -> float:
-    return tokens_per_s * flops_token / peak
+    derived = derived_cpu_peak(dtype, threads)
+    measured = measured_cpu_peak(dtype, threads)
+    return max(derived, measured, key=lambda p: p.flops)
 
 
 class MetricsLog:

@@ -52,7 +52,7 @@ from trainer.checkpoint import (
     set_rng_state,
 )
 from trainer.data import Batches, batches
-from trainer.metrics import MetricsLog, flops_per_token, mfu, peak_flops, plot_loss
+from trainer.metrics import MetricsLog, Peak, flops_per_token, peak_flops, plot_loss
 from trainer.model import GPT, GPTConfig, named_config
 from trainer.tokens import TokenShardError, TokenShards
 
@@ -292,7 +292,7 @@ class Run:
     evaluator: torch.nn.Module
     """What evaluates: the compiled model without DDP (no gradient sync is wanted)."""
     fpt: int
-    peak: float
+    peak: Peak
     step: int = 0
 
     @property
@@ -601,7 +601,7 @@ class Progress:
     def step(self, figures: StepFigures, loss: float, grad_norm: float | None) -> None:
         run = self.run
         tps = run.tokens_per_step / figures.timer.seconds()
-        util = mfu(tps / run.dist.world, run.fpt, run.peak)
+        util = run.peak.mfu(tps / run.dist.world, run.fpt)
         if self.metrics is not None:
             self.metrics.write(
                 {
@@ -649,7 +649,8 @@ def _train(
     cfg = run.cfg
     if dist.main:
         log.info(
-            "%s: %.1fM parameters, %d process(es) x %d micro-batch(es) x %d x %d = %d tokens/step",
+            "%s: %.1fM parameters, %d process(es) x %d micro-batch(es) x %d x %d = %d tokens/step; "
+            "MFU against a peak of %s",
             run.device,
             run.raw.num_params() / 1e6,
             dist.world,
@@ -657,6 +658,7 @@ def _train(
             cfg.batch_size,
             run.mcfg.block_size,
             run.tokens_per_step,
+            run.peak.describe(),
         )
     report = Progress(run, progress)
     stop_at = cfg.max_steps if max_steps is None else min(max_steps, cfg.max_steps)
