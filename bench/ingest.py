@@ -133,7 +133,7 @@ def pipeline_seconds(pages: list[bytes], copies: int, workers: int, unit_urls: i
                 "output.workers": workers,
                 "output.unit_urls": unit_urls,
                 "source.dumps": (str(dump),),
-                "fetch.allow_private_addresses": True,
+                "fetch.allow_addresses": ("127.0.0.1",),
                 "fetch.per_host_concurrency": 32,
                 "fetch.per_host_delay_s": 0.0,
                 "dedup.exact": False,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import tomllib
 import types
 import typing
@@ -22,13 +23,22 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from foundation.allow_list import AllowEntry, parse_allow_list
 from foundation.errors import WebtextError
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(WebtextError, ValueError):
     """A configuration value is invalid; the message names the field and the value."""
 
     exit_code = 2
+
+
+@functools.cache
+def _deprecated(message: str) -> None:
+    """Warn once per process (configs are rebuilt by every override)."""
+    log.warning(message)
 
 
 def _check(cond: bool, section: str, name: str, value: Any, why: str) -> None:
@@ -126,8 +136,16 @@ class FetchConfig:
     """A 429 whose Retry-After asks for a longer wait is not retried (``fetch.http_429``)."""
     user_agent: str = "webtext/0.1 (+https://github.com/webtext/webtext)"
     respect_robots: bool = True
+    allow_addresses: tuple[str, ...] = ()
+    """Non-public addresses the fetcher may reach despite the SSRF guard: addresses, CIDR
+    ranges, host names, each optionally ``:port`` (``127.0.0.1:8080``, ``10.0.0.0/8``,
+    ``mirror.intranet:443``). Empty: every loopback, private, link-local, multicast and
+    reserved address is refused. Link-local and cloud-metadata addresses (169.254.169.254) are
+    opened only by an entry within their block, never by a wider one (foundation.allow_list)."""
     allow_private_addresses: bool = False
-    """Allow loopback/private/link-local targets: for tests and intranets only."""
+    """Deprecated (use ``allow_addresses``; removed in the next release): True allows every
+    non-public address except link-local and cloud-metadata ones, as
+    ``allow_addresses = ["0.0.0.0/0", "::/0"]`` does."""
 
     def __post_init__(self) -> None:
         _check(
@@ -152,6 +170,21 @@ class FetchConfig:
         ):
             value = getattr(self, name)
             _check(value >= 0, "fetch", name, value, "must be >= 0")
+        try:
+            parse_allow_list(self.allow_addresses)
+        except ValueError as e:
+            raise ConfigError(f"fetch.allow_addresses: {e}") from e
+        if self.allow_private_addresses:
+            _deprecated(
+                "fetch.allow_private_addresses is deprecated and goes in the next release: "
+                'use fetch.allow_addresses (e.g. ["127.0.0.1:8080"] or ["10.0.0.0/8"])'
+            )
+
+    @property
+    def allow_list(self) -> tuple[AllowEntry, ...]:
+        """``allow_addresses`` parsed, with what the deprecated boolean stands for."""
+        legacy = ("0.0.0.0/0", "::/0") if self.allow_private_addresses else ()
+        return parse_allow_list(self.allow_addresses + legacy)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ Public means ``ipaddress``'s ``is_global``, and also not multicast; IPv6 address
 IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, Teredo, NAT64 ``64:ff9b::/96``)
 are judged by the IPv4 address too (IPv4-mapped ones are refused even for a public IPv4, as
 ``ipaddress`` files ``::/8`` as reserved: DNS has no reason to return them).
-``allow_private=True`` (``fetch.allow_private_addresses``) skips the check, for tests and
-intranets; resolution and connecting to the resolved address stay the same.
+A non-public address passes only when ``allow`` (``fetch.allow_addresses``, parsed by
+:mod:`foundation.allow_list`) has an entry for it and the port, or for the host name as
+written; link-local and cloud-metadata addresses only through an entry within their own block.
+Resolution and connecting to the resolved address stay the same.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+
+from foundation.allow_list import AllowEntry, allows, sensitive_block
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -133,7 +137,23 @@ def idna_host(host: str) -> str:
         raise ResolveError(f"cannot encode host {host!r} as IDNA ({e})") from e
 
 
-def resolve_target(host: str, port: int, allow_private: bool = False) -> Target:
+def check_address(ip: IPAddress, host: str, port: int, allow: tuple[AllowEntry, ...]) -> None:
+    """Raise BlockedAddress unless ``ip`` is public or ``allow`` lets ``host``:``port`` at it
+    through (``host`` as in the URL, IDNA lower case)."""
+    why = refusal(ip)
+    if why is None:
+        return
+    inner = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+    sensitive = sensitive_block(ip) or (sensitive_block(inner) if inner else None)
+    if allows(allow, ip, host, port, sensitive):
+        return
+    listed = allows(allow, ip, host, port, None) if sensitive else None
+    if listed:
+        why += f" (in {sensitive}: fetch.allow_addresses must list it within that block)"
+    raise BlockedAddress(f"{host}:{port} -> {ip} is {why}")
+
+
+def resolve_target(host: str, port: int, allow: tuple[AllowEntry, ...] = ()) -> Target:
     """Resolve and check ``host``; raise BlockedAddress or ResolveError if it may not be used."""
     literal = parse_ip_literal(host)
     if literal is not None:
@@ -154,8 +174,6 @@ def resolve_target(host: str, port: int, allow_private: bool = False) -> Target:
                 addresses.append(ip)
         if not addresses:
             raise ResolveError(f"{name!r} resolves to no address")
-    if not allow_private:
-        for ip in addresses:
-            if why := refusal(ip):
-                raise BlockedAddress(f"{host} -> {ip} is {why}")
+    for ip in addresses:
+        check_address(ip, name, port, allow)
     return Target(host=name, port=port, addresses=tuple(str(ip) for ip in addresses))

@@ -169,9 +169,9 @@ class Fetcher:
 
     def __init__(self, cfg: FetchConfig, guard: Callable[[str, int], Target] | None = None):
         """``guard(host, port)`` resolves and checks a host (default: the SSRF guard with
-        ``cfg.allow_private_addresses``); tests pass one that admits only their own server."""
+        ``cfg.allow_addresses``); tests pass one that admits only their own server."""
         self.cfg = cfg
-        self.guard = guard or partial(resolve_target, allow_private=cfg.allow_private_addresses)
+        self.guard = guard or partial(resolve_target, allow=cfg.allow_list)
         self.pools = urllib3.PoolManager(
             num_pools=max(64, cfg.concurrency * 2),
             maxsize=cfg.per_host_concurrency,

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from foundation.allow_list import parse_allow_list
 from pipeline.address_guard import (
     BlockedAddress,
     ResolveError,
@@ -62,19 +63,68 @@ REFUSED = [
     ("::ffff:8.8.8.8", "reserved"),  # mapped addresses are refused outright (::/8)
 ]
 
+EVERYTHING = parse_allow_list(("0.0.0.0/0", "::/0"))
+
 PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "2a00:1450:4001::1"]
 
 
 @pytest.mark.parametrize("host,why", REFUSED)
-def test_refused_without_allow_private(host, why):
+def test_refused_by_default(host, why):
     with pytest.raises(BlockedAddress, match=why):
         resolve_target(host, 80)
 
 
-@pytest.mark.parametrize("host,_why", REFUSED)
-def test_allowed_with_allow_private(host, _why):
-    target = resolve_target(host, 80, allow_private=True)
-    assert target.addresses == (str(parse_ip_literal(host)),)
+@pytest.mark.parametrize("host,why", REFUSED)
+def test_the_widest_allow_list_opens_all_but_link_local(host, why):
+    """0.0.0.0/0 and ::/0 open every private address, never the metadata service's block."""
+    if "link-local" in why:
+        with pytest.raises(BlockedAddress, match="must list it within that block"):
+            resolve_target(host, 80, allow=EVERYTHING)
+    else:
+        target = resolve_target(host, 80, allow=EVERYTHING)
+        assert target.addresses == (str(parse_ip_literal(host)),)
+
+
+@pytest.mark.parametrize(
+    "entry,host",
+    [
+        ("169.254.169.254", "169.254.169.254"),
+        ("169.254.0.0/16", "0xa9.0xfe.0xa9.0xfe"),
+        ("fe80::/10", "fe80::1"),
+        ("[fe80::1]:80", "fe80::1"),
+    ],
+)
+def test_link_local_opens_only_when_listed_within_its_block(entry, host):
+    assert resolve_target(host, 80, allow=parse_allow_list((entry,))).addresses
+    with pytest.raises(BlockedAddress):
+        resolve_target(host, 80, allow=parse_allow_list(("0.0.0.0/0", "::/0", "localhost")))
+
+
+def test_an_address_and_port_entry_opens_that_port_only():
+    allow = parse_allow_list(("127.0.0.1:8080", "10.0.0.0/30"))
+    assert resolve_target("127.0.0.1", 8080, allow=allow).addresses == ("127.0.0.1",)
+    assert resolve_target("10.0.0.3", 1, allow=allow).addresses == ("10.0.0.3",)
+    for host, port in [("127.0.0.1", 8081), ("127.0.0.2", 8080), ("2130706434", 8080),
+                       ("10.0.0.4", 1), ("::ffff:127.0.0.1", 8080)]:  # fmt: skip
+        with pytest.raises(BlockedAddress):
+            resolve_target(host, port, allow=allow)
+
+
+def test_a_host_name_entry_opens_that_name_not_its_address():
+    allow = parse_allow_list(("LocalHost.:80",))
+    target = resolve_target("localhost", 80, allow=allow)
+    assert all(ipaddress.ip_address(a).is_loopback for a in target.addresses)
+    for host, port in [("localhost", 81), ("127.0.0.1", 80)]:
+        with pytest.raises(BlockedAddress):
+            resolve_target(host, port, allow=allow)
+
+
+@pytest.mark.parametrize(
+    "entry", ["10.0.0.1/8", "127.1", "0x7f.1", "1.2.3.4:0", "[::1", "a b", "300.1.1.1", ""]
+)
+def test_malformed_entries_are_refused(entry):
+    with pytest.raises(ValueError):
+        parse_allow_list((entry,))
 
 
 @pytest.mark.parametrize("host", PUBLIC)
@@ -107,13 +157,13 @@ def test_names_are_not_literals(name):
 @pytest.mark.parametrize("bad", ["256.1.1.1", "1.2.3.4294967296", "0x1ffffffff"])
 def test_out_of_range_literals_refused(bad):
     with pytest.raises(BlockedAddress):
-        resolve_target(bad, 80, allow_private=True)
+        resolve_target(bad, 80, allow=EVERYTHING)
 
 
 def test_name_resolving_to_loopback_is_refused():
-    with pytest.raises(BlockedAddress, match=r"localhost -> .* is loopback"):
+    with pytest.raises(BlockedAddress, match=r"localhost:80 -> .* is loopback"):
         resolve_target("localhost", 80)
-    target = resolve_target("localhost", 80, allow_private=True)
+    target = resolve_target("localhost", 80, allow=EVERYTHING)
     assert target.host == "localhost"
     assert all(ipaddress.ip_address(a).is_loopback for a in target.addresses)
 

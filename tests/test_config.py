@@ -66,6 +66,7 @@ def test_toml_then_flags(tmp_path):
         ("[fetch]\nbogus = 1\n", "unknown setting"),
         ("[fetch]\nmax_bytes = 'big'\n", "expected a int"),
         ("[dedup]\nthreshold = 1.5\n", "dedup.threshold=1.5"),
+        ("[fetch]\nallow_addresses = ['10.0.0.1/8']\n", "fetch.allow_addresses: '10.0.0.1/8'"),
         ("not toml = = \n", "not valid TOML"),
     ],
 )
@@ -81,3 +82,27 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = resolve_config(args, **{"output.run_dir": str(tmp_path)})
     path = write_resolved_config(cfg, RunLayout.at(str(tmp_path)), "ingest")
     assert JobConfig.from_dict(json.loads(Path(path).read_text())) == cfg
+
+
+def test_a_malformed_allow_entry_stops_ingest_before_it_starts(tmp_path, capsys):
+    from webtext.cli import main
+
+    dump = tmp_path / "RS.jsonl"
+    dump.write_text("{}\n")
+    run_dir = tmp_path / "run"
+    argv = ["ingest", str(dump), "--run-dir", str(run_dir), "--fetch-allow-addresses"]
+    assert main([*argv, "127.0.0.1:8080,[fd00::1]:99999"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fetch.allow_addresses: '[fd00::1]:99999'" in err[0], err
+    assert not run_dir.exists()
+
+
+def test_the_deprecated_boolean_warns_once_and_opens_what_0_0_0_0_0_does(caplog):
+    from foundation.config import FetchConfig, _deprecated
+
+    _deprecated.cache_clear()
+    cfg = FetchConfig(allow_private_addresses=True)
+    FetchConfig(allow_private_addresses=True, allow_addresses=("10.0.0.1",))
+    warned = [r for r in caplog.records if "allow_private_addresses is deprecated" in r.message]
+    assert len(warned) == 1 and "fetch.allow_addresses" in warned[0].message
+    assert [e.text for e in cfg.allow_list] == ["0.0.0.0/0", "::/0"]

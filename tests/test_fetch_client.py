@@ -13,11 +13,11 @@ from foundation.config import FetchConfig
 from foundation.records import Candidate
 from pipeline.address_guard import Target, resolve_target
 from pipeline.http_client import Fetcher, HostGate, interleave_by_host, parse_retry_after
-from tests.hostile_server import CP1252, LATIN1, PAGE
+from tests.hostile_server import CP1252, LATIN1, PAGE, HostileServer
 from tests.page_server import PageServer
 
 CFG = FetchConfig(
-    allow_private_addresses=True,
+    allow_addresses=("127.0.0.1",),
     connect_timeout_s=1.0,
     read_timeout_s=1.0,
     total_timeout_s=1.5,
@@ -188,21 +188,52 @@ def test_redirect_hops_are_checked_again(hostile, location):
     def guard(host: str, p: int) -> Target:
         if (host, p) == ("127.0.0.1", port):
             return Target(host=host, port=p, addresses=("127.0.0.1",))
-        return resolve_target(host, p, allow_private=False)
+        return resolve_target(host, p)
 
     before = hostile.count("/page")
     url = hostile.url("/to?u=" + location.format(port=port))
     for robots in (True, False):
-        r = fetch(
-            url, replace(CFG, allow_private_addresses=False, respect_robots=robots), guard=guard
-        )
+        r = fetch(url, replace(CFG, allow_addresses=(), respect_robots=robots), guard=guard)
         assert r.outcome == "fetch.blocked_address", r.error
     assert hostile.count("/page") == before  # the private target was never contacted
 
 
 def test_private_start_url_blocked_by_default(hostile):
-    r = fetch(hostile.url("/page"), replace(CFG, allow_private_addresses=False))
+    r = fetch(hostile.url("/page"), replace(CFG, allow_addresses=()))
     assert r.outcome == "fetch.blocked_address"
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://127.0.0.1:{other}/page",  # another loopback port, a live server there
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://169.254.169.254:{port}/",  # not even through 0.0.0.0/0 on the allowed port
+        "http://10.0.0.4/",  # the allowed range 10.0.0.0/30's neighbour
+        "http://[::1]:{port}/page",  # the same server by another address
+    ],
+)
+def test_the_allow_list_lets_through_what_it_lists_and_no_redirect_beyond(hostile, location):
+    """The real guard, with ``fetch.allow_addresses`` only: the listed server is fetched, a
+    redirect from it anywhere else is refused before any connection."""
+    port = hostile.server_address[1]
+    cfg = replace(CFG, allow_addresses=(f"127.0.0.1:{port}", "10.0.0.0/30", f"0.0.0.0/0:{port}"))
+    assert fetch(hostile.url("/to?u=" + hostile.url("/page")), cfg).outcome == "fetched"
+    with HostileServer() as other:
+        target = location.format(port=port, other=other.server_address[1])
+        before = hostile.count("/page")
+        for robots in (True, False):
+            r = fetch(hostile.url("/to?u=" + target), replace(cfg, respect_robots=robots))
+            assert r.outcome == "fetch.blocked_address", r.error
+        assert other.count("/page") == 0 and other.count("/robots.txt") == 0
+    assert hostile.count("/page") == before
+
+
+def test_the_deprecated_boolean_still_allows_private_addresses(hostile):
+    cfg = replace(CFG, allow_addresses=(), allow_private_addresses=True)
+    assert fetch(hostile.url("/page"), cfg).outcome == "fetched"
+    r = fetch(hostile.url("/to?u=http://169.254.169.254/"), cfg)
+    assert r.outcome == "fetch.blocked_address"  # but not link-local or metadata addresses
 
 
 def test_requests_overlap(hostile):

@@ -32,7 +32,7 @@ def _ingest(tmp_path: Path, *flags: str) -> str:
         run_dir = tmp_path / f"run{len(flags)}"
         command = [sys.executable, "-m", "webtext.cli", *flags, "ingest", str(dump)]
         options = ["--run-dir", str(run_dir), "--output-workers", "2", "--no-progress"]
-        local = ["--fetch-allow-private-addresses", "true"]
+        local = ["--fetch-allow-addresses", "127.0.0.1"]
         done = subprocess.run(
             [*command, *options, *local],
             capture_output=True,

@@ -90,7 +90,7 @@ def _ingest(run_dir: Path, dump: Path, beam_args: tuple[str, ...] = ()) -> list[
             "output.shard_docs": 8,
             "output.beam_args": beam_args,
             "source.dumps": (str(dump),),
-            "fetch.allow_private_addresses": True,
+            "fetch.allow_addresses": ("127.0.0.1",),
             "fetch.per_host_delay_s": 0.0,
             "fetch.per_host_concurrency": 8,
             "quality.min_words": 100,
