@@ -128,6 +128,11 @@ class FetchConfig:
     """Body size cap, enforced while streaming (compressed bytes on the wire)."""
     max_decompressed_bytes: int = 20 * 1024 * 1024
     """Cap on the decoded body, against gzip/deflate/br bombs."""
+    deadline_s: float | None = None
+    """Overall limit per URL, across robots.txt, redirects, retries, their waits and the waits
+    for a per-host slot (``fetch.deadline``, naming the stage it ended in). The other timeouts
+    are per socket operation or per attempt. None: no overall limit. Since slot waits count, a
+    unit with many URLs of one host needs more than their number x ``per_host_delay_s``."""
     max_redirects: int = 5
     retries: int = 3
     """Retries for 429/5xx and connection errors, with exponential backoff."""
@@ -161,6 +166,13 @@ class FetchConfig:
         for name in ("connect_timeout_s", "read_timeout_s", "total_timeout_s"):
             value = getattr(self, name)
             _check(value > 0, "fetch", name, value, "must be positive")
+        _check(
+            self.deadline_s is None or self.deadline_s > 0,
+            "fetch",
+            "deadline_s",
+            self.deadline_s,
+            "must be positive (or unset: no overall limit)",
+        )
         for name in (
             "max_redirects",
             "retries",

@@ -59,13 +59,23 @@ LOG_SCHEMA = pa.schema(
         pa.field("encoding", pa.string()),
         pa.field("bytes", pa.int64(), nullable=False),  # decoded body size
         pa.field("fetch_time", pa.int64(), nullable=False),  # unix s
-        pa.field("elapsed", pa.float64(), nullable=False),  # s; 0 for replay
+        # Seconds, 0 for replay. elapsed: the URL's whole time, from its first request to its
+        # outcome: waits for a per-host slot, retry waits and name resolution included (its
+        # meaning before queued_s and fetching_s were added). queued_s: waiting for per-host
+        # slots; fetching_s: holding one (connecting, sending, reading). Both summed over
+        # robots.txt, redirects and retries; elapsed - queued_s - fetching_s is mostly retry
+        # waits. A slow host has a high fetching_s, a crowded one a high queued_s.
+        pa.field("elapsed", pa.float64(), nullable=False),
+        pa.field("queued_s", pa.float64(), nullable=False),
+        pa.field("fetching_s", pa.float64(), nullable=False),
     ]
 )
 REPLAY_LOG_ROWS = 100_000
 
 
-def log_row(result: FetchResult, elapsed: float = 0.0) -> dict:
+def log_row(
+    result: FetchResult, elapsed: float = 0.0, queued_s: float = 0.0, fetching_s: float = 0.0
+) -> dict:
     return {
         "doc_id": result.candidate.doc_id,
         "url": result.candidate.url,
@@ -78,6 +88,8 @@ def log_row(result: FetchResult, elapsed: float = 0.0) -> dict:
         "bytes": len(result.body),
         "fetch_time": result.fetch_time,
         "elapsed": elapsed,
+        "queued_s": queued_s,
+        "fetching_s": fetching_s,
     }
 
 
@@ -186,7 +198,7 @@ class _FetchUnitFn(beam.DoFn):
                         doc_id=r.candidate.doc_id,
                         fetch_time=r.fetch_time,
                     )
-                rows.append(log_row(r, e.elapsed))
+                rows.append(log_row(r, e.elapsed, e.queued_s, e.fetching_s))
                 Metrics.counter("fetch", r.outcome).inc()
                 yield r
         write_table(pa.Table.from_pylist(rows, schema=LOG_SCHEMA), log_path, "parquet")

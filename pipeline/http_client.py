@@ -17,21 +17,31 @@ do the waiting; urllib3 does HTTP. What each request goes through:
   one ends the retries; other 4xx are final;
 * caps: connect/read timeouts per socket operation and ``total_timeout_s`` per request (one
   attempt of one hop), checked between body reads with the socket timeout shortened to what is
-  left, so a server dripping a byte a second is cut off on time; Content-Length against
+  left, so a server dripping a byte a second is cut off on time; ``deadline_s`` per URL, over
+  everything above (robots.txt, hops, attempts, retry waits, waits for a host slot), which
+  shortens every wait and timeout to what is left of it (:class:`URLClock`); Content-Length against
   ``max_bytes`` before reading, the streamed body against it while reading, the decoded size
   against ``max_decompressed_bytes`` (:class:`pipeline.fetch_rules.BodyDecoder`). While the
   status line and headers arrive, only ``read_timeout_s`` per socket read applies (http.client
   reads them; its 100-header, 64 KiB-line limits bound how long a header drip can last).
 
 Outcomes are ``fetched`` or ``fetch.<reason>``: blocked_address, dns, bad_url, robots,
-too_many_redirects, timeout, connection, tls, too_large, decompression_bomb, decode_error,
-content_encoding, content_type, http_<status>, error (an unexpected bug, logged with the URL).
+too_many_redirects, timeout, deadline, connection, tls, too_large, decompression_bomb,
+decode_error, content_encoding, content_type, http_<status>, error (an unexpected bug, logged
+with the URL). ``timeout`` is a per-operation or per-attempt cap; ``deadline`` is
+``deadline_s``, and its error says the stage it ended in ("waiting for a slot for host X",
+"reading the body of URL", "waiting 4.0s to retry after HTTP 503"...).
+
+Each exchange also says where its URL's time went: ``queued_s`` waiting for per-host slots and
+``fetching_s`` holding one (connecting, sending, reading), summed over robots.txt, hops and
+attempts; ``elapsed`` is the whole, retry waits and name resolution included.
 """
 
 from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import threading
 import time
 from collections import defaultdict, deque
@@ -75,6 +85,36 @@ class Exchange:
     headers: tuple[tuple[str, str], ...] = ()
     request_headers: tuple[tuple[str, str], ...] = ()
     elapsed: float = 0.0
+    queued_s: float = 0.0
+    fetching_s: float = 0.0
+
+
+@dataclass
+class URLClock:
+    """One URL's time: its overall deadline (``fetch.deadline_s``) and where the time went."""
+
+    limit_s: float | None
+    start: float = field(default_factory=time.monotonic)
+    queued_s: float = 0.0
+    fetching_s: float = 0.0
+
+    def left(self) -> float:
+        if self.limit_s is None:
+            return math.inf
+        return self.start + self.limit_s - time.monotonic()
+
+    def expired(self, stage: str, url: str, status: int = 0) -> FetchFailure:
+        return FetchFailure(
+            "deadline", f"fetch.deadline_s={self.limit_s:g} passed while {stage}", status, url
+        )
+
+    def check(self, stage: str, url: str) -> None:
+        if self.left() <= 0:
+            raise self.expired(stage, url)
+
+
+class SlotTimeout(Exception):
+    """No slot for the host came free within the time given."""
 
 
 @dataclass
@@ -102,22 +142,37 @@ class HostGate:
         self._next_start: dict[str, float] = {}
 
     @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
+    def slot(self, host: str, within_s: float = math.inf) -> Iterator[float]:
+        """Hold a slot for ``host``; yields the seconds waited for it (see :meth:`acquire`)."""
+        waited = self.acquire(host, within_s)
+        try:
+            yield waited
+        finally:
+            self.release(host)
+
+    def acquire(self, host: str, within_s: float = math.inf) -> float:
+        """Take a slot for ``host``: the seconds waited, or SlotTimeout if none comes free
+        within ``within_s``. Give it back with :meth:`release`."""
         with self._cond:
+            asked = time.monotonic()
+            give_up = asked + within_s
             while True:
                 now = time.monotonic()
                 wait = self._next_start.get(host, 0.0) - now
                 if self._active[host] < self.limit and wait <= 0:
                     break
-                self._cond.wait(timeout=wait if wait > 0 else None)
+                if now >= give_up:
+                    raise SlotTimeout(host)
+                timeout = min(wait if wait > 0 else math.inf, give_up - now)
+                self._cond.wait(timeout=None if timeout == math.inf else timeout)
             self._active[host] += 1
             self._next_start[host] = now + self.delay_s
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active[host] -= 1
-                self._cond.notify_all()
+        return now - asked
+
+    def release(self, host: str) -> None:
+        with self._cond:
+            self._active[host] -= 1
+            self._cond.notify_all()
 
 
 def interleave_by_host(candidates: list[Candidate]) -> list[int]:
@@ -183,6 +238,11 @@ class Fetcher:
         )
         self._logged: set[str] = set()
         self._log_lock = threading.Lock()
+        self._local = threading.local()  # .clock: the URL this thread is fetching
+
+    @property
+    def _clock(self) -> URLClock:
+        return self._local.clock
 
     def close(self) -> None:
         self.pools.clear()
@@ -225,7 +285,8 @@ class Fetcher:
     # --- one ------------------------------------------------------------------------------
 
     def fetch_one(self, candidate: Candidate) -> Exchange:
-        start = time.monotonic()
+        clock = self._local.clock = URLClock(self.cfg.deadline_s)
+        start = clock.start
         try:
             resp = self._follow(candidate.url)
             if not 200 <= resp.status < 300:
@@ -252,6 +313,8 @@ class Fetcher:
                 tuple(resp.headers),
                 tuple(resp.request_headers),
                 time.monotonic() - start,
+                clock.queued_s,
+                clock.fetching_s,
             )
         except FetchFailure as e:
             self._log_once(e.reason, candidate.url, str(e))
@@ -268,7 +331,12 @@ class Fetcher:
             result = FetchResult(
                 candidate, "fetch.error", fetch_time=int(time.time()), error=repr(e)
             )
-        return Exchange(result, elapsed=time.monotonic() - start)
+        return Exchange(
+            result,
+            elapsed=time.monotonic() - start,
+            queued_s=clock.queued_s,
+            fetching_s=clock.fetching_s,
+        )
 
     def _log_once(self, reason: str, url: str, message: str) -> None:
         with self._log_lock:
@@ -278,8 +346,10 @@ class Fetcher:
         log.info("fetch.%s (first of its kind): %s: %s", reason, url, message)
 
     def _follow(self, url: str, robots: bool = True, page: bool = True) -> _Response:
-        for _ in range(self.cfg.max_redirects + 1):
+        for hop in range(self.cfg.max_redirects + 1):
             split_url(url)
+            if hop:
+                self._clock.check(f"following redirect {hop} to {url}", url)
             if robots and self.robots is not None:
                 self.robots.check(url)
             resp = self._with_retries(url, page)
@@ -305,7 +375,7 @@ class Fetcher:
             except FetchFailure as e:
                 if last or not e.retry:
                     raise
-                time.sleep(backoff)
+                self._retry_wait(backoff, f"{e.reason} ({e})", url)
                 continue
             if last or not (resp.status == 429 or 500 <= resp.status < 600):
                 return resp
@@ -314,8 +384,14 @@ class Fetcher:
                 if asked is not None and asked > cfg.max_retry_after_s:
                     return resp
                 backoff = backoff if asked is None else asked
-            time.sleep(backoff)
+            self._retry_wait(backoff, f"HTTP {resp.status}", url)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _retry_wait(self, seconds: float, after: str, url: str) -> None:
+        """Sleep before a retry, unless the URL's deadline comes first: no wait is wasted."""
+        if seconds >= self._clock.left():
+            raise self._clock.expired(f"waiting {seconds:.1f}s to retry after {after}", url)
+        time.sleep(seconds)
 
     # --- one request ----------------------------------------------------------------------
 
@@ -341,8 +417,14 @@ class Fetcher:
             "Accept": ACCEPT if page else "text/plain,*/*;q=0.1",
             "Accept-Encoding": BodyDecoder.ACCEPT,
         }
-        with self.gate.slot(target.host):
-            deadline = time.monotonic() + cfg.total_timeout_s
+        clock = self._clock
+        try:
+            clock.queued_s += self.gate.acquire(target.host, clock.left())
+        except SlotTimeout:
+            raise clock.expired(f"waiting for a slot for host {target.host}", url) from None
+        held = time.monotonic()
+        try:
+            deadline = held + cfg.total_timeout_s
             raw = self._open(target, parts.scheme, path, headers, url)
             resp = _Response(
                 url=url,
@@ -360,6 +442,9 @@ class Fetcher:
                 if not drained:  # unread bytes would corrupt the next request on it
                     raw.close()
                 raw.release_conn()
+        finally:
+            clock.fetching_s += time.monotonic() - held
+            self.gate.release(target.host)
         return resp
 
     def _open(
@@ -371,10 +456,15 @@ class Fetcher:
         if scheme == "https":
             name = target.host.strip("[]")
             pool_kwargs = {"server_hostname": name, "assert_hostname": name}
-        timeout = urllib3.Timeout(
-            connect=cfg.connect_timeout_s, read=min(cfg.read_timeout_s, cfg.total_timeout_s)
-        )
+        clock = self._clock
         for i, address in enumerate(target.addresses):
+            left = clock.left()
+            if left <= 0:
+                raise clock.expired(f"connecting to {target.host}", url)
+            timeout = urllib3.Timeout(
+                connect=min(cfg.connect_timeout_s, left),
+                read=min(cfg.read_timeout_s, cfg.total_timeout_s, left),
+            )
             pool = self.pools.connection_from_host(
                 address, target.port, scheme, pool_kwargs=pool_kwargs
             )
@@ -394,9 +484,11 @@ class Fetcher:
             except (NewConnectionError, ConnectTimeoutError) as e:
                 if i + 1 < len(target.addresses):
                     continue  # e.g. an IPv6 address on a host without IPv6 routes
+                clock.check(f"connecting to {target.host}", url)
                 reason = "connection" if isinstance(e, NewConnectionError) else "timeout"
                 raise FetchFailure(reason, f"cannot connect ({e})", url=url, retry=True) from e
             except (ReadTimeoutError, TimeoutError) as e:
+                clock.check(f"waiting for the response from {target.host}", url)
                 raise FetchFailure("timeout", f"timed out ({e})", url=url, retry=True) from e
             except SSLError as e:
                 raise FetchFailure("tls", f"TLS error ({e})", url=url) from e
@@ -423,12 +515,17 @@ class Fetcher:
             )
         decoder = BodyDecoder(resp.header("content-encoding"), cfg.max_decompressed_bytes)
         size, chunks = 0, []
+        clock, stage = self._clock, f"reading the body of {resp.url}"
         while True:
+            url_left = clock.left()
+            if url_left <= 0:
+                raise clock.expired(stage, resp.url, resp.status)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FetchFailure(
                     "timeout", f"total timeout {cfg.total_timeout_s}s", resp.status, resp.url
                 )
+            left = min(left, url_left)
             # Looked up on every read: once the body's last byte is read, urllib3 hands a
             # kept-alive connection back to the pool, and its socket belongs to the next request.
             sock = getattr(raw.connection, "sock", None)
@@ -437,6 +534,8 @@ class Fetcher:
             try:
                 chunk = raw.read1(CHUNK)
             except (ReadTimeoutError, TimeoutError) as e:
+                if clock.left() <= 0:
+                    raise clock.expired(stage, resp.url, resp.status) from e
                 msg = f"read timed out ({e})"
                 raise FetchFailure("timeout", msg, resp.status, resp.url, retry=True) from e
             except (HTTPError, OSError) as e:

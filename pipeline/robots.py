@@ -83,6 +83,8 @@ class RobotsCache:
             try:
                 rules = rules_from_response(*self.fetch(f"{key}/robots.txt"))
             except FetchFailure as e:
+                if e.reason == "deadline":  # one URL's own limit says nothing of the origin
+                    raise
                 rules = RobotsRules(failure=e)
             with self._guard:
                 self._rules[key] = rules

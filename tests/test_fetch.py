@@ -83,6 +83,9 @@ def test_fetch_units_write_warc_and_log_per_unit(hostile, units):
         assert sorted(r["doc_id"] for r in rows) == sorted(c.doc_id for c in members)
         fetched = {r["doc_id"] for r in rows if r["outcome"] == "fetched"}
         assert {r.doc_id for r in iter_responses(warc)} == fetched
+        for r in rows:  # time waiting for a host slot is apart from time fetching
+            assert r["queued_s"] >= 0 and r["queued_s"] + r["fetching_s"] <= r["elapsed"]
+            assert r["fetching_s"] > 0 or r["outcome"] == "fetch.robots"
     redirected = next(r for r in results if r.candidate.url.endswith("/to?u=/cp1252"))
     assert redirected.final_url == hostile.url("/cp1252")
     log = unit_files(os.path.join(run, "fetch"), paths[1])[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import pytest
 from urllib3.connectionpool import HTTPConnectionPool
@@ -12,7 +13,13 @@ from urllib3.connectionpool import HTTPConnectionPool
 from foundation.config import FetchConfig
 from foundation.records import Candidate
 from pipeline.address_guard import Target, resolve_target
-from pipeline.http_client import Fetcher, HostGate, interleave_by_host, parse_retry_after
+from pipeline.http_client import (
+    Exchange,
+    Fetcher,
+    HostGate,
+    interleave_by_host,
+    parse_retry_after,
+)
 from tests.hostile_server import CP1252, LATIN1, PAGE, HostileServer
 from tests.page_server import PageServer
 
@@ -324,3 +331,81 @@ def test_host_gate_blocks_past_the_limit():
         start = time.monotonic()
         with gate.slot("other"):  # other hosts are not held up
             assert time.monotonic() - start < 0.1
+
+
+def exchange(url: str, cfg: FetchConfig) -> Exchange:
+    fetcher = Fetcher(cfg)
+    try:
+        return fetcher.exchanges([cand(url)])[0]
+    finally:
+        fetcher.close()
+
+
+@pytest.mark.parametrize(
+    "path,stage,requests",
+    [
+        ("/to?u=/slow", "reading the body of http", 1),  # a drip the per-attempt caps allow
+        ("/sleep?s=3&k=deadline", "waiting for the response from 127.0.0.1", 1),
+        ("/500?k=deadline-retry&n=5", "waiting 2.0s to retry after HTTP 500", 1),
+    ],
+)
+def test_the_deadline_ends_a_url_across_hops_and_retries_and_says_where(
+    hostile, path, stage, requests
+):
+    """Each attempt keeps within its own caps; fetch.deadline_s ends the URL as a whole."""
+    name = urlsplit(path).path
+    cfg = replace(CFG, deadline_s=0.8, total_timeout_s=5.0, retries=3, backoff_s=2.0)
+    before = hostile.count(name)
+    e = exchange(hostile.url(path), cfg)
+    assert e.result.outcome == "fetch.deadline", e.result.error
+    assert "fetch.deadline_s=0.8 passed while " + stage in e.result.error
+    assert hostile.count(name) - before == requests  # no retry was started past the deadline
+
+
+def test_the_deadline_counts_the_wait_for_a_host_slot(hostile):
+    cfg = replace(
+        CFG, deadline_s=1.0, per_host_concurrency=1, per_host_delay_s=5.0, respect_robots=False
+    )
+    fetcher = Fetcher(cfg)
+    try:
+        done = fetcher.exchanges([cand(hostile.url(f"/page?slot={i}")) for i in range(2)])
+    finally:
+        fetcher.close()
+    outcomes = sorted(e.result.outcome for e in done)
+    assert outcomes == ["fetch.deadline", "fetched"], [e.result.error for e in done]
+    late = next(e for e in done if not e.result.ok)
+    assert "waiting for a slot for host 127.0.0.1" in late.result.error
+    assert late.fetching_s == 0  # it never held a slot
+
+
+def test_without_a_deadline_the_per_attempt_caps_decide(hostile):
+    e = exchange(hostile.url("/slow"), replace(CFG, retries=0))
+    assert e.result.outcome == "fetch.timeout" and "total timeout" in e.result.error
+
+
+def test_time_queued_for_a_host_slot_is_apart_from_time_fetching(hostile):
+    """The second request to a host waits per_host_delay_s for its slot: queued, not fetching."""
+    cfg = replace(CFG, per_host_concurrency=1, per_host_delay_s=0.5)
+    fetcher = Fetcher(cfg)
+    try:
+        done = fetcher.exchanges([cand(hostile.url(f"/page?q={i}")) for i in range(2)])
+    finally:
+        fetcher.close()
+    assert all(e.result.ok and e.fetching_s > 0 for e in done)
+    assert max(e.queued_s for e in done) >= 0.4  # the gate's enforced spacing
+    for e in done:
+        assert e.queued_s + e.fetching_s <= e.elapsed
+
+
+def test_a_robots_txt_cut_by_one_urls_deadline_is_asked_again_for_the_next():
+    """The deadline covers robots.txt; one URL running out says nothing of the origin's rules."""
+    with PageServer({"/robots.txt": b"", "/a": PAGE, "/b": PAGE}, delay_s=0.6) as server:
+        server.httpd.handle_error = lambda *args: None  # it answers after we hung up: expected
+        fetcher = Fetcher(replace(CFG, deadline_s=0.4, retries=0))
+        try:
+            for path in ("/a", "/b"):
+                (r,) = fetcher.fetch_many([cand(server.base_url + path)])
+                assert r.outcome == "fetch.deadline" and "robots.txt" in r.final_url, r.error
+        finally:
+            fetcher.close()
+        assert server.requests["/robots.txt"] == 2 and server.requests["/a"] == 0
