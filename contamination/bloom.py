@@ -112,6 +112,67 @@ def _masks(hashes: np.ndarray, words: slice = slice(None)) -> np.ndarray:
     return _U(1) << ((h2[:, None] * _ODD[None, words]) >> _U(58))
 
 
+def first_hash(block: int, blocks: int) -> int:
+    """The smallest hash whose block is ``block`` or later (2**64 past the last block)."""
+    return -(-(block << 32) // blocks) << 32
+
+
+def add_sorted(words: np.ndarray, hashes: np.ndarray, blocks: int, first: int = 0) -> None:
+    """OR sorted hashes into ``words``, the blocks ``first, first + 1, ...`` of a filter of
+    ``blocks`` blocks (every hash must fall in them): whole filters and one worker's range
+    alike."""
+    for i in range(0, len(hashes), BATCH):
+        h = hashes[i : i + BATCH]
+        blk = _block_of(h, blocks)  # non-decreasing because h is sorted
+        starts = np.flatnonzero(np.concatenate(([True], blk[1:] != blk[:-1])))
+        # Masks as (16, len) rows: reduceat along contiguous rows is much faster.
+        h2 = fmix64(h ^ _U(_MIX))
+        masks = _U(1) << ((_ODD[:, None] * h2[None, :]) >> _U(58))
+        rows = blk[starts] - _U(first)
+        words[rows] |= np.bitwise_or.reduceat(masks, starts, axis=1).T
+
+
+def header_for(meta: Mapping[str, Any], blocks: int, n: int) -> dict[str, Any]:
+    """The file header of a filter of ``blocks`` blocks with ``meta``."""
+    from contamination.normalize import NORMALISATION, NORMALISATION_VERSION
+
+    return {
+        **meta,
+        "blocks": blocks,
+        "bits": blocks * BLOCK_BITS,
+        "block_bits": BLOCK_BITS,
+        "hashes": HASHES,
+        "n": n,
+        "normalisation": NORMALISATION,
+        "normalisation_version": NORMALISATION_VERSION,
+        "hash_scheme": HASH_SCHEME,
+    }
+
+
+def file_prefix(header: Mapping[str, Any]) -> bytes:
+    """Magic, header length, JSON header and padding: the bytes before the words."""
+    head = json.dumps(header, sort_keys=True).encode()
+    prefix = MAGIC + struct.pack("<I", len(head)) + head
+    return prefix + b"\0" * (-len(prefix) % ALIGN)
+
+
+def create_file(path: str, header: Mapping[str, Any]) -> int:
+    """Write a local filter file with all bits clear (sparse: the zeros take no disk until
+    set); return the offset of its words, for :func:`open_blocks`."""
+    prefix = file_prefix(header)
+    with open(path, "wb") as f:
+        f.write(prefix)
+        f.truncate(len(prefix) + int(header["blocks"]) * BLOCK_BITS // 8)
+    return len(prefix)
+
+
+def open_blocks(path: str, offset: int, first: int, last: int) -> np.ndarray:
+    """Blocks ``[first, last)`` of a local filter file, memory-mapped for writing."""
+    shape = (last - first, BLOCK_WORDS)
+    return np.memmap(path, dtype="<u8", mode="r+", offset=offset + first * BLOCK_BITS // 8,
+                     shape=shape)  # fmt: skip
+
+
 class BloomFilter:
     """The bits plus what they mean: n, normalisation, hash scheme, items and provenance."""
 
@@ -149,14 +210,7 @@ class BloomFilter:
         hashes = np.asarray(hashes, dtype=_U)
         if not is_sorted:
             hashes = np.sort(hashes)
-        for i in range(0, len(hashes), BATCH):
-            h = hashes[i : i + BATCH]
-            blk = _block_of(h, self.blocks)  # non-decreasing because h is sorted
-            starts = np.flatnonzero(np.concatenate(([True], blk[1:] != blk[:-1])))
-            # Masks as (16, len) rows: reduceat along contiguous rows is much faster.
-            h2 = fmix64(h ^ _U(_MIX))
-            masks = _U(1) << ((_ODD[:, None] * h2[None, :]) >> _U(58))
-            self.words[blk[starts]] |= np.bitwise_or.reduceat(masks, starts, axis=1).T
+        add_sorted(self.words, hashes, self.blocks)
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """A bool per hash: True if it may be in the set (False: certainly not)."""
@@ -205,27 +259,12 @@ class BloomFilter:
         return total / self.blocks
 
     def header(self) -> dict[str, Any]:
-        from contamination.normalize import NORMALISATION, NORMALISATION_VERSION
-
-        return {
-            **self.meta,
-            "blocks": self.blocks,
-            "bits": self.bits,
-            "block_bits": BLOCK_BITS,
-            "hashes": HASHES,
-            "n": self.n,
-            "normalisation": NORMALISATION,
-            "normalisation_version": NORMALISATION_VERSION,
-            "hash_scheme": HASH_SCHEME,
-        }
+        return header_for(self.meta, self.blocks, self.n)
 
     def save(self, path: str) -> None:
         """Write header and words atomically (see the module docstring for the layout)."""
-        head = json.dumps(self.header(), sort_keys=True).encode()
-        prefix = MAGIC + struct.pack("<I", len(head)) + head
-        pad = b"\0" * (-len(prefix) % ALIGN)
         with storage.atomic_output(path) as out:
-            out.write(prefix + pad)
+            out.write(file_prefix(self.header()))
             for i in range(0, self.blocks, 1 << 16):
                 out.write(
                     np.ascontiguousarray(self.words[i : i + (1 << 16)]).astype("<u8").tobytes()
