@@ -54,7 +54,7 @@ _ODD = np.array(
 )  # fmt: skip
 QUERY_PREFIX_WORDS = 4
 """Queries test 4 words first and the other 12 only for items that pass (most do not)."""
-BATCH = 1 << 15
+BATCH = 1 << 14
 
 
 class BloomError(WebtextError, ValueError):
@@ -127,7 +127,9 @@ def add_sorted(words: np.ndarray, hashes: np.ndarray, blocks: int, first: int = 
         starts = np.flatnonzero(np.concatenate(([True], blk[1:] != blk[:-1])))
         # Masks as (16, len) rows: reduceat along contiguous rows is much faster.
         h2 = fmix64(h ^ _U(_MIX))
-        masks = _U(1) << ((_ODD[:, None] * h2[None, :]) >> _U(58))
+        masks = _ODD[:, None] * h2[None, :]
+        masks >>= _U(58)
+        np.left_shift(_U(1), masks, out=masks)
         rows = blk[starts] - _U(first)
         words[rows] |= np.bitwise_or.reduceat(masks, starts, axis=1).T
 

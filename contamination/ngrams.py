@@ -125,12 +125,12 @@ class NgramHasher:
         if len(b) == 0:
             return np.empty(0, _U), np.empty(0, np.int64)
         is_word = (b != 0).view(np.int8)
-        edges = np.diff(is_word, prepend=np.int8(0), append=np.int8(0))
-        starts = np.flatnonzero(edges == 1)
-        ends = np.flatnonzero(edges == -1)
+        # Word starts and ends alternate among the places where is_word changes.
+        edges = np.flatnonzero(np.diff(is_word, prepend=np.int8(0), append=np.int8(0)))
+        starts, ends = edges[0::2], edges[1::2]
         pw, pwi = self._powers(len(b))
         prefix = np.zeros(len(b) + 1, dtype=_U)
-        np.cumsum(b.astype(_U) * pw, out=prefix[1:])
+        np.cumsum(np.multiply(b, pw, dtype=_U), out=prefix[1:])
         h = (prefix[ends] - prefix[starts]) * pwi[starts]
         h += (ends - starts).astype(_U) * _U(L)
         fmix64(h)
