@@ -25,6 +25,7 @@ import json
 import math
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,36 @@ def open_blocks(path: str, offset: int, first: int, last: int) -> np.ndarray:
                      shape=shape)  # fmt: skip
 
 
+STATS_BLOCKS = 1 << 16
+"""Fill statistics are summed over runs of this many blocks, in order (so that a filter
+filled range by range reports exactly the same floating-point figures)."""
+
+
+@dataclass(frozen=True)
+class FillStats:
+    """Set bits, and per run of STATS_BLOCKS blocks the sum of its blocks' false-positive
+    products (prod over words of the word's fill)."""
+
+    ones: int
+    fp_sums: tuple[float, ...]
+
+    @classmethod
+    def of(cls, words: np.ndarray) -> FillStats:
+        """The statistics of whole runs of blocks (``words`` starts at a run's first block)."""
+        ones, sums = 0, []
+        for i in range(0, len(words), STATS_BLOCKS):
+            counts = np.bitwise_count(words[i : i + STATS_BLOCKS])
+            ones += int(counts.sum())
+            fill = counts.astype(np.float64) / 64.0
+            sums.append(float(np.prod(fill, axis=1).sum()))
+        return cls(ones, tuple(sums))
+
+    @classmethod
+    def join(cls, parts: list[FillStats]) -> FillStats:
+        """The statistics of consecutive ranges, each a whole number of runs."""
+        return cls(sum(p.ones for p in parts), tuple(x for p in parts for x in p.fp_sums))
+
+
 class BloomFilter:
     """The bits plus what they mean: n, normalisation, hash scheme, items and provenance."""
 
@@ -184,6 +215,18 @@ class BloomFilter:
         self.words = words
         self.n = n
         self.meta: dict[str, Any] = dict(meta or {})
+        self._fill: FillStats | None = None
+
+    def fill_stats(self) -> FillStats:
+        """Computed once (one pass over the bits), or given by whoever filled it."""
+        if self._fill is None:
+            self._fill = FillStats.of(self.words)
+        return self._fill
+
+    def known_fill(self, stats: FillStats) -> None:
+        """Use ``stats`` measured while filling: no pass over the whole filter (whose pages
+        would all stay in this process's memory)."""
+        self._fill = stats
 
     @classmethod
     def create(cls, items: int, fp_rate: float, n: int, **meta: Any) -> BloomFilter:
@@ -213,6 +256,7 @@ class BloomFilter:
         if not is_sorted:
             hashes = np.sort(hashes)
         add_sorted(self.words, hashes, self.blocks)
+        self._fill = None
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """A bool per hash: True if it may be in the set (False: certainly not)."""
@@ -242,22 +286,18 @@ class BloomFilter:
     def merge(self, other: BloomFilter) -> None:
         """OR ``other`` into this filter (same size and n), in place."""
         self.check_compatible(other)
+        self._fill = None
         for i in range(0, self.blocks, 1 << 16):
             self.words[i : i + (1 << 16)] |= other.words[i : i + (1 << 16)]
 
     def fill_ratio(self) -> float:
-        ones = sum(
-            int(np.bitwise_count(self.words[i : i + (1 << 16)]).sum())
-            for i in range(0, self.blocks, 1 << 16)
-        )
-        return ones / self.bits
+        return self.fill_stats().ones / self.bits
 
     def estimated_fp_rate(self) -> float:
         """The real false-positive rate from the bits: mean over blocks of prod(word fill)."""
         total = 0.0
-        for i in range(0, self.blocks, 1 << 16):
-            fill = np.bitwise_count(self.words[i : i + (1 << 16)]).astype(np.float64) / 64.0
-            total += float(np.prod(fill, axis=1).sum())
+        for x in self.fill_stats().fp_sums:
+            total += x
         return total / self.blocks
 
     def header(self) -> dict[str, Any]:

@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 
 from contamination.bloom import (
+    STATS_BLOCKS,
     BloomFilter,
+    FillStats,
     add_sorted,
     blocks_for,
     create_file,
@@ -174,16 +176,19 @@ def count_range(files: Mapping[int, list[str]], lo: int, hi: int, work: str, ind
 
 def fill_range(
     paths: list[str], path: str, offset: int, blocks: int, first: int, last: int, mark: str
-) -> None:
-    """Step 4 for blocks ``[first, last)``: OR in every part's hashes that fall there."""
+) -> FillStats:
+    """Step 4 for blocks ``[first, last)``: OR in every part's hashes that fall there; its
+    fill statistics (while its pages are at hand) go to ``mark``, written last."""
     h = np.concatenate([_slice(p, first_hash(first, blocks), first_hash(last, blocks))
                         for p in paths])  # fmt: skip
     h.sort(kind="stable")
     words = open_blocks(path, offset, first, last)
     add_sorted(words, h, blocks, first)
+    stats = FillStats.of(words)
     words.flush()
     del words
-    open(mark, "w").close()
+    _write_json(mark, asdict(stats))
+    return stats
 
 
 class _InProcess(Executor):
@@ -235,9 +240,11 @@ def _load_done(work: str, index: int) -> PartStats | None:
         return PartStats(**json.load(f))
 
 
-def _ranges(total: int, pieces_: int) -> list[tuple[int, int]]:
-    step = -(-total // max(1, pieces_))
-    return [(a, min(a + step, total)) for a in range(0, total, step)] or [(0, 0)]
+def _ranges(blocks: int, count: int) -> list[tuple[int, int]]:
+    """About ``count`` ranges of blocks, each a whole number of STATS_BLOCKS runs."""
+    runs = -(-blocks // STATS_BLOCKS)
+    step = -(-runs // max(1, count)) * STATS_BLOCKS
+    return [(a, min(a + step, blocks)) for a in range(0, blocks, step)]
 
 
 @dataclass(frozen=True)
@@ -292,7 +299,7 @@ def _build_local(
     workers: int,
     chunk_bytes: int,
     meta: Mapping[str, Any],
-) -> None:
+) -> FillStats:
     parts = plan_parts(train.sources, chunk_bytes)
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -340,13 +347,15 @@ def _build_local(
         ranges = _ranges(sized.blocks, max(workers, -(-total * 8 // chunk_bytes)))
         fills = []
         for i, (first, last) in enumerate(ranges):
-            mark = os.path.join(work, f"fill-{i:06d}.done")
-            if not os.path.exists(mark):
+            mark = os.path.join(work, f"fill-{i:06d}.json")
+            if os.path.exists(mark):
+                with open(mark) as f:
+                    fills.append(_done_future(FillStats(**json.load(f))))
+            else:
                 fills.append(pool.submit(
                     fill_range, paths, partial, offset, sized.blocks, first, last, mark
                 ))  # fmt: skip
-        for job in fills:
-            job.result()
+        fill = FillStats.join([job.result() for job in fills])
     os.replace(partial, path)
     shutil.rmtree(work, ignore_errors=True)
     log.info(
@@ -357,6 +366,7 @@ def _build_local(
         sized.blocks,
         sized.blocks * 128 / 1e6,
     )
+    return fill
 
 
 def _done_future(value: Any) -> Future[Any]:
@@ -375,7 +385,7 @@ def _open_partial(partial: str, header: dict[str, Any], work: str) -> int:
             if f.read(len(prefix)) == prefix:
                 return len(prefix)
     for mark in os.listdir(work):
-        if mark.startswith("fill-"):
+        if mark.startswith("fill-"):  # marks of another file's ranges
             os.remove(os.path.join(work, mark))
     return create_file(partial, header)
 
@@ -388,17 +398,19 @@ def build_filter_file(
     workers: int = 0,
     chunk_bytes: int = 32 << 20,
     meta: Mapping[str, Any] | None = None,
-) -> None:
+) -> FillStats:
     """Build the filter of ``train`` into the file ``path`` (local, or a URI: built in a
-    local temporary folder, then uploaded); ``meta`` joins its header."""
+    local temporary folder, then uploaded); ``meta`` joins its header. Returns its fill
+    statistics (for :meth:`BloomFilter.known_fill`)."""
     if "://" not in path or path.startswith("file://"):
-        _build_local(train, n, fp_rate, storage.resolve(path)[1], workers, chunk_bytes, meta or {})
-        return
+        local = storage.resolve(path)[1]
+        return _build_local(train, n, fp_rate, local, workers, chunk_bytes, meta or {})
     with tempfile.TemporaryDirectory(prefix="wt-bloom-") as tmp:
         local = os.path.join(tmp, "bloom.bin")
-        _build_local(train, n, fp_rate, local, workers, chunk_bytes, meta or {})
+        fill = _build_local(train, n, fp_rate, local, workers, chunk_bytes, meta or {})
         with open(local, "rb") as src, storage.atomic_output(path) as out:
             shutil.copyfileobj(src, out, 1 << 20)
+    return fill
 
 
 def build_from_sources(
@@ -412,5 +424,7 @@ def build_from_sources(
     """The filter of ``train`` in memory (built in a temporary file under ``scratch``)."""
     with tempfile.TemporaryDirectory(prefix="wt-bloom-", dir=scratch) as tmp:
         path = os.path.join(tmp, "bloom.bin")
-        build_filter_file(train, n, fp_rate, path, workers, chunk_bytes)
-        return BloomFilter.load(path, mmap=False)
+        fill = build_filter_file(train, n, fp_rate, path, workers, chunk_bytes)
+        bloom = BloomFilter.load(path, mmap=False)
+    bloom.known_fill(fill)
+    return bloom
