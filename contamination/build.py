@@ -24,12 +24,14 @@ sets the same bits, so nothing is counted twice. The file is renamed into place 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -305,6 +307,9 @@ def _build_local(
     os.makedirs(folder, exist_ok=True)
     work = os.path.join(folder, f".{name}.work")
     _prepare_work(work, _plan(train, parts, n, chunk_bytes))
+    # datasketch takes ~2 s to import: let the idle driver do it while the workers hash.
+    warm = threading.Thread(target=importlib.import_module, args=("datasketch",), daemon=True)
+    warm.start()
     workers = min(resolve_workers(workers), len(parts))
     if workers == 1:
         pool: Executor = _InProcess()
@@ -338,6 +343,7 @@ def _build_local(
             for job in jobs:
                 for f, c in job.result().items():
                     file_distinct[int(f)] = file_distinct.get(int(f), 0) + c
+        warm.join()
         sized = _size(train, stats, file_distinct, fp_rate, meta)
         header = header_for(sized.meta, sized.blocks, n)
         partial = os.path.join(folder, f".{name}.partial")
@@ -396,7 +402,7 @@ def build_filter_file(
     fp_rate: float,
     path: str,
     workers: int = 0,
-    chunk_bytes: int = 32 << 20,
+    chunk_bytes: int = 16 << 20,
     meta: Mapping[str, Any] | None = None,
 ) -> FillStats:
     """Build the filter of ``train`` into the file ``path`` (local, or a URI: built in a
@@ -419,7 +425,7 @@ def build_from_sources(
     fp_rate: float,
     workers: int = 0,
     scratch: str | None = None,
-    chunk_bytes: int = 32 << 20,
+    chunk_bytes: int = 16 << 20,
 ) -> BloomFilter:
     """The filter of ``train`` in memory (built in a temporary file under ``scratch``)."""
     with tempfile.TemporaryDirectory(prefix="wt-bloom-", dir=scratch) as tmp:

@@ -40,7 +40,7 @@ L = 0x9E3779B97F4A7C15  # length term of the word hash
 Q = 0xC2B2AE3D27D4EB4F  # n-gram combination multiplier
 FMIX_1 = 0xFF51AFD7ED558CCD
 FMIX_2 = 0xC4CEB9FE1A85EC53
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 18
 """Documents are hashed in batches of about this many bytes (keeps temporaries in cache)."""
 
 _U = np.uint64

@@ -298,7 +298,7 @@ class ContaminationConfig:
     """The JSONL field / Parquet column holding a test set's text."""
     workers: int = 0
     """Processes building the filter; 0 uses every core."""
-    chunk_mb: float = 32.0
+    chunk_mb: float = 16.0
     """Text per unit of work when building the filter: big files are cut into parts of about
     this size on document boundaries, so every worker shares them; a worker holds about 6x
     this in memory (text, n-gram hashes, sorting)."""
