@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ _ODD = np.array(
 QUERY_PREFIX_WORDS = 4
 """Queries test 4 words first and the other 12 only for items that pass (most do not)."""
 BATCH = 1 << 14
+MAPPED_BATCH = 1 << 10
 
 
 class BloomError(WebtextError, ValueError):
@@ -263,8 +265,13 @@ class BloomFilter:
         hashes = np.asarray(hashes, dtype=_U)
         out = np.zeros(len(hashes), dtype=bool)
         k = QUERY_PREFIX_WORDS
-        for i in range(0, len(hashes), BATCH):
-            h = hashes[i : i + BATCH]
+        # A memory-mapped file: the kernel maps ~16 neighbouring pages around each page read,
+        # so random queries would soon map the whole filter into this process's memory.
+        # Query in small batches and unmap the pages (they stay in the page cache) after each.
+        mapping = getattr(self.words, "_mmap", None) if hasattr(mmap, "MADV_DONTNEED") else None
+        step = BATCH if mapping is None else MAPPED_BATCH
+        for i in range(0, len(hashes), step):
+            h = hashes[i : i + step]
             blk = _block_of(h, self.blocks).astype(np.intp)
             m = _masks(h, slice(0, k))
             hit = ((self.words[blk, :k] & m) == m).all(axis=1)
@@ -274,6 +281,8 @@ class BloomFilter:
                 rest = ((self.words[blk[cand], k:] & m) == m).all(axis=1)
                 hit[cand] = rest
             out[i : i + len(h)] = hit
+            if mapping is not None:
+                mapping.madvise(mmap.MADV_DONTNEED)
         return out
 
     def check_compatible(self, other: BloomFilter) -> None:
