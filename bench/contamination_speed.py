@@ -24,12 +24,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.context import print_context  # noqa: E402
+from bench.zipf_text import base_words, zipf_words  # noqa: E402
 from contamination.bloom import BloomFilter, standard_bits  # noqa: E402
 from contamination.build import build_from_sources  # noqa: E402
 from contamination.ngrams import NgramHasher  # noqa: E402
@@ -38,18 +37,11 @@ from contamination.sources import DocSource, ReadOptions, iter_docs, train_side 
 N = 8
 FP = 1e-8
 WORD = re.compile(r"[^\W_]+")
-SHAKESPEARE = ROOT.parent / "shared" / "corpus" / "lm" / "tinyshakespeare" / "input.txt"
 
 
 def make_docs(words: int, seed: int) -> list[str]:
-    base = SHAKESPEARE.read_text() if SHAKESPEARE.exists() else "the quick brown fox " * 1000
-    real = base.split()
-    vocab, counts = np.unique(np.array(real), return_counts=True)
-    p = counts / counts.sum()
-    rng = np.random.default_rng(seed)
-    prefix = real if seed == 0 else []
-    gen = vocab[rng.choice(len(vocab), size=max(0, words - len(prefix)), p=p)].tolist()
-    tokens = prefix + gen
+    prefix = base_words() if seed == 0 else []
+    tokens = prefix + zipf_words(max(0, words - len(prefix)), seed)
     return [" ".join(tokens[i : i + 200]) for i in range(0, len(tokens), 200)]
 
 

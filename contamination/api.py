@@ -3,8 +3,8 @@ zero-shot evaluation and the trainer call).
 
 - :func:`build_filter` ``(train_sources, cfg) -> BloomFilter``
 - :func:`check` ``(filter, test_sets) -> Report``
-- :func:`run_check` ``(train, test_sets, out_dir, cfg) -> Report``: build, save the filter as
-  ``out_dir/bloom.bin``, memory-map it back, check, write report.json/.md/.html.
+- :func:`run_check` ``(train, test_sets, out_dir, cfg) -> Report``: build the filter in place
+  as ``out_dir/bloom.bin``, memory-map it, check, write report.json/.md/.html.
 - :func:`run_contamination` ``(cfg, layout, train) -> Report``: the stage's entry point, the
   run's shards against ``contamination.test_sets`` into ``layout.contamination``.
 - :func:`flag_examples` ``(filter, texts) -> list[ExampleFlag]``: clean/dirty per example.
@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from contamination.bloom import BloomFilter
-from contamination.build import build_from_sources
+from contamination.build import build_filter_file, build_from_sources
 from contamination.check import ExampleFlag, Report
 from contamination.check import check as check_loaded
 from contamination.check import flag_examples as _flag_examples
@@ -47,6 +47,10 @@ def _section(cfg: ContaminationConfig | JobConfig | None) -> ContaminationConfig
     return cfg.contamination if isinstance(cfg, JobConfig) else cfg
 
 
+def chunk_bytes(cfg: ContaminationConfig) -> int:
+    return max(1, int(cfg.chunk_mb * 2**20))
+
+
 def read_options(cfg: ContaminationConfig | JobConfig | None) -> ReadOptions:
     c = _section(cfg)
     return ReadOptions(text_docs=c.text_docs, field=c.field)
@@ -62,7 +66,7 @@ def build_filter(
     """The filter of the training side's ``cfg.n``-grams (a shard directory, or files/folders)."""
     c = _section(cfg)
     train = train_side(_as_list(train_sources), read_options(c))
-    return build_from_sources(train, c.n, c.fp_rate, c.workers)
+    return build_from_sources(train, c.n, c.fp_rate, c.workers, chunk_bytes=chunk_bytes(c))
 
 
 def check(
@@ -100,12 +104,13 @@ def run_check(
     loaded = {name: read_test_set(path, opts) for name, path in test_sets.items()}
     paths = _as_list(train_shards_or_files)
     train = train_side(paths, opts)
-    bloom = build_from_sources(train, c.n, c.fp_rate, c.workers)
     recorded = [record_path(p, out_dir) for p in paths]  # the report moves with its run
-    bloom.meta["train_paths"] = recorded
     filter_path = storage.join(out_dir, FILTER_FILE)
-    bloom.save(filter_path)
+    fill = build_filter_file(
+        train, c.n, c.fp_rate, filter_path, c.workers, chunk_bytes(c), {"train_paths": recorded}
+    )
     mapped = BloomFilter.load(filter_path)
+    mapped.known_fill(fill)  # the check then reads only the blocks the test sets touch
     info = {"kind": train.kind, "checksum": train.checksum, "paths": recorded}
     tests = {name: record_path(path, out_dir) for name, path in test_sets.items()}
     report = check_loaded(mapped, loaded, tests, info)

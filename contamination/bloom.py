@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,7 +56,8 @@ _ODD = np.array(
 )  # fmt: skip
 QUERY_PREFIX_WORDS = 4
 """Queries test 4 words first and the other 12 only for items that pass (most do not)."""
-BATCH = 1 << 15
+BATCH = 1 << 14
+MAPPED_BATCH = 1 << 10
 
 
 class BloomError(WebtextError, ValueError):
@@ -112,6 +115,99 @@ def _masks(hashes: np.ndarray, words: slice = slice(None)) -> np.ndarray:
     return _U(1) << ((h2[:, None] * _ODD[None, words]) >> _U(58))
 
 
+def first_hash(block: int, blocks: int) -> int:
+    """The smallest hash whose block is ``block`` or later (2**64 past the last block)."""
+    return -(-(block << 32) // blocks) << 32
+
+
+def add_sorted(words: np.ndarray, hashes: np.ndarray, blocks: int, first: int = 0) -> None:
+    """OR sorted hashes into ``words``, the blocks ``first, first + 1, ...`` of a filter of
+    ``blocks`` blocks (every hash must fall in them): whole filters and one worker's range
+    alike."""
+    for i in range(0, len(hashes), BATCH):
+        h = hashes[i : i + BATCH]
+        blk = _block_of(h, blocks)  # non-decreasing because h is sorted
+        starts = np.flatnonzero(np.concatenate(([True], blk[1:] != blk[:-1])))
+        # Masks as (16, len) rows: reduceat along contiguous rows is much faster.
+        h2 = fmix64(h ^ _U(_MIX))
+        masks = _ODD[:, None] * h2[None, :]
+        masks >>= _U(58)
+        np.left_shift(_U(1), masks, out=masks)
+        rows = blk[starts] - _U(first)
+        words[rows] |= np.bitwise_or.reduceat(masks, starts, axis=1).T
+
+
+def header_for(meta: Mapping[str, Any], blocks: int, n: int) -> dict[str, Any]:
+    """The file header of a filter of ``blocks`` blocks with ``meta``."""
+    from contamination.normalize import NORMALISATION, NORMALISATION_VERSION
+
+    return {
+        **meta,
+        "blocks": blocks,
+        "bits": blocks * BLOCK_BITS,
+        "block_bits": BLOCK_BITS,
+        "hashes": HASHES,
+        "n": n,
+        "normalisation": NORMALISATION,
+        "normalisation_version": NORMALISATION_VERSION,
+        "hash_scheme": HASH_SCHEME,
+    }
+
+
+def file_prefix(header: Mapping[str, Any]) -> bytes:
+    """Magic, header length, JSON header and padding: the bytes before the words."""
+    head = json.dumps(header, sort_keys=True).encode()
+    prefix = MAGIC + struct.pack("<I", len(head)) + head
+    return prefix + b"\0" * (-len(prefix) % ALIGN)
+
+
+def create_file(path: str, header: Mapping[str, Any]) -> int:
+    """Write a local filter file with all bits clear (sparse: the zeros take no disk until
+    set); return the offset of its words, for :func:`open_blocks`."""
+    prefix = file_prefix(header)
+    with open(path, "wb") as f:
+        f.write(prefix)
+        f.truncate(len(prefix) + int(header["blocks"]) * BLOCK_BITS // 8)
+    return len(prefix)
+
+
+def open_blocks(path: str, offset: int, first: int, last: int) -> np.ndarray:
+    """Blocks ``[first, last)`` of a local filter file, memory-mapped for writing."""
+    shape = (last - first, BLOCK_WORDS)
+    return np.memmap(path, dtype="<u8", mode="r+", offset=offset + first * BLOCK_BITS // 8,
+                     shape=shape)  # fmt: skip
+
+
+STATS_BLOCKS = 1 << 16
+"""Fill statistics are summed over runs of this many blocks, in order (so that a filter
+filled range by range reports exactly the same floating-point figures)."""
+
+
+@dataclass(frozen=True)
+class FillStats:
+    """Set bits, and per run of STATS_BLOCKS blocks the sum of its blocks' false-positive
+    products (prod over words of the word's fill)."""
+
+    ones: int
+    fp_sums: tuple[float, ...]
+
+    @classmethod
+    def of(cls, words: np.ndarray) -> FillStats:
+        """The statistics of whole runs of blocks (``words`` starts at a run's first block)."""
+        ones, sums = 0, []
+        for i in range(0, len(words), STATS_BLOCKS):
+            counts = np.bitwise_count(words[i : i + STATS_BLOCKS])
+            ones += int(counts.sum())
+            fill = counts.astype(np.float64) / 64.0
+            sums.append(float(np.prod(fill, axis=1).sum()))
+        return cls(ones, tuple(sums))
+
+    @classmethod
+    def join(cls, parts: list[FillStats]) -> FillStats:
+        """The statistics of consecutive ranges, each a whole number of runs."""
+        return cls(sum(p.ones for p in parts), tuple(x for p in parts for x in p.fp_sums))
+
+
 class BloomFilter:
     """The bits plus what they mean: n, normalisation, hash scheme, items and provenance."""
 
@@ -121,6 +217,18 @@ class BloomFilter:
         self.words = words
         self.n = n
         self.meta: dict[str, Any] = dict(meta or {})
+        self._fill: FillStats | None = None
+
+    def fill_stats(self) -> FillStats:
+        """Computed once (one pass over the bits), or given by whoever filled it."""
+        if self._fill is None:
+            self._fill = FillStats.of(self.words)
+        return self._fill
+
+    def known_fill(self, stats: FillStats) -> None:
+        """Use ``stats`` measured while filling: no pass over the whole filter (whose pages
+        would all stay in this process's memory)."""
+        self._fill = stats
 
     @classmethod
     def create(cls, items: int, fp_rate: float, n: int, **meta: Any) -> BloomFilter:
@@ -149,22 +257,21 @@ class BloomFilter:
         hashes = np.asarray(hashes, dtype=_U)
         if not is_sorted:
             hashes = np.sort(hashes)
-        for i in range(0, len(hashes), BATCH):
-            h = hashes[i : i + BATCH]
-            blk = _block_of(h, self.blocks)  # non-decreasing because h is sorted
-            starts = np.flatnonzero(np.concatenate(([True], blk[1:] != blk[:-1])))
-            # Masks as (16, len) rows: reduceat along contiguous rows is much faster.
-            h2 = fmix64(h ^ _U(_MIX))
-            masks = _U(1) << ((_ODD[:, None] * h2[None, :]) >> _U(58))
-            self.words[blk[starts]] |= np.bitwise_or.reduceat(masks, starts, axis=1).T
+        add_sorted(self.words, hashes, self.blocks)
+        self._fill = None
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """A bool per hash: True if it may be in the set (False: certainly not)."""
         hashes = np.asarray(hashes, dtype=_U)
         out = np.zeros(len(hashes), dtype=bool)
         k = QUERY_PREFIX_WORDS
-        for i in range(0, len(hashes), BATCH):
-            h = hashes[i : i + BATCH]
+        # A memory-mapped file: the kernel maps ~16 neighbouring pages around each page read,
+        # so random queries would soon map the whole filter into this process's memory.
+        # Query in small batches and unmap the pages (they stay in the page cache) after each.
+        mapping = getattr(self.words, "_mmap", None) if hasattr(mmap, "MADV_DONTNEED") else None
+        step = BATCH if mapping is None else MAPPED_BATCH
+        for i in range(0, len(hashes), step):
+            h = hashes[i : i + step]
             blk = _block_of(h, self.blocks).astype(np.intp)
             m = _masks(h, slice(0, k))
             hit = ((self.words[blk, :k] & m) == m).all(axis=1)
@@ -174,6 +281,8 @@ class BloomFilter:
                 rest = ((self.words[blk[cand], k:] & m) == m).all(axis=1)
                 hit[cand] = rest
             out[i : i + len(h)] = hit
+            if mapping is not None:
+                mapping.madvise(mmap.MADV_DONTNEED)
         return out
 
     def check_compatible(self, other: BloomFilter) -> None:
@@ -186,46 +295,27 @@ class BloomFilter:
     def merge(self, other: BloomFilter) -> None:
         """OR ``other`` into this filter (same size and n), in place."""
         self.check_compatible(other)
+        self._fill = None
         for i in range(0, self.blocks, 1 << 16):
             self.words[i : i + (1 << 16)] |= other.words[i : i + (1 << 16)]
 
     def fill_ratio(self) -> float:
-        ones = sum(
-            int(np.bitwise_count(self.words[i : i + (1 << 16)]).sum())
-            for i in range(0, self.blocks, 1 << 16)
-        )
-        return ones / self.bits
+        return self.fill_stats().ones / self.bits
 
     def estimated_fp_rate(self) -> float:
         """The real false-positive rate from the bits: mean over blocks of prod(word fill)."""
         total = 0.0
-        for i in range(0, self.blocks, 1 << 16):
-            fill = np.bitwise_count(self.words[i : i + (1 << 16)]).astype(np.float64) / 64.0
-            total += float(np.prod(fill, axis=1).sum())
+        for x in self.fill_stats().fp_sums:
+            total += x
         return total / self.blocks
 
     def header(self) -> dict[str, Any]:
-        from contamination.normalize import NORMALISATION, NORMALISATION_VERSION
-
-        return {
-            **self.meta,
-            "blocks": self.blocks,
-            "bits": self.bits,
-            "block_bits": BLOCK_BITS,
-            "hashes": HASHES,
-            "n": self.n,
-            "normalisation": NORMALISATION,
-            "normalisation_version": NORMALISATION_VERSION,
-            "hash_scheme": HASH_SCHEME,
-        }
+        return header_for(self.meta, self.blocks, self.n)
 
     def save(self, path: str) -> None:
         """Write header and words atomically (see the module docstring for the layout)."""
-        head = json.dumps(self.header(), sort_keys=True).encode()
-        prefix = MAGIC + struct.pack("<I", len(head)) + head
-        pad = b"\0" * (-len(prefix) % ALIGN)
         with storage.atomic_output(path) as out:
-            out.write(prefix + pad)
+            out.write(file_prefix(self.header()))
             for i in range(0, self.blocks, 1 << 16):
                 out.write(
                     np.ascontiguousarray(self.words[i : i + (1 << 16)]).astype("<u8").tobytes()

@@ -1,64 +1,95 @@
-"""Build the training side's Bloom filter in parallel: count, size, fill, OR-merge.
+"""Build the training side's Bloom filter in parallel, in bounded memory, in place in its file.
 
-Input: :class:`contamination.sources.TrainSide`. Output: :class:`BloomFilter`.
+Input: :class:`contamination.sources.TrainSide`. Output: the filter file (and its
+:class:`BloomFilter`).
 
-Pass 1 (one task per shard or file): hash every n-gram, sort and deduplicate the hashes, save
-them to a scratch ``.npy`` file, and fold them into HyperLogLog registers (datasketch's
-HyperLogLog++ layout, filled with numpy). Pass 2: the merged registers estimate the distinct
-n-grams, which sizes the filter for the target false-positive rate; each worker inserts its
-share of the sorted hash files into a filter of that size, and the per-worker filters are
-merged by bitwise OR. Re-reading the sorted hashes is much cheaper than re-normalising the text,
-and sorted hashes fill the filter block by block.
+1. Hash (one task per :class:`contamination.parts.Part`, ~``chunk_bytes`` of text, so one big
+   file feeds every worker): every n-gram's hash, sorted and deduplicated into a scratch
+   ``.npy`` file, plus HyperLogLog registers (datasketch's HyperLogLog++ layout, filled with
+   numpy) and counts.
+2. Count (only for files cut into several parts; one task per range of hash values): each
+   file's exact distinct n-grams, merging its parts' sorted hashes range by range.
+3. Size: the merged registers estimate the distinct n-grams; with the per-file counts this
+   gives the filter's size for the target false-positive rate, exactly as when every file was
+   hashed whole. The filter file is written with its header and all bits clear.
+4. Fill (one task per range of blocks): each task ORs the hashes of its blocks, read from every
+   part's sorted file, into its own blocks of the memory-mapped file. No two tasks share a
+   block, no task holds more than its range, and no full-size copy of the filter exists.
+
+Scratch files live beside the filter (``.NAME.work/``) with a plan of the inputs; a part's
+stats file is written last, as its completion mark, and a filled range leaves a mark too. A
+killed build rerun with the same inputs reuses finished parts and ranges: ORing a range again
+sets the same bits, so nothing is counted twice. The file is renamed into place when full.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import multiprocessing
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from contamination.bloom import BloomFilter, blocks_for
+from contamination.bloom import (
+    STATS_BLOCKS,
+    BloomFilter,
+    FillStats,
+    add_sorted,
+    blocks_for,
+    create_file,
+    file_prefix,
+    first_hash,
+    header_for,
+    open_blocks,
+)
 from contamination.ngrams import NgramHasher, fmix64
-from contamination.sources import DocSource, TrainSide, iter_docs
+from contamination.parts import Part, part_texts, pieces, plan_parts, text_before
+from contamination.sources import ContaminationInputError, TrainSide
+from foundation import storage
 
 log = logging.getLogger(__name__)
 
 HLL_P = 14
 _HLL_SEED = 0x2545F4914F6CDD1D
 _U = np.uint64
+PLAN_VERSION = 1
+HLL_SLICE = 1 << 20
 
 
 @dataclass(frozen=True)
-class UnitStats:
-    """What pass 1 learned about one file: counts, its sorted hashes, HLL registers."""
+class PartStats:
+    """What the hash step learned about one part; its sorted hashes are in ``hash_file``."""
 
-    path: str
+    index: int
+    file: int
     docs: int
     ngrams: int
     distinct: int
     hash_file: str
-    registers: np.ndarray
 
 
 def hll_registers(hashes: np.ndarray, p: int = HLL_P) -> np.ndarray:
     """HyperLogLog++ registers (datasketch's layout: index = low p bits, rank of the rest)."""
     m = 1 << p
-    hv = fmix64(np.asarray(hashes, dtype=_U) ^ _U(_HLL_SEED))
-    idx = (hv & _U(m - 1)).astype(np.intp)
-    rest = hv >> _U(p)
-    smear = rest.copy()
-    for shift in (1, 2, 4, 8, 16, 32):
-        smear |= smear >> _U(shift)
-    rank = (64 - p) - np.bitwise_count(smear).astype(np.intp) + 1
     present = np.zeros((m, 64), dtype=bool)
-    present[idx, rank] = True  # idempotent: duplicates need no ufunc.at
+    flat = present.reshape(-1)
+    for i in range(0, len(hashes), HLL_SLICE):
+        hv = fmix64(np.asarray(hashes[i : i + HLL_SLICE], dtype=_U) ^ _U(_HLL_SEED))
+        idx = (hv & _U(m - 1)).astype(np.intp)
+        hv >>= _U(p)
+        # rank = (64 - p) - bit_length(rest) + 1; rest < 2**53, so its float64 exponent is
+        # its exact bit length (0 for 0).
+        _, bit_length = np.frexp(hv.astype(np.float64))
+        flat[idx * 64 + ((64 - p + 1) - bit_length)] = True  # idempotent: no ufunc.at needed
     top = 63 - np.argmax(present[:, ::-1], axis=1)
     return np.where(present.any(axis=1), top, 0).astype(np.int8)
 
@@ -69,40 +100,103 @@ def estimate_distinct(registers: np.ndarray) -> float:
     return float(HyperLogLogPlusPlus(reg=registers.astype(np.int8)).count())
 
 
-def _counted(docs: Iterator[tuple[str, str]], counter: list[int]) -> Iterator[str]:
-    for _, text in docs:
-        counter[0] += 1
-        yield text
+def _part_hashes(part: Part, hasher: NgramHasher) -> tuple[list[np.ndarray], int]:
+    """Every n-gram hash of a part, and its documents (a whole-file document: 1 if the part
+    holds any text; the file's count is capped at 1 later)."""
+    texts = part_texts(part)
+    if part.whole_doc:
+        (text,) = texts
+        carry = None
+        if part.start > 0:
+            carry = hasher.word_hashes([text_before(part, hasher.n - 1)])[0]
+        return list(hasher.hash_pieces(pieces(text), carry)), int(bool(text.strip()))
+    docs = [0]
+
+    def counted() -> Iterator[str]:
+        for t in texts:
+            docs[0] += 1
+            yield t
+
+    return [nh.hashes for nh in hasher.iter_hashes(counted())], docs[0]
 
 
-def hash_unit(src: DocSource, n: int, scratch: str, index: int) -> UnitStats:
-    """Pass 1 for one file: sorted distinct n-gram hashes to ``scratch``, plus counts."""
-    hasher = NgramHasher(n)
-    counter = [0]
-    parts = [nh.hashes for nh in hasher.iter_hashes(_counted(iter_docs(src), counter))]
-    h = np.sort(np.concatenate(parts)) if parts else np.empty(0, _U)
-    uniq = h[np.concatenate(([True], h[1:] != h[:-1]))] if len(h) else h
-    path = os.path.join(scratch, f"unit-{index:06d}.npy")
-    np.save(path, uniq)
-    log.debug("%s: %d docs, %d n-grams, %d distinct", src.path, counter[0], len(h), len(uniq))
-    return UnitStats(src.path, counter[0], len(h), len(uniq), path, hll_registers(uniq))
+def _save_npy(path: str, array: np.ndarray) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
 
 
-def fill_filter(hash_files: Sequence[str], blocks: int, n: int, out: str) -> str:
-    """Pass 2 for one worker: insert sorted hash files into a fresh filter, save its words."""
-    bloom = BloomFilter(np.zeros((blocks, 16), dtype=_U), n)
-    for path in hash_files:
-        bloom.add(np.load(path, mmap_mode="r"), is_sorted=True)
-    np.save(out, bloom.words)
+def _write_json(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def hash_part(part: Part, index: int, n: int, work: str) -> PartStats:
+    """Step 1 for one part: its sorted distinct hashes and registers to ``work``, its counts
+    to ``part-N.json`` (written last: the part is done)."""
+    arrays, docs = _part_hashes(part, NgramHasher(n))
+    h = np.concatenate(arrays) if arrays else np.empty(0, _U)
+    del arrays
+    ngrams = len(h)
+    h.sort()
+    if ngrams:
+        h = h[np.concatenate(([True], h[1:] != h[:-1]))]
+    base = os.path.join(work, f"part-{index:06d}")
+    _save_npy(base + ".npy", h)
+    _save_npy(base + ".hll.npy", hll_registers(h))
+    stats = PartStats(index, part.file, docs, ngrams, len(h), base + ".npy")
+    _write_json(base + ".json", asdict(stats))
+    return stats
+
+
+def _slice(path: str, lo: int, hi: int) -> np.ndarray:
+    """The hashes in ``[lo, hi)`` of a sorted hash file, copied out of a short-lived map (so
+    the file's pages do not stay in this process's memory)."""
+    mm = np.load(path, mmap_mode="r")
+    a, b = np.searchsorted(mm, [_U(lo), _U(min(hi, 2**64 - 1))])
+    if hi >= 2**64:
+        b = len(mm)
+    out = np.array(mm[a:b])
+    del mm
     return out
+
+
+def count_range(files: Mapping[int, list[str]], lo: int, hi: int, work: str, index: int) -> dict:
+    """Step 2 for one range of hash values: the distinct hashes in it of each file cut into
+    several parts (their parts' sorted hashes merged)."""
+    counts = {}
+    for file, paths in files.items():
+        h = np.concatenate([_slice(p, lo, hi) for p in paths])
+        h.sort(kind="stable")  # a merge of a few sorted runs
+        counts[str(file)] = int(len(h) and 1 + np.count_nonzero(h[1:] != h[:-1]))
+    _write_json(os.path.join(work, f"count-{index:06d}.json"), counts)
+    return counts
+
+
+def fill_range(
+    paths: list[str], path: str, offset: int, blocks: int, first: int, last: int, mark: str
+) -> FillStats:
+    """Step 4 for blocks ``[first, last)``: OR in every part's hashes that fall there; its
+    fill statistics (while its pages are at hand) go to ``mark``, written last."""
+    h = np.concatenate([_slice(p, first_hash(first, blocks), first_hash(last, blocks))
+                        for p in paths])  # fmt: skip
+    h.sort(kind="stable")
+    words = open_blocks(path, offset, first, last)
+    add_sorted(words, h, blocks, first)
+    stats = FillStats.of(words)
+    words.flush()
+    del words
+    _write_json(mark, asdict(stats))
+    return stats
 
 
 class _InProcess(Executor):
     """An Executor that runs each call at once (workers=1: no process start-up)."""
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        from concurrent.futures import Future
-
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         fut: Future[Any] = Future()
         fut.set_result(fn(*args, **kwargs))
         return fut
@@ -112,58 +206,231 @@ def resolve_workers(workers: int) -> int:
     return workers if workers > 0 else (os.cpu_count() or 1)
 
 
-def build_from_sources(
-    train: TrainSide, n: int, fp_rate: float, workers: int = 0, scratch: str | None = None
-) -> BloomFilter:
-    """Count, size and fill the filter for ``train`` with ``workers`` processes (0: all)."""
-    workers = min(resolve_workers(workers), max(1, len(train.sources)))
-    with tempfile.TemporaryDirectory(prefix="wt-bloom-", dir=scratch) as tmp:
-        if workers == 1:
-            pool: Executor = _InProcess()
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-        with pool:
-            futures = [pool.submit(hash_unit, s, n, tmp, i) for i, s in enumerate(train.sources)]
-            stats = [f.result() for f in futures]
-            registers = np.maximum.reduce([s.registers for s in stats])
-            upper = sum(s.distinct for s in stats)
-            lower = max((s.distinct for s in stats), default=0)
-            # HLL's standard error at p=14 is 0.8%; size for 3 sigma above the estimate.
-            estimate = estimate_distinct(registers) if stats else 0.0
-            items = int(min(upper, max(lower, estimate * (1 + 3 * 1.04 / 2 ** (HLL_P / 2)))))
-            blocks = blocks_for(items, fp_rate)
-            shares: list[list[str]] = [[] for _ in range(workers)]
-            loads = [0] * workers
-            for s in sorted(stats, key=lambda s: -s.distinct):
-                i = loads.index(min(loads))
-                shares[i].append(s.hash_file)
-                loads[i] += s.distinct
-            parts = [
-                pool.submit(fill_filter, share, blocks, n, os.path.join(tmp, f"filter-{i}.npy"))
-                for i, share in enumerate(shares)
-                if share
-            ]
-            part_files = [f.result() for f in parts]
-        bloom = BloomFilter.create(
-            items,
-            fp_rate,
-            n,
-            distinct_estimate=round(estimate),
-            ngrams=sum(s.ngrams for s in stats),
-            docs=sum(s.docs for s in stats),
-            train_kind=train.kind,
-            manifest_checksum=train.checksum,
-            sources=len(train.sources),
-        )
-        for path in part_files:
-            bloom.merge(BloomFilter(np.load(path, mmap_mode="r"), n))
+def _plan(train: TrainSide, parts: list[Part], n: int, chunk_bytes: int) -> dict[str, Any]:
+    """What the scratch files depend on: a rerun reuses them only if this is unchanged."""
+    files = []
+    for s in train.sources:
+        fs, p = storage.resolve(s.path)
+        info = fs.get_file_info(p)
+        files.append([s.path, s.kind, s.field, s.text_docs, info.size, info.mtime_ns])
+    return {
+        "version": PLAN_VERSION,
+        "n": n,
+        "chunk_bytes": chunk_bytes,
+        "files": files,
+        "parts": [[p.file, p.start, p.end] for p in parts],
+    }
+
+
+def _prepare_work(work: str, plan: dict[str, Any]) -> None:
+    """Keep ``work`` if it was made for this plan (a killed build), else start it empty."""
+    plan_path = os.path.join(work, "plan.json")
+    if os.path.exists(plan_path):
+        with open(plan_path) as f:
+            if json.load(f) == json.loads(json.dumps(plan)):
+                return
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    _write_json(plan_path, plan)
+
+
+def _load_done(work: str, index: int) -> PartStats | None:
+    path = os.path.join(work, f"part-{index:06d}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return PartStats(**json.load(f))
+
+
+def _ranges(blocks: int, count: int) -> list[tuple[int, int]]:
+    """About ``count`` ranges of blocks, each a whole number of STATS_BLOCKS runs."""
+    runs = -(-blocks // STATS_BLOCKS)
+    step = -(-runs // max(1, count)) * STATS_BLOCKS
+    return [(a, min(a + step, blocks)) for a in range(0, blocks, step)]
+
+
+@dataclass(frozen=True)
+class Sized:
+    """Step 3's result: the filter's metadata (its header, with the size)."""
+
+    meta: dict[str, Any]
+    blocks: int
+
+
+def _size(
+    train: TrainSide,
+    stats: list[PartStats],
+    file_distinct: dict[int, int],
+    fp_rate: float,
+    meta: Mapping[str, Any],
+) -> Sized:
+    registers = np.zeros(1 << HLL_P, dtype=np.int8)
+    for s in stats:
+        np.maximum(registers, np.load(s.hash_file.replace(".npy", ".hll.npy")), out=registers)
+    upper = sum(file_distinct.values())
+    lower = max(file_distinct.values(), default=0)
+    # HLL's standard error at p=14 is 0.8%; size for 3 sigma above the estimate.
+    estimate = estimate_distinct(registers) if stats else 0.0
+    items = int(min(upper, max(lower, estimate * (1 + 3 * 1.04 / 2 ** (HLL_P / 2)))))
+    docs = 0
+    for i, src in enumerate(train.sources):
+        file_docs = sum(s.docs for s in stats if s.file == i)
+        if file_docs == 0:
+            raise ContaminationInputError(f"{src.path}: empty file, no documents")
+        whole = src.kind == "text" and src.text_docs == "file"
+        docs += min(1, file_docs) if whole else file_docs
+    full = {
+        "items": items,
+        "target_fp_rate": fp_rate,
+        "distinct_estimate": round(estimate),
+        "ngrams": sum(s.ngrams for s in stats),
+        "docs": docs,
+        "train_kind": train.kind,
+        "manifest_checksum": train.checksum,
+        "sources": len(train.sources),
+        **meta,
+    }
+    return Sized(full, blocks_for(items, fp_rate))
+
+
+def _build_local(
+    train: TrainSide,
+    n: int,
+    fp_rate: float,
+    path: str,
+    workers: int,
+    chunk_bytes: int,
+    meta: Mapping[str, Any],
+) -> FillStats:
+    parts = plan_parts(train.sources, chunk_bytes)
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    work = os.path.join(folder, f".{name}.work")
+    _prepare_work(work, _plan(train, parts, n, chunk_bytes))
+    # datasketch takes ~2 s to import: let the idle driver do it while the workers hash.
+    warm = threading.Thread(target=importlib.import_module, args=("datasketch",), daemon=True)
+    warm.start()
+    workers = min(resolve_workers(workers), len(parts))
+    if workers == 1:
+        pool: Executor = _InProcess()
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    with pool:
+        done = {i: _load_done(work, i) for i in range(len(parts))}
+        futures = {
+            i: pool.submit(hash_part, part, i, n, work)
+            for i, part in enumerate(parts)
+            if done[i] is None
+        }
+        stats = [done[i] or futures[i].result() for i in range(len(parts))]
+        by_file: dict[int, list[PartStats]] = {}
+        for s in stats:
+            by_file.setdefault(s.file, []).append(s)
+        file_distinct = {f: ss[0].distinct for f, ss in by_file.items() if len(ss) == 1}
+        cut = {f: [s.hash_file for s in ss] for f, ss in by_file.items() if len(ss) > 1}
+        if cut:
+            total = sum(s.distinct for ss in by_file.values() if len(ss) > 1 for s in ss)
+            count = max(workers, -(-total * 8 // chunk_bytes))
+            edges = [i * 2**64 // count for i in range(count + 1)]
+            jobs = []
+            for i in range(count):
+                mark = os.path.join(work, f"count-{i:06d}.json")
+                if os.path.exists(mark):
+                    with open(mark) as f:
+                        jobs.append(_done_future(json.load(f)))
+                else:
+                    jobs.append(pool.submit(count_range, cut, edges[i], edges[i + 1], work, i))
+            for job in jobs:
+                for f, c in job.result().items():
+                    file_distinct[int(f)] = file_distinct.get(int(f), 0) + c
+        warm.join()
+        sized = _size(train, stats, file_distinct, fp_rate, meta)
+        header = header_for(sized.meta, sized.blocks, n)
+        partial = os.path.join(folder, f".{name}.partial")
+        offset = _open_partial(partial, header, work)
+        paths = [s.hash_file for s in stats if s.distinct]
+        total = sum(s.distinct for s in stats)
+        ranges = _ranges(sized.blocks, max(workers, -(-total * 8 // chunk_bytes)))
+        fills = []
+        for i, (first, last) in enumerate(ranges):
+            mark = os.path.join(work, f"fill-{i:06d}.json")
+            if os.path.exists(mark):
+                with open(mark) as f:
+                    fills.append(_done_future(FillStats(**json.load(f))))
+            else:
+                fills.append(pool.submit(
+                    fill_range, paths, partial, offset, sized.blocks, first, last, mark
+                ))  # fmt: skip
+        fill = FillStats.join([job.result() for job in fills])
+    os.replace(partial, path)
+    shutil.rmtree(work, ignore_errors=True)
     log.info(
         "filter: %d docs, %d n-grams, ~%d distinct, %d blocks (%.1f MB)",
-        bloom.meta["docs"],
-        bloom.meta["ngrams"],
-        items,
-        blocks,
-        bloom.nbytes / 1e6,
+        sized.meta["docs"],
+        sized.meta["ngrams"],
+        sized.meta["items"],
+        sized.blocks,
+        sized.blocks * 128 / 1e6,
     )
+    return fill
+
+
+def _done_future(value: Any) -> Future[Any]:
+    fut: Future[Any] = Future()
+    fut.set_result(value)
+    return fut
+
+
+def _open_partial(partial: str, header: dict[str, Any], work: str) -> int:
+    """The filter file being filled: a killed build's if it has this header (its filled
+    ranges are marked), else a new one with every bit clear (and no marks)."""
+    prefix = file_prefix(header)
+    size = len(prefix) + int(header["blocks"]) * 128
+    if os.path.exists(partial) and os.path.getsize(partial) == size:
+        with open(partial, "rb") as f:
+            if f.read(len(prefix)) == prefix:
+                return len(prefix)
+    for mark in os.listdir(work):
+        if mark.startswith("fill-"):  # marks of another file's ranges
+            os.remove(os.path.join(work, mark))
+    return create_file(partial, header)
+
+
+def build_filter_file(
+    train: TrainSide,
+    n: int,
+    fp_rate: float,
+    path: str,
+    workers: int = 0,
+    chunk_bytes: int = 16 << 20,
+    meta: Mapping[str, Any] | None = None,
+) -> FillStats:
+    """Build the filter of ``train`` into the file ``path`` (local, or a URI: built in a
+    local temporary folder, then uploaded); ``meta`` joins its header. Returns its fill
+    statistics (for :meth:`BloomFilter.known_fill`)."""
+    if "://" not in path or path.startswith("file://"):
+        local = storage.resolve(path)[1]
+        return _build_local(train, n, fp_rate, local, workers, chunk_bytes, meta or {})
+    with tempfile.TemporaryDirectory(prefix="wt-bloom-") as tmp:
+        local = os.path.join(tmp, "bloom.bin")
+        fill = _build_local(train, n, fp_rate, local, workers, chunk_bytes, meta or {})
+        with open(local, "rb") as src, storage.atomic_output(path) as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    return fill
+
+
+def build_from_sources(
+    train: TrainSide,
+    n: int,
+    fp_rate: float,
+    workers: int = 0,
+    scratch: str | None = None,
+    chunk_bytes: int = 16 << 20,
+) -> BloomFilter:
+    """The filter of ``train`` in memory (built in a temporary file under ``scratch``)."""
+    with tempfile.TemporaryDirectory(prefix="wt-bloom-", dir=scratch) as tmp:
+        path = os.path.join(tmp, "bloom.bin")
+        fill = build_filter_file(train, n, fp_rate, path, workers, chunk_bytes)
+        bloom = BloomFilter.load(path, mmap=False)
+    bloom.known_fill(fill)
     return bloom

@@ -26,7 +26,7 @@ and the ``bytes`` object per word cost more than this whole pipeline per n-gram.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +40,7 @@ L = 0x9E3779B97F4A7C15  # length term of the word hash
 Q = 0xC2B2AE3D27D4EB4F  # n-gram combination multiplier
 FMIX_1 = 0xFF51AFD7ED558CCD
 FMIX_2 = 0xC4CEB9FE1A85EC53
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 18
 """Documents are hashed in batches of about this many bytes (keeps temporaries in cache)."""
 
 _U = np.uint64
@@ -125,12 +125,12 @@ class NgramHasher:
         if len(b) == 0:
             return np.empty(0, _U), np.empty(0, np.int64)
         is_word = (b != 0).view(np.int8)
-        edges = np.diff(is_word, prepend=np.int8(0), append=np.int8(0))
-        starts = np.flatnonzero(edges == 1)
-        ends = np.flatnonzero(edges == -1)
+        # Word starts and ends alternate among the places where is_word changes.
+        edges = np.flatnonzero(np.diff(is_word, prepend=np.int8(0), append=np.int8(0)))
+        starts, ends = edges[0::2], edges[1::2]
         pw, pwi = self._powers(len(b))
         prefix = np.zeros(len(b) + 1, dtype=_U)
-        np.cumsum(b.astype(_U) * pw, out=prefix[1:])
+        np.cumsum(np.multiply(b, pw, dtype=_U), out=prefix[1:])
         h = (prefix[ends] - prefix[starts]) * pwi[starts]
         h += (ends - starts).astype(_U) * _U(L)
         fmix64(h)
@@ -142,18 +142,40 @@ class NgramHasher:
         """The n-gram hashes of one batch of documents (no batching of its own)."""
         n = self.n
         wh, wdoc = self.word_hashes(texts)
+        g = self._combine(wh)
+        count = len(g)
+        if count == 0:
+            return NgramHashes(g, np.empty(0, np.int64))
+        valid = wdoc[:count] == wdoc[n - 1 : n - 1 + count]
+        return NgramHashes(g[valid], wdoc[:count][valid] + doc_offset)
+
+    def _combine(self, wh: np.ndarray) -> np.ndarray:
+        """The hash of every run of n consecutive word hashes (documents not considered)."""
+        n = self.n
         count = len(wh) - n + 1
         if count <= 0:
-            return NgramHashes(np.empty(0, _U), np.empty(0, np.int64))
+            return np.empty(0, _U)
         g = wh[:count].copy()
         q = _U(Q)
         for j in range(1, n):
             g *= q
             g += wh[j : j + count]
         g += _U(n)
-        fmix64(g)
-        valid = wdoc[:count] == wdoc[n - 1 : n - 1 + count]
-        return NgramHashes(g[valid], wdoc[:count][valid] + doc_offset)
+        return fmix64(g)
+
+    def hash_pieces(
+        self, pieces: Iterable[str], carry: np.ndarray | None = None
+    ) -> Iterator[np.ndarray]:
+        """The n-gram hashes of ONE document given as consecutive pieces cut after ASCII
+        whitespace (so no word spans two pieces), ``carry`` being the word hashes of the text
+        before the first piece. Each piece is hashed after the last n-1 word hashes before it,
+        so the result equals hashing the whole document at once, in bounded memory."""
+        keep = self.n - 1
+        tail = np.empty(0, _U) if carry is None else carry[len(carry) - keep :]
+        for piece in pieces:
+            words = np.concatenate((tail, self.word_hashes([piece])[0]))
+            yield self._combine(words)
+            tail = words[len(words) - keep :] if keep else words[:0]
 
     def iter_hashes(self, texts: Sequence[str] | Iterator[str]) -> Iterator[NgramHashes]:
         """Hash any number of documents in batches of about CHUNK_BYTES; doc indices are global."""

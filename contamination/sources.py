@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -127,27 +127,37 @@ def _name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
+def split_text(text: str, text_docs: TextDocs) -> Iterator[tuple[str, str]]:
+    """``(id suffix, document)`` of a plain text: the whole text, each non-blank line (1-based
+    line number) or each non-blank paragraph (``p`` + its 1-based number)."""
+    if text_docs == "file":
+        yield "", text
+    elif text_docs == "line":
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                yield f":{i}", line
+    else:
+        paragraphs = (p for p in text.split("\n\n") if p.strip())
+        for i, para in enumerate(paragraphs, 1):
+            yield f":p{i}", para
+
+
 def _text_docs(src: DocSource) -> Iterator[tuple[str, str]]:
     text = read_utf8(src.path, ContaminationInputError)
     if not text.strip():
         raise ContaminationInputError(f"{src.path}: empty file, no documents")
     name = _name(src.path)
-    if src.text_docs == "file":
-        yield name, text
-    elif src.text_docs == "line":
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                yield f"{name}:{i}", line
-    else:
-        paragraphs = (p for p in text.split("\n\n") if p.strip())
-        for i, para in enumerate(paragraphs, 1):
-            yield f"{name}:p{i}", para
+    for suffix, doc in split_text(text, src.text_docs):
+        yield name + suffix, doc
 
 
-def _jsonl_docs(src: DocSource) -> Iterator[tuple[str, str]]:
+def jsonl_records(
+    src: DocSource, records: Iterator[tuple[int, dict[str, Any]]]
+) -> Iterator[tuple[str, str]]:
+    """``(doc_id, text)`` of JSONL records ``(line, object)``; a record without the text
+    field, or with a non-string one, raises naming the file and line."""
     name = _name(src.path)
-    seen = False
-    for i, record in json_objects(src.path, ContaminationInputError):
+    for i, record in records:
         if src.field not in record:
             raise ContaminationInputError(
                 f"{src.path}:{i}: no field {src.field!r} (fields: {sorted(record)}); "
@@ -158,8 +168,14 @@ def _jsonl_docs(src: DocSource) -> Iterator[tuple[str, str]]:
             raise ContaminationInputError(
                 f"{src.path}:{i}: field {src.field!r} is {type(value).__name__}, not a string"
             )
-        seen = True
         yield str(record.get("id", f"{name}:{i}")), value
+
+
+def _jsonl_docs(src: DocSource) -> Iterator[tuple[str, str]]:
+    seen = False
+    for doc in jsonl_records(src, json_objects(src.path, ContaminationInputError)):
+        seen = True
+        yield doc
     if not seen:
         raise ContaminationInputError(f"{src.path}: empty file, no documents")
 

@@ -342,7 +342,11 @@ class ContaminationConfig:
     field: str = "text"
     """The JSONL field / Parquet column holding a test set's text."""
     workers: int = 0
-    """Processes building the filter (one task per shard or file); 0 uses every core."""
+    """Processes building the filter; 0 uses every core."""
+    chunk_mb: float = 16.0
+    """Text per unit of work when building the filter: big files are cut into parts of about
+    this size on document boundaries, so every worker shares them; a worker holds about 6x
+    this in memory (text, n-gram hashes, sorting)."""
 
     def __post_init__(self) -> None:
         _check(self.n > 0, "contamination", "n", self.n, "must be positive")
@@ -362,6 +366,7 @@ class ContaminationConfig:
         )
         _check(bool(self.field), "contamination", "field", self.field, "must not be empty")
         _check(self.workers >= 0, "contamination", "workers", self.workers, "must be >= 0")
+        _check(self.chunk_mb > 0, "contamination", "chunk_mb", self.chunk_mb, "must be positive")
         _check(0 < self.fp_rate < 1, "contamination", "fp_rate", self.fp_rate, "must be in (0, 1)")
         _check(
             0 <= self.max_overlap_pct <= 100,

@@ -32,7 +32,14 @@ def json_objects(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line; a line that is not a JSON object
     raises ``error`` naming the file and line."""
-    for lineno, line in enumerate(read_utf8(path, error).splitlines(), 1):
+    return json_lines(read_utf8(path, error), path, error)
+
+
+def json_lines(
+    text: str, path: str | os.PathLike, error: type[Exception], first_line: int = 1
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """:func:`json_objects` over ``text``, a piece of ``path`` that starts at ``first_line``."""
+    for lineno, line in enumerate(text.splitlines(), first_line):
         if not line.strip():
             continue
         try:
