@@ -6,11 +6,12 @@ Generates ``n`` documents (~4.5 KB of Zipf-like prose each; 70% originals, 20% n
 an earlier original with 1-4% of their words replaced, 10% exact copies) as text shards of
 5,000 documents, written streaming and seeded. Runs ``webtext dedup`` through the CLI (2
 worker processes) under :func:`bench.process_tree.run_measured`, then the baseline in its own
-measured process: exact dedup by content hash, then datasketch ``MinHash`` (same num_perm,
-seed and shingle hash, so the same signatures) queried and inserted into a ``MinHashLSH`` with
-the same threshold and weights (same 20 x 6 bands), removing a document when LSH returns any
-candidate. The baseline does not verify candidates; ``datasketch_unverified`` counts its
-removals whose candidates all have a true Jaccard below the threshold.
+measured process: exact dedup by content hash, then datasketch ``MinHash`` of the same word
+5-gram shingles (same num_perm and seed; datasketch's default SHA-1 shingle hash, its fastest
+from Python) queried and inserted into a ``MinHashLSH`` with the same threshold and weights
+(same 20 x 6 bands), removing a document when LSH returns any candidate. The baseline does not
+verify candidates; ``datasketch_unverified`` counts its removals whose candidates all have a
+true Jaccard below the threshold.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def baseline(directory: Path, pairs_path: Path) -> None:
     """Exact dedup, then greedy MinHashLSH query-then-insert; prints the removed count."""
     from datasketch import MinHash, MinHashLSH
 
-    from dedup.minhash import shingle_hash, shingle_texts, tokens
+    from dedup.minhash import shingle_texts, tokens
     from foundation.config import DedupConfig
 
     cfg = DedupConfig()
@@ -121,7 +122,7 @@ def baseline(directory: Path, pairs_path: Path) -> None:
         shingles = shingle_texts(tokens(row["text"] or ""), cfg.ngram)
         if not shingles:
             continue
-        m = MinHash(num_perm=cfg.num_perm, seed=cfg.seed, hashfunc=shingle_hash)
+        m = MinHash(num_perm=cfg.num_perm, seed=cfg.seed)
         m.update_batch(shingles)
         found = lsh.query(m)
         if found:
