@@ -70,10 +70,16 @@ def _rows(out) -> list[dict]:
     return sorted(rows, key=lambda r: r["id"])
 
 
-def test_same_removed_set_survivors_counts_and_report_as_the_in_memory_transform(tmp_path):
+def test_same_output_as_the_in_memory_transform_and_shuffles_carry_only_ids(tmp_path):
     paths = _shards(tmp_path / "in", _planted())
     _run(build_in_memory, paths, tmp_path / "old")
-    _run(build_by_id, paths, tmp_path / "new")
+    labels = _run_checked(paths, tmp_path / "new", tmp_path / "bad.pkl")
+    # Every grouping of the dedup carries ids, hashes, refs and ints only.
+    assert any("GroupBands" in x for x in labels) and any("GroupHashes" in x for x in labels)
+    assert any("GroupClusters" in x for x in labels)
+    with open(tmp_path / "bad.pkl", "rb") as f:
+        assert pickle.load(f) == []
+    assert len(list((tmp_path / "new" / WORK_DIR).glob("*.spill"))) == len(paths)
     new_rows = _rows(tmp_path / "new")
     assert new_rows == _rows(tmp_path / "old")
     ids = {bytes.fromhex(r["id"]).decode() for r in new_rows}
@@ -87,6 +93,8 @@ def test_same_removed_set_survivors_counts_and_report_as_the_in_memory_transform
     for name in ("report.json", "report.md"):
         new = (tmp_path / "new" / "_report" / name).read_text()
         assert new == (tmp_path / "old" / "_report" / name).read_text()
+    report = json.loads((tmp_path / "new" / "_report" / "report.json").read_text())
+    assert report["removed"] == {"exact": 5, "near": 5, "near_existing": 0, "identical_shingles": 0}
     # Output shards follow the input numbering.
     assert {f.path for f in new_m.files} <= {p.rsplit("/", 1)[1] for p in paths}
 
@@ -149,15 +157,13 @@ class _ShuffleInputs(PipelineVisitor):
             self.found.append((label, node.inputs[0]))
 
 
-def test_shuffles_carry_only_ids_hashes_and_refs(tmp_path):
-    paths = _shards(tmp_path / "in", _planted())
+def _run_checked(paths, out, bad_path) -> list[str]:
+    """Run the by-id dedup, recording any non-compact value entering its GroupByKeys."""
     cfg = JobConfig.from_dict({"dedup": {"cc_rounds": 4}})
-    out = str(tmp_path / "out")
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        build_by_id(p, cfg, paths, out)
+        build_by_id(p, cfg, paths, str(out))
         visitor = _ShuffleInputs()
         p.visit(visitor)
-        labels = sorted(label for label, _ in visitor.found)
         checked = [
             pcoll | f"Check{i}" >> beam.FlatMap(_check, label)
             for i, (label, pcoll) in enumerate(visitor.found)
@@ -166,11 +172,6 @@ def test_shuffles_carry_only_ids_hashes_and_refs(tmp_path):
             checked
             | "AllChecked" >> beam.Flatten()
             | beam.combiners.ToList()
-            | beam.Map(_dump, str(tmp_path / "bad.pkl"))
+            | beam.Map(_dump, str(bad_path))
         )
-    assert any("GroupBands" in x for x in labels) and any("GroupHashes" in x for x in labels)
-    assert any("GroupClusters" in x for x in labels)
-    with open(tmp_path / "bad.pkl", "rb") as f:
-        assert pickle.load(f) == []
-    report = json.loads((tmp_path / "out" / "_report" / "report.json").read_text())
-    assert report["removed"] == {"exact": 5, "near": 5, "near_existing": 0, "identical_shingles": 0}
+    return sorted(label for label, _ in visitor.found)
