@@ -1,8 +1,14 @@
 """The dedup stage on existing text shards: ``webtext dedup``'s one entry point.
 
-Reads the shards a manifest lists, removes exact and near duplicates (:mod:`dedup.stage`) and
-writes new shards, their manifest (committed last) and ``OUT/_report/`` (report.json,
-report.md; the leading underscore keeps readers of OUT as a dataset from taking it for data).
+Reads the shards a manifest lists, removes exact and near duplicates and writes new shards,
+their manifest (committed last) and ``OUT/_report/`` (report.json, report.md; the leading
+underscore keeps readers of OUT as a dataset from taking it for data).
+
+Without a persisted index the decisions are made from ids (:mod:`dedup.by_id`): output shard
+``part-NNNNN`` holds what input shard NNNNN keeps, in input order, and ``OUT/_work/`` holds
+the spill files while the job runs (removed after it). With ``dedup.index`` or
+``dedup.write_index`` the documents flow through :class:`dedup.stage.Deduplicate`, which
+carries sketches for the index, and shards are re-partitioned by id.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ import apache_beam as beam
 from foundation import storage
 from foundation.beam import beam_options
 from foundation.config import ConfigError, JobConfig
+from foundation.drops import reason_one
 from foundation.layout import RunLayout
-from foundation.shards import Manifest, read_table
-from foundation.write import CommitShards
+from foundation.shards import Manifest, ShardFile, read_table
+from foundation.write import CommitManifest, CommitShards, as_count, as_extra, as_file
 
 REPORT_DIR = "_report"
+WORK_DIR = "_work"
 
 
 @dataclass(frozen=True)
@@ -48,11 +56,56 @@ def run_dedup(cfg: JobConfig, layout: RunLayout, out: str) -> DedupResult:
     manifest.verify(layout.shards, checksums=False)
     with beam.Pipeline(options=beam_options(cfg.output)) as p:
         build_pipeline(p, cfg, manifest.paths(layout.shards), out)
+    work = storage.join(out, WORK_DIR)
+    if storage.exists(work):
+        storage.remove(work)
     return DedupResult(out, Manifest.load(out))
 
 
 def build_pipeline(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str) -> None:
     """The dedup job's Beam graph; every output flows into the one manifest commit step."""
+    if cfg.dedup.index or cfg.dedup.write_index:
+        build_in_memory(p, cfg, paths, out)
+    else:
+        build_by_id(p, cfg, paths, out)
+
+
+def build_by_id(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str) -> None:
+    """Shuffles carry ids, hashes and band keys; rows go from input shard to output shard."""
+    from dedup.by_id import DedupById
+
+    deduped = (
+        p
+        | "Shards" >> beam.Create(list(enumerate(paths)))
+        | "Spread" >> beam.Reshuffle()
+        | "Dedup"
+        >> DedupById(
+            cfg.dedup,
+            cfg.output,
+            out,
+            storage.join(out, WORK_DIR),
+            storage.join(out, REPORT_DIR),
+        )
+    )
+    items = (
+        deduped.files | "Files" >> beam.Map(as_file),
+        deduped.files | "CountDocs" >> beam.Map(_documents) | "DocCounts" >> beam.Map(as_count),
+        deduped.drops | "CountDrops" >> beam.Map(reason_one) | "DropCounts" >> beam.Map(as_count),
+        deduped.extras | "Extras" >> beam.Map(as_extra),
+    )
+    _ = (
+        items
+        | "CommitItems" >> beam.Flatten()
+        | "Commit" >> CommitManifest(out, "text", cfg.output.format, cfg.to_dict())
+    )
+
+
+def _documents(shard: ShardFile) -> tuple[str, int]:
+    return "shards.documents", shard.rows
+
+
+def build_in_memory(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str) -> None:
+    """Documents flow through the Deduplicate transform (needed for the persisted index)."""
     from dedup.index import run_key
     from dedup.stage import Deduplicate
 

@@ -121,6 +121,7 @@ def test_same_output_with_one_or_two_worker_processes_and_reruns(tmp_path):
     ):
         out = tmp_path / name
         assert main(["dedup", shards, "--out", str(out), *flags]) == 0
+        assert not (out / "_work").exists()  # the spill files are removed after the job
         report = json.loads((out / "_report" / "report.json").read_text())
         outs.append((Manifest.load(str(out)).checksum, report))
     assert outs[0] == outs[1] == outs[2]
