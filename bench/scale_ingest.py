@@ -134,10 +134,14 @@ def write_dump(path: Path, n: int) -> int:
 
 def plain_loop(path: Path) -> tuple[int, float]:
     """The same work in one process without Beam: (candidates, CPU seconds)."""
+    import io
+
+    import zstandard
+
     from foundation.config import FilterConfig
     from foundation.records import Candidate, Submission
     from pipeline.candidates import fold
-    from pipeline.sources import read_dump
+    from pipeline.sources import ZSTD_MAX_WINDOW, parse_line
     from pipeline.submissions import prepare
     from pipeline.url_filters import UrlRules
 
@@ -145,11 +149,14 @@ def plain_loop(path: Path) -> tuple[int, float]:
     rules = UrlRules.from_config(cfg)
     start = time.process_time()
     by_url: dict[str, list] = {}
-    for item in read_dump(str(path)):
-        if isinstance(item, Submission):
-            out = prepare(item, rules, cfg)
-            if isinstance(out, tuple):
-                by_url.setdefault(out[0], []).append(out[1])
+    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    with open(path, "rb") as f, io.BufferedReader(dctx.stream_reader(f)) as lines:
+        for number, line in enumerate(lines, start=1):
+            item = parse_line(line, f"{path}:{number}")
+            if isinstance(item, Submission):
+                out = prepare(item, rules, cfg)
+                if isinstance(out, tuple):
+                    by_url.setdefault(out[0], []).append(out[1])
     candidates = 0
     for canonical, postings in by_url.items():
         candidates += sum(isinstance(x, Candidate) for x in fold(canonical, postings, cfg))

@@ -21,13 +21,13 @@ import pytest
 import zstandard
 
 from foundation.config import FilterConfig, JobConfig, with_overrides
-from foundation.layout import RunLayout
 from foundation.records import Candidate, Drop, Submission, candidate_to_row
 from foundation.shards import Manifest
 from foundation.write import shard_of
 from pipeline import sources
 from pipeline.candidates import fold
-from pipeline.ingest import run_urls, spill_dir
+from pipeline.ingest import spill_dir
+from pipeline.postings import bad_example
 from pipeline.sources import chunk_items, read_dump, split_dump
 from pipeline.submissions import prepare
 from pipeline.url_filters import UrlRules
@@ -47,7 +47,7 @@ def _lines(n: int) -> list[str]:
         ][i % 4 if i % 5 else 0]
         sub = submission(i, url, score=(i * 7) % 6, is_self=i % 11 == 0, over_18=i % 13 == 0)
         lines.append(json.dumps(sub))
-        if i % 97 == 5:
+        if i % 197 == 5:
             lines.append("{not json")
         if i % 89 == 3:
             lines.append("")
@@ -136,40 +136,36 @@ def _config(tmp_path: Path, dump: Path, **more) -> JobConfig:
     )
 
 
-def test_url_phase_matches_the_in_memory_fold_and_cleans_its_spill(tmp_path):
-    dump = _dump(tmp_path / "RS_big.zst", _lines(9000))  # about 2 MB: two chunks
-    cfg = _config(tmp_path, dump, **{"filter.karma_aggregate": "sum"})
-    layout = RunLayout.at(cfg.output.run_dir)
-    manifest = run_urls(cfg, layout, {})
-    units, counts = _expected(dump, cfg.filter, cfg.output.unit_urls)
-    assert manifest.counts == dict(counts)
-    assert sorted(f.path for f in manifest.files) == sorted(units)
-    for name, rows in units.items():
-        assert pq.read_table(Path(layout.urls) / name).to_pylist() == rows
-    manifest.verify(layout.urls)
-    assert not Path(spill_dir(layout.urls)).exists()
-    assert len(counts) > 6 and counts["submission.repeated"] == 0 < counts["url.duplicate"]
-
-
-def test_spill_holds_buckets_and_candidates_while_the_pipeline_runs(tmp_path):
-    """Built and run without the phase's cleanup, the spill shows what crossed the shuffle."""
+def test_url_phase_matches_the_in_memory_fold_through_its_spill(tmp_path):
+    """Built and run without the phase's cleanup, the spill shows what crossed the shuffle:
+    file names, not postings; the units, counts and examples are the in-memory fold's."""
     import apache_beam as beam
 
     from foundation.beam import beam_options
     from pipeline.ingest import build_urls_pipeline
 
-    lines = _lines(3000)
-    dump = _dump(tmp_path / "RS_s.zst", lines)
-    cfg = _config(tmp_path, dump)
+    lines = _lines(9000)  # about 2 MB: two chunks
+    dump = _dump(tmp_path / "RS_big.zst", lines)
+    cfg = _config(tmp_path, dump, **{"filter.karma_aggregate": "sum"})
     urls = str(tmp_path / "run" / "urls")
     with beam.Pipeline(options=beam_options(cfg.output)) as p:
         build_urls_pipeline(p, cfg, urls)
     spill = Path(spill_dir(urls))
     buckets = sorted(p.name for p in (spill / "postings").iterdir())
     assert buckets == [f"{b:04d}" for b in range(-(-len(lines) // 500))]  # lines / 500
-    assert list((spill / "chunks").glob("*.ndjson"))
+    assert len(list((spill / "chunks").glob("*.ndjson"))) == 2
     assert list((spill / "candidates").glob("*.by-unit.arrow"))
-    assert Manifest.load(urls).rows > 0
+
+    manifest = Manifest.load(urls)
+    units, counts = _expected(dump, cfg.filter, cfg.output.unit_urls)
+    assert manifest.counts == dict(counts)
+    bad = [bad_example(d) for d in read_dump(str(dump)) if isinstance(d, Drop)]
+    assert manifest.extra["bad_examples"] == sorted(bad)[:20]
+    assert sorted(f.path for f in manifest.files) == sorted(units)
+    for name, rows in units.items():
+        assert pq.read_table(Path(urls) / name).to_pylist() == rows
+    manifest.verify(urls)
+    assert len(counts) > 6 and counts["submission.repeated"] == 0 < counts["url.duplicate"]
 
 
 def _urls_command(run_dir: Path, dump: Path) -> list[str]:
@@ -194,7 +190,9 @@ def _urls_command(run_dir: Path, dump: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_killed_url_phase_resumes_to_the_same_output(tmp_path):
+    """Killed while it spills, rerun: the same units and counts, and no spill left."""
     dump = _dump(tmp_path / "RS_kill.zst", _lines(12000))
     run_dir = tmp_path / "run"
     spill = Path(spill_dir(str(run_dir / "urls")))
