@@ -7,7 +7,8 @@ Reddit links, a few malformed lines. The stage runs as a user runs it (the CLI, 
 the peak RSS of its whole process tree sampled (bench/process_tree.py); the baseline is a plain
 one-core loop doing the same work with the project's own functions (zstd, json, the same
 filters and ``canonicalize``, a dict of postings, the same fold). Both must find the same
-number of candidate URLs.
+number of candidate URLs. ``ingest_ratio`` is loop wall / ingest wall; on a shared machine
+``cpu_ratio`` (2 x loop CPU / ingest CPU, the ratio two idle cores would give) is steadier.
 
     PYTHONPATH=$PWD .venv/bin/python bench/scale_ingest.py [--n 1600000] [--growth]
 
@@ -212,6 +213,8 @@ def measure(n: int, work: Path) -> dict[str, float]:
         "ingest_s": round(run.seconds, 2),
         "ingest_cpu_s": round(cpu, 2),
         "loop_s": round(loop_s, 2),
+        "loop_cpu_s": round(loop_cpu, 2),
+        "cpu_ratio": round(WORKERS * loop_cpu / cpu, 3),
         "candidates": candidates,
     }
 
