@@ -21,12 +21,13 @@ import pytest
 import zstandard
 
 from foundation.config import FilterConfig, JobConfig, with_overrides
+from foundation.layout import RunLayout
 from foundation.records import Candidate, Drop, Submission, candidate_to_row
 from foundation.shards import Manifest
 from foundation.write import shard_of
 from pipeline import sources
 from pipeline.candidates import fold
-from pipeline.ingest import spill_dir
+from pipeline.ingest import run_urls, spill_dir
 from pipeline.postings import bad_example
 from pipeline.sources import chunk_items, read_dump, split_dump
 from pipeline.submissions import prepare
@@ -238,3 +239,33 @@ def test_submissions_of_a_live_source_go_through_the_same_buckets(tmp_path):
     folded = [x for b, p in files for x in fold_bucket(b, [p], cfg, str(tmp_path / "c"))]
     assert sum(v[1] for tag, v in folded if tag == "candidates") == 3
     assert sum(v[1] for tag, v in folded if tag == "count" and v[0] == "url.duplicate") == 6
+
+
+def test_live_api_and_a_dump_share_the_buckets(tmp_path, monkeypatch):
+    """The API's submissions (batched, not chunked) fold with the dump's: a page posted in
+    both is one candidate carrying both submissions."""
+    from tests.reddit_server import RedditServer, make_post
+
+    dump = _dump(tmp_path / "RS_d.zst", [json.dumps(submission(1, "http://a.com/x", score=1))])
+    posts = [make_post("p1", subreddit="news", url="http://www.a.com/x/", score=5)]
+    posts.append(make_post("p2", subreddit="news", url="http://b.com/y", score=1))
+    with RedditServer({"news": posts}) as server:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("praw_site", raising=False)
+        more = {
+            "source.subreddits": ("news",),
+            "source.reddit_url": server.url,
+            "source.oauth_url": server.url,
+        }
+        cfg = _config(tmp_path, dump, **more)
+        manifest = run_urls(cfg, RunLayout.at(cfg.output.run_dir), {})
+    rows = [
+        r for f in manifest.files for r in pq.read_table(tmp_path / "run/urls" / f.path).to_pylist()
+    ]
+    assert [(r["canonical_url"], sorted(s["id"] for s in r["submissions"])) for r in rows] == [
+        ("http://a.com/x", ["p1", "s1"])
+    ]
+    assert manifest.counts["source.submissions"] == 3
+    assert manifest.counts["submission.low_karma"] == 1
+    assert not Path(spill_dir(str(tmp_path / "run/urls"))).exists()
