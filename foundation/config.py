@@ -64,9 +64,14 @@ class SourceConfig:
     """Override of praw's ``oauth_url``."""
     max_bad_fraction: float = 0.01
     """The job fails when more than this share of dump lines is malformed."""
+    chunk_mb: int = 8
+    """A dump is decompressed in one place into files of whole lines of about this size,
+    which the workers parse in parallel (one element per file, so Beam's per-element cost is
+    paid once per chunk, not per line)."""
 
     def __post_init__(self) -> None:
         _check(self.limit > 0, "source", "limit", self.limit, "must be positive")
+        _check(self.chunk_mb > 0, "source", "chunk_mb", self.chunk_mb, "must be positive")
         _check(
             0.0 <= self.max_bad_fraction <= 1.0,
             "source",
@@ -92,9 +97,20 @@ class FilterConfig:
     edition, the mobile hosts and the rest of the Wikimedia family."""
     blocklist: str | None = None
     """A file of domains to exclude, one per line; ``None`` uses the packaged default."""
+    bucket_postings: int = 250_000
+    """URL dedup spills postings to hash buckets on disk and folds one bucket at a time: the
+    bucket count is the number of submissions / this, so it bounds a fold's memory (about
+    0.5 KB a posting) whatever the input's size."""
 
     def __post_init__(self) -> None:
         _check(self.min_karma >= 0, "filter", "min_karma", self.min_karma, "must be >= 0")
+        _check(
+            self.bucket_postings > 0,
+            "filter",
+            "bucket_postings",
+            self.bucket_postings,
+            "must be positive",
+        )
         _check(
             self.karma_aggregate in ("max", "sum"),
             "filter",

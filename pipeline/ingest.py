@@ -23,15 +23,14 @@ import apache_beam as beam
 from foundation import storage
 from foundation.beam import beam_options
 from foundation.config import JobConfig, with_overrides
-from foundation.drops import SplitDrops, reason_one
+from foundation.drops import SplitDrops
 from foundation.errors import WebtextError
 from foundation.layout import RunLayout
-from foundation.records import Drop, FetchResult, candidate_from_row, candidate_to_row
-from foundation.shards import REJECTED, URL_SCHEMA, Manifest, read_table
+from foundation.records import Drop, FetchResult, candidate_from_row
+from foundation.shards import REJECTED, Manifest, read_table
 from foundation.write import (
     CommitManifest,
     CommitShards,
-    WriteShards,
     as_count,
     as_extra,
     as_file,
@@ -78,20 +77,13 @@ def runner_safe(cfg: JobConfig) -> JobConfig:
 # --- urls phase ----------------------------------------------------------------------------------
 
 
-def _count_one(_: object) -> tuple[str, int]:
-    return "source.submissions", 1
-
-
-def _bad_example(drop: Drop) -> str:
-    return f"{drop.where}: {drop.reason} {drop.detail}".strip()
-
-
 def _named(value: object, name: str) -> tuple[str, object]:
     return name, value
 
 
-def _is_source_drop(drop: Drop) -> bool:
-    return drop.reason.startswith("source.")
+def spill_dir(urls_dir: str) -> str:
+    """Where the URL phase spills chunks, postings and candidates; removed when it ends."""
+    return storage.join(urls_dir, "_spill")
 
 
 def bad_fraction_check(max_bad_fraction: float):
@@ -121,43 +113,35 @@ class _BadFractionCheck:
 
 
 def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None:
-    from pipeline.candidates import CollectCandidates
+    from pipeline.postings import BAD_EXAMPLES, DedupUrls
     from pipeline.reddit_api import ReadRedditApi
-    from pipeline.sources import ReadDumps
+    from pipeline.sources import SplitDumps
+    from pipeline.url_units import WriteUnits
 
-    sources = []
+    spill = spill_dir(urls_dir)
+    batches = []
     if cfg.source.dumps:
-        sources.append(p | "ReadDumps" >> ReadDumps(cfg.source.dumps))
+        chunks = storage.join(spill, "chunks")
+        split = SplitDumps(cfg.source.dumps, chunks, cfg.source.chunk_mb << 20)
+        batches.append(p | "SplitDumps" >> split)
     if cfg.source.subreddits:
-        sources.append(p | "ReadRedditApi" >> ReadRedditApi(cfg.source))
-    if not sources:
+        batches.append(
+            p
+            | "ReadRedditApi" >> ReadRedditApi(cfg.source)
+            | "ApiBatches" >> beam.BatchElements(min_batch_size=1000, max_batch_size=5000)
+        )
+    if not batches:
         raise IngestError("no source: give dump files (source.dumps) or subreddits")
-    submissions, bad_lines = (
-        sources | "AllSources" >> beam.Flatten() | "SplitBadLines" >> SplitDrops()
-    )
-    candidates, dropped = (
-        submissions
-        | "CollectCandidates" >> CollectCandidates(cfg.filter)
-        | "SplitUrlDrops" >> SplitDrops()
-    )
-    units = (
-        candidates
-        | "ToRows" >> beam.Map(candidate_to_row)
-        | "WriteUnits"
-        >> WriteShards(urls_dir, "parquet", cfg.output.unit_urls, URL_SCHEMA, id_field="doc_id")
-    )
-    all_drops = (bad_lines, dropped) | "AllDrops" >> beam.Flatten()
+    deduped = batches | "AllSources" >> beam.Flatten() | "DedupUrls" >> DedupUrls(cfg.filter, spill)
+    units = deduped["candidates"] | "WriteUnits" >> WriteUnits(urls_dir, cfg.output.unit_urls)
     examples = (
-        bad_lines
-        | "SourceDrops" >> beam.Filter(_is_source_drop)
-        | "Describe" >> beam.Map(_bad_example)
+        deduped["examples"]
         | "FirstExamples" >> beam.combiners.Top.Smallest(BAD_EXAMPLES)
         | "ExamplesExtra" >> beam.Map(_named, "bad_examples")
     )
     commit_items = [
         units | "Files" >> beam.Map(as_file),
-        all_drops | "CountDrops" >> beam.Map(reason_one) | "Counts" >> beam.Map(as_count),
-        submissions | "CountSubs" >> beam.Map(_count_one) | "Subs" >> beam.Map(as_count),
+        deduped["counts"] | "Counts" >> beam.Map(as_count),
         examples | "Extras" >> beam.Map(as_extra),
     ]
     _ = (
@@ -270,16 +254,22 @@ def run_ingest(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> Inge
     if not is_complete(layout.shards):
         check_warc_inputs(cfg.fetch)
     seconds: dict[str, float] = {}
-    if is_complete(layout.urls):
-        log.info("URL phase already complete in %s; skipping it.", layout.urls)
-    else:
-        seconds["urls"] = _timed(_urls_phase, cfg, layout)
-    urls = Manifest.load(layout.urls)
+    urls = run_urls(cfg, layout, seconds)
     if is_complete(layout.shards):
         log.info("Pages phase already complete in %s; skipping it.", layout.shards)
     else:
         seconds["pages"] = _timed(_pages_phase, cfg, layout, urls.paths(layout.urls), progress)
     return IngestResult(layout.shards, urls, Manifest.load(layout.shards), seconds)
+
+
+def run_urls(cfg: JobConfig, layout: RunLayout, seconds: dict[str, float]) -> Manifest:
+    """The URL phase alone: run it unless complete (adding its time to ``seconds``)."""
+    if is_complete(layout.urls):
+        log.info("URL phase already complete in %s; skipping it.", layout.urls)
+        storage.remove(spill_dir(layout.urls))  # if it was killed just after its commit
+    else:
+        seconds["urls"] = _timed(_urls_phase, cfg, layout)
+    return Manifest.load(layout.urls)
 
 
 def _timed(phase, *args) -> float:
@@ -289,9 +279,14 @@ def _timed(phase, *args) -> float:
 
 
 def _urls_phase(cfg: JobConfig, layout: RunLayout) -> None:
-    with beam.Pipeline(options=beam_options(cfg.output)) as p:
-        build_urls_pipeline(p, cfg, layout.urls)  # bad inputs fail here, before it runs
-        storage.makedirs(layout.urls)  # and so does a run directory that cannot hold it
+    spill = spill_dir(layout.urls)
+    storage.remove(spill)  # what a killed run left: the phase starts over
+    try:
+        with beam.Pipeline(options=beam_options(cfg.output)) as p:
+            build_urls_pipeline(p, cfg, layout.urls)  # bad inputs fail here, before it runs
+            storage.makedirs(layout.urls)  # and so does a run directory that cannot hold it
+    finally:
+        storage.remove(spill)
     rejected = storage.join(layout.urls, REJECTED)
     if storage.exists(rejected):
         raise IngestError(json.loads(storage.read_text(rejected))["extra"]["rejected"])

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import bz2
 import functools
+import hashlib
 import itertools
 import logging
 import lzma
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import apache_beam as beam
@@ -326,6 +328,27 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes | None]:
         yield bytes(pending)
 
 
+def _line_item(line: bytes | None, where: str) -> Submission | Drop | None:
+    """One dump line -> Submission | Drop; None for a blank line (numbered, not an item)."""
+    if line is None or len(line) > MAX_LINE_BYTES:
+        return Drop("source.line_too_long", where, f"over {MAX_LINE_BYTES} bytes")
+    if not line.strip():
+        return None
+    return parse_line(line, where)
+
+
+def _truncated(path: str, line: int, fmt: str, error: BaseException) -> Drop:
+    Metrics.counter("webtext.source", "source.truncated").inc()
+    log.warning("%s:%d: %s stream broken: %s", path, line, fmt, error)
+    return Drop("source.truncated", f"{path}:{line}", f"{fmt}: {error}"[:300])
+
+
+def _raw_chunks(f, path: str) -> tuple[str, Iterator[bytes]]:
+    head = f.read(CHUNK_BYTES)
+    fmt = detect_format(path, head)
+    return fmt, itertools.chain([head], iter(functools.partial(f.read, CHUNK_BYTES), b""))
+
+
 def read_dump(path: str) -> Iterator[Submission | Drop]:
     """Stream one dump file (any Beam filesystem) as Submissions and bad-line Drops."""
     from apache_beam.io.filesystem import CompressionTypes
@@ -335,20 +358,12 @@ def read_dump(path: str) -> Iterator[Submission | Drop]:
     ok = bad = 0
     number = 0
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        head = f.read(CHUNK_BYTES)
-        fmt = detect_format(path, head)
-        raw = itertools.chain([head], iter(functools.partial(f.read, CHUNK_BYTES), b""))
+        fmt, raw = _raw_chunks(f, path)
         try:
             for number, line in enumerate(_lines(_decoded_chunks(raw, path, fmt)), start=1):
-                where = f"{path}:{number}"
-                if line is None:
-                    item: Submission | Drop = Drop(
-                        "source.line_too_long", where, f"over {MAX_LINE_BYTES} bytes"
-                    )
-                elif not line.strip():
+                item = _line_item(line, f"{path}:{number}")
+                if item is None:
                     continue
-                else:
-                    item = parse_line(line, where)
                 if isinstance(item, Drop):
                     bad += 1
                     Metrics.counter("webtext.source", item.reason).inc()
@@ -358,10 +373,116 @@ def read_dump(path: str) -> Iterator[Submission | Drop]:
                 yield item
         except _decode_errors() as e:
             bad += 1
-            Metrics.counter("webtext.source", "source.truncated").inc()
-            log.warning("%s:%d: %s stream broken: %s", path, number + 1, fmt, e)
-            yield Drop("source.truncated", f"{path}:{number + 1}", f"{fmt}: {e}"[:300])
+            yield _truncated(path, number + 1, fmt, e)
     log.info("read %s (%s): %d submissions, %d bad lines", path, fmt, ok, bad)
+
+
+# --- splitting a dump into line chunks (read in parallel) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class DumpChunk:
+    """Whole lines ``first_line``.. of dump ``source``, decompressed into the file ``path``.
+
+    A line over MAX_LINE_BYTES is not stored: it is an empty line in the file and its index
+    (from 0) is listed in ``too_long``, so its number and its drop stay what they were.
+    """
+
+    source: str
+    path: str
+    first_line: int
+    lines: int
+    too_long: tuple[int, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return _name(self.path).rsplit(".", 1)[0]
+
+
+def _chunk_prefix(source: str) -> str:
+    return hashlib.blake2b(source.encode("utf-8"), digest_size=6).hexdigest()
+
+
+def _write_chunk(data: bytes, directory: str, source: str, index: int) -> str:
+    path = storage.join(directory, f"{_chunk_prefix(source)}-{index:06d}.ndjson")
+    storage.write_bytes(path, data)
+    return path
+
+
+def split_dump(path: str, directory: str, chunk_bytes: int) -> Iterator[DumpChunk | Drop]:
+    """Decompress one dump into files of whole lines (about ``chunk_bytes`` each) in
+    ``directory``; a DumpChunk per file, and a ``source.truncated`` Drop where the stream breaks.
+
+    Only this step decompresses and finds line ends (in C: ``rfind``/``count``); parsing the
+    chunks is left to whichever worker gets them. The chunk files are named by the dump and
+    their index, so a retried split writes the same files.
+    """
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    buffer = bytearray()
+    lines = 0  # lines in earlier chunks
+    too_long: list[int] = []  # indexes in the current chunk
+    skipping = False  # inside a line over MAX_LINE_BYTES
+    index = 0
+
+    def flush(data: bytes) -> DumpChunk:
+        nonlocal lines, too_long, index
+        written = _write_chunk(data, directory, path, index)
+        n = data.count(b"\n")
+        chunk = DumpChunk(path, written, lines + 1, n, tuple(too_long))
+        lines += n
+        too_long, index = [], index + 1
+        return chunk
+
+    def pending_lines() -> int:
+        return buffer.count(b"\n")
+
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        fmt, raw = _raw_chunks(f, path)
+        try:
+            for piece in _decoded_chunks(raw, path, fmt):
+                if skipping:
+                    end = piece.find(b"\n")
+                    if end < 0:
+                        continue
+                    skipping, piece = False, piece[end + 1 :]
+                    too_long.append(pending_lines())
+                    buffer += b"\n"
+                buffer += piece
+                cut = buffer.rfind(b"\n")
+                if len(buffer) - cut - 1 > MAX_LINE_BYTES:  # an endless last line: skip it
+                    del buffer[cut + 1 :]
+                    skipping = True
+                if len(buffer) >= chunk_bytes and cut >= 0:
+                    yield flush(bytes(buffer[: cut + 1]))
+                    del buffer[: cut + 1]
+        except _decode_errors() as e:
+            cut = buffer.rfind(b"\n")
+            if cut >= 0:
+                yield flush(bytes(buffer[: cut + 1]))
+            yield _truncated(path, lines + 1, fmt, e)
+            return
+    if skipping:
+        too_long.append(pending_lines())
+        buffer += b"\n"
+    elif buffer and not buffer.endswith(b"\n"):
+        buffer += b"\n"
+    if buffer:
+        yield flush(bytes(buffer))
+
+
+def chunk_items(chunk: DumpChunk) -> Iterator[Submission | Drop]:
+    """The Submissions and bad-line Drops of one chunk, numbered as in the whole dump."""
+    data = storage.read_bytes(chunk.path)
+    lines = data.split(b"\n")
+    lines.pop()  # a chunk ends with a newline
+    too_long = set(chunk.too_long)
+    for offset, line in enumerate(lines):
+        where = f"{chunk.source}:{chunk.first_line + offset}"
+        item = _line_item(None if offset in too_long else line, where)
+        if item is not None:
+            yield item
 
 
 # --- the transform and the bad-input check ------------------------------------------------------
@@ -388,6 +509,34 @@ class ReadDumps(beam.PTransform):
             | "Files" >> beam.Create(files)
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadLines" >> beam.FlatMap(read_dump)
+        )
+
+
+class SplitDumps(beam.PTransform):
+    """PBegin -> PCollection[DumpChunk | Drop]: every matched dump split into line chunks.
+
+    Each file is decompressed by one worker (:func:`split_dump`) into chunk files under
+    ``directory``; the chunks then spread over every worker, which parse them
+    (:func:`chunk_items`) with line numbers and bad-line drops exactly as :class:`ReadDumps`.
+    """
+
+    def __init__(self, patterns: tuple[str, ...], directory: str, chunk_bytes: int) -> None:
+        super().__init__()
+        if isinstance(patterns, str) or not patterns:
+            raise ValueError(f"SplitDumps needs a non-empty tuple of patterns, got {patterns!r}")
+        if chunk_bytes <= 0:
+            raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+        self.patterns, self.directory, self.chunk_bytes = tuple(patterns), directory, chunk_bytes
+
+    def expand(self, pbegin):
+        files = expand_patterns(self.patterns)
+        log.info("%d dump file(s) from %d pattern(s)", len(files), len(self.patterns))
+        return (
+            pbegin
+            | "Files" >> beam.Create(files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Split" >> beam.FlatMap(split_dump, self.directory, self.chunk_bytes)
+            | "SpreadChunks" >> beam.Reshuffle()
         )
 
 

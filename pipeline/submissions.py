@@ -13,7 +13,7 @@ Drops name the submission's URL as ``where`` and its id as ``detail``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dedup.urls import URLError, canonicalize
 from foundation.config import FilterConfig
@@ -21,9 +21,8 @@ from foundation.records import Drop, Submission, SubmissionRef
 from pipeline.url_filters import UrlRules
 
 
-@dataclass(frozen=True, order=True)
-class Posting:
-    """What URL dedup keeps of one submission (small: it goes through the shuffle).
+class Posting(NamedTuple):
+    """What URL dedup keeps of one submission: a plain tuple, small in memory and on disk.
 
     Field order is the sort order: earliest first, then by id, so the first posting of a
     sorted group gives the Candidate its spelling and creation time.

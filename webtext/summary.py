@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from foundation.shards import Manifest
     from pipeline.ingest import IngestResult
 
 
@@ -20,6 +21,19 @@ def table(rows: Iterable[tuple[str, str]], title: str = "") -> str:
 
 def _grouped(counts: Mapping[str, int]) -> list[tuple[str, str]]:
     return [(name, f"{n:,}") for name, n in sorted(counts.items())]
+
+
+def urls_summary(urls: Manifest, seconds: Mapping[str, float], directory: str) -> str:
+    """The URL phase alone (``webtext ingest --urls-only``)."""
+    rows = [("candidate URLs", f"{urls.rows:,}"), ("unit files", f"{len(urls.files):,}")]
+    rows += [(f"{k} seconds", f"{v:.1f}") for k, v in seconds.items()]
+    return "\n\n".join(
+        [
+            table(_grouped(urls.counts), "URL phase (submissions -> candidate URLs):"),
+            table(rows, "Output:"),
+            f"Candidate URLs: {directory}",
+        ]
+    )
 
 
 def ingest_summary(result: IngestResult) -> str:

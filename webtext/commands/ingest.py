@@ -27,14 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-dir", help="run directory (output.run_dir)")
     parser.add_argument("--warc", action="append", help="replay pages from these WARC files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--urls-only",
+        action="store_true",
+        help="stop after the URL phase (candidate URLs in RUN_DIR/urls); a rerun goes on",
+    )
     add_config_flags(parser, SECTIONS)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from foundation.layout import RunLayout
-    from pipeline.ingest import run_ingest
-    from webtext.summary import ingest_summary
+    from pipeline.ingest import run_ingest, run_urls
+    from webtext.summary import ingest_summary, urls_summary
 
     fixed = {"output.run_dir": args.run_dir}
     if args.dumps:
@@ -44,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
         fixed["fetch.warc_inputs"] = tuple(args.warc)
     cfg = resolve_config(args, **fixed)
     layout = RunLayout.at(cfg.output.run_dir)
+    if args.urls_only:
+        seconds: dict[str, float] = {}
+        urls = run_urls(cfg, layout, seconds)
+        write_resolved_config(cfg, layout, "ingest")
+        print(urls_summary(urls, seconds, layout.urls))
+        return 0
     result = run_ingest(cfg, layout, progress=not args.no_progress)
     write_resolved_config(cfg, layout, "ingest")
     print(ingest_summary(result))
