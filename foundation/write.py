@@ -25,11 +25,13 @@ from foundation.drops import reason_one
 from foundation.shards import (
     MANIFEST,
     REJECTED,
+    ROW_GROUP,
     SUFFIX,
     TEXT_SCHEMA,
     Manifest,
     ShardFile,
     shard_name,
+    write_row_groups,
     write_table,
 )
 
@@ -61,8 +63,17 @@ def _write_shard(
     resolve: Resolve | None = None,
 ) -> ShardFile:
     index, records = item
-    rows = sorted(resolve(records) if resolve else records, key=lambda r: r[id_field])
     path = storage.join(directory, shard_name(index, fmt))
+    if resolve and fmt == "parquet":  # resolved a row group at a time: one in memory
+        refs = sorted(records, key=lambda r: r[id_field])
+        tables = (
+            pa.Table.from_pylist(
+                sorted(resolve(refs[i : i + ROW_GROUP]), key=lambda r: r[id_field]), schema=schema
+            )
+            for i in range(0, len(refs), ROW_GROUP)
+        )
+        return write_row_groups(tables, schema, path)
+    rows = sorted(resolve(records) if resolve else records, key=lambda r: r[id_field])
     return write_table(pa.Table.from_pylist(rows, schema=schema), path, fmt)
 
 
