@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -211,11 +211,14 @@ def shard_name(index: int, fmt: str) -> str:
     return f"part-{index:05d}{SUFFIX[fmt]}"
 
 
+ROW_GROUP = 2048
+
+
 def write_table(table: pa.Table, path: str, fmt: str) -> ShardFile:
     """Write one shard atomically and describe it for the manifest."""
     with storage.atomic_output(path) as out:
         if fmt == "parquet":
-            pq.write_table(table, out, compression="zstd", row_group_size=2048)
+            pq.write_table(table, out, compression="zstd", row_group_size=ROW_GROUP)
         elif fmt == "arrow":
             with ipc.new_file(out, table.schema) as writer:
                 writer.write_table(table)
@@ -224,6 +227,25 @@ def write_table(table: pa.Table, path: str, fmt: str) -> ShardFile:
     return ShardFile(
         path=path.rsplit("/", 1)[-1],
         rows=table.num_rows,
+        bytes=storage.size(path),
+        sha256=storage.sha256_file(path),
+    )
+
+
+def write_row_groups(tables: Iterable[pa.Table], schema: pa.Schema, path: str) -> ShardFile:
+    """Write one Parquet shard from consecutive tables of ROW_GROUP rows (the last may be
+    shorter), holding one at a time: the same bytes as :func:`write_table` of them all."""
+    rows = 0
+    with (
+        storage.atomic_output(path) as out,
+        pq.ParquetWriter(out, schema, compression="zstd") as writer,
+    ):
+        for table in tables:
+            writer.write_table(table, row_group_size=ROW_GROUP)
+            rows += table.num_rows
+    return ShardFile(
+        path=path.rsplit("/", 1)[-1],
+        rows=rows,
         bytes=storage.size(path),
         sha256=storage.sha256_file(path),
     )

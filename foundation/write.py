@@ -25,11 +25,13 @@ from foundation.drops import reason_one
 from foundation.shards import (
     MANIFEST,
     REJECTED,
+    ROW_GROUP,
     SUFFIX,
     TEXT_SCHEMA,
     Manifest,
     ShardFile,
     shard_name,
+    write_row_groups,
     write_table,
 )
 
@@ -49,20 +51,47 @@ def _n_shards(count: int, per_shard: int) -> int:
     return max(1, math.ceil(count / per_shard))
 
 
+Resolve = Callable[[Iterable[dict]], list[dict]]
+
+
 def _write_shard(
-    item: tuple[int, Iterable[dict]], directory: str, fmt: str, schema: pa.Schema, id_field: str
+    item: tuple[int, Iterable[dict]],
+    directory: str,
+    fmt: str,
+    schema: pa.Schema,
+    id_field: str,
+    resolve: Resolve | None = None,
 ) -> ShardFile:
     index, records = item
-    rows = sorted(records, key=lambda r: r[id_field])
     path = storage.join(directory, shard_name(index, fmt))
+    if resolve and fmt == "parquet":  # resolved a row group at a time: one in memory
+        refs = sorted(records, key=lambda r: r[id_field])
+        tables = (
+            pa.Table.from_pylist(
+                sorted(resolve(refs[i : i + ROW_GROUP]), key=lambda r: r[id_field]), schema=schema
+            )
+            for i in range(0, len(refs), ROW_GROUP)
+        )
+        return write_row_groups(tables, schema, path)
+    rows = sorted(resolve(records) if resolve else records, key=lambda r: r[id_field])
     return write_table(pa.Table.from_pylist(rows, schema=schema), path, fmt)
 
 
 class WriteShards(beam.PTransform):
-    """PCollection[dict] -> PCollection[ShardFile]: deterministic, idempotent shard files."""
+    """PCollection[dict] -> PCollection[ShardFile]: deterministic, idempotent shard files.
+
+    ``resolve`` turns a shard's records into its rows when the records are only references to
+    them (``pipeline.spill``: what is grouped by shard is then small).
+    """
 
     def __init__(
-        self, directory: str, fmt: str, per_shard: int, schema: pa.Schema, id_field: str = "id"
+        self,
+        directory: str,
+        fmt: str,
+        per_shard: int,
+        schema: pa.Schema,
+        id_field: str = "id",
+        resolve: Resolve | None = None,
     ):
         super().__init__()
         if fmt not in SUFFIX:
@@ -70,7 +99,7 @@ class WriteShards(beam.PTransform):
         if per_shard <= 0:
             raise ValueError(f"per_shard must be positive, got {per_shard}")
         self.directory, self.fmt, self.per_shard = directory, fmt, per_shard
-        self.schema, self.id_field = schema, id_field
+        self.schema, self.id_field, self.resolve = schema, id_field, resolve
 
     def expand(self, records):
         n_shards = (
@@ -84,7 +113,9 @@ class WriteShards(beam.PTransform):
             >> beam.Map(_key_by_shard, beam.pvalue.AsSingleton(n_shards), self.id_field)
             | "GroupByShard" >> beam.GroupByKey()
             | "Write"
-            >> beam.Map(_write_shard, self.directory, self.fmt, self.schema, self.id_field)
+            >> beam.Map(
+                _write_shard, self.directory, self.fmt, self.schema, self.id_field, self.resolve
+            )
         )
 
 
@@ -244,17 +275,29 @@ class CommitShards(beam.PTransform):
     The tail every text-producing job shares (ingest's pages phase, ``webtext dedup``): the
     documents are written as shards, each drop counts once under its reason, every extra and
     the ``counts`` PCollections of ``(name, n)`` join them, and one commit step writes the
-    manifest.
+    manifest. ``resolve``: see :class:`WriteShards`.
     """
 
-    def __init__(self, directory: str, output: OutputConfig, config: dict, counts: tuple = ()):
+    def __init__(
+        self,
+        directory: str,
+        output: OutputConfig,
+        config: dict,
+        counts: tuple = (),
+        resolve: Resolve | None = None,
+    ):
         super().__init__()
         self.directory, self.output, self.config, self.counts = directory, output, config, counts
+        self.resolve = resolve
 
     def expand(self, pcolls):
         documents, drops, extras = pcolls["documents"], pcolls["drops"], pcolls["extras"]
         files = documents | "WriteShards" >> WriteShards(
-            self.directory, self.output.format, self.output.shard_docs, TEXT_SCHEMA
+            self.directory,
+            self.output.format,
+            self.output.shard_docs,
+            TEXT_SCHEMA,
+            resolve=self.resolve,
         )
         counted = [
             documents | "CountDocs" >> beam.Map(_one, "shards.documents"),

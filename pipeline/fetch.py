@@ -20,8 +20,17 @@ Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEM
 
 Replay matches WARC responses to candidates by canonical URL (``dedup.urls.canonicalize`` of the
 requested URL our recorder stores, else of ``WARC-Target-URI``); a candidate without one gets
-``fetch.not_in_warc``. Several records for one URL: 2xx before others, then the latest
-``WARC-Date``, then the smallest body hash, so the choice does not depend on file order.
+``fetch.not_in_warc``. Several records for one URL: whole records before damaged ones, 2xx
+before others, then the latest ``WARC-Date``, then the smallest body hash, so the choice does not
+depend on file order.
+
+What crosses the join is an index entry (:class:`pipeline.warc.WarcEntry`: file, offset, status,
+date, body hash; ~200 bytes), never a page: Beam's local runner holds a grouping in the driver's
+memory, so a join of pages grows with the input. The chosen record is read again at its offset
+by the step that turns it into a FetchResult, which is fused with extraction, so bodies never
+cross a shuffle. A record whose payload is shorter than its WARC length, does not match its
+``WARC-Payload-Digest`` or cannot be read again gives ``fetch.warc_damaged``, naming the file,
+the offset and why.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
@@ -43,7 +53,16 @@ from foundation.shards import read_table, write_table
 from foundation.write import WriteShards
 from pipeline import fetch_rules
 from pipeline.fetch_rules import FetchFailure
-from pipeline.warc import CHECKPOINT, KEPT, WarcCompression, WarcResponse, iter_responses
+from pipeline.warc import (
+    CHECKPOINT,
+    KEPT,
+    WarcCompression,
+    WarcEntry,
+    WarcResponse,
+    index_responses,
+    iter_responses,
+    read_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +90,7 @@ LOG_SCHEMA = pa.schema(
     ]
 )
 REPLAY_LOG_ROWS = 100_000
+DAMAGED = "fetch.warc_damaged"
 
 
 def log_row(
@@ -270,20 +290,23 @@ def expand_warc_input(spec: str) -> list[str]:
     return sorted(prefix + f for f in files)
 
 
-def keyed_responses(path: str, max_bytes: int):
-    """(canonical URL, response) for each response record of one WARC file."""
+def keyed_entries(path: str, max_bytes: int):
+    """(canonical URL, WarcEntry) for each response record of one WARC file: its index."""
     from dedup.urls import canonicalize
 
-    for resp in iter_responses(path, max_body=max_bytes):
+    for key_uri, entry in index_responses(path, max_body=max_bytes):
         try:
-            yield canonicalize(resp.key_uri), resp
+            yield canonicalize(key_uri), entry
         except ValueError:
             Metrics.counter("replay", "unusable_target_uri").inc()
+        if entry.damaged:
+            Metrics.counter("replay", "damaged_records").inc()
 
 
-def _preference(resp: WarcResponse) -> tuple:
-    rank = 0 if 200 <= resp.status < 300 else 1
-    return rank, -resp.timestamp, hashlib.sha1(resp.body).hexdigest()
+def _preference(entry: WarcEntry) -> tuple:
+    """Whole records first, then 2xx, then the latest, then the smallest body hash."""
+    rank = 0 if 200 <= entry.status < 300 else 1
+    return bool(entry.damaged), rank, -entry.timestamp, entry.digest
 
 
 def result_from_response(candidate: Candidate, resp: WarcResponse, cfg: FetchConfig) -> FetchResult:
@@ -314,25 +337,63 @@ def result_from_response(candidate: Candidate, resp: WarcResponse, cfg: FetchCon
     )
 
 
+@dataclass(frozen=True)
+class Hit:
+    """A candidate and the index entry of the response chosen for it (None: not in the WARC)."""
+
+    candidate: Candidate
+    entry: WarcEntry | None
+    key: str
+
+
 def _match(item: tuple[str, dict], cfg: FetchConfig):
+    """FetchResults of one canonical URL's candidates (the responses read from their WARC)."""
+    for hit in _choose(item):
+        yield replay_hit(hit, cfg)
+
+
+def _choose(item: tuple[str, dict]):
     key, groups = item
     candidates = list(groups["candidates"])
     if not candidates:
         return
-    responses = sorted(groups["responses"], key=_preference)
+    entries = sorted(groups["responses"], key=_preference)
     for c in sorted(candidates, key=lambda c: c.doc_id):
-        if responses:
-            yield result_from_response(c, responses[0], cfg)
+        yield Hit(c, entries[0] if entries else None, key)
+
+
+def replay_hit(hit: Hit, cfg: FetchConfig) -> FetchResult:
+    """The FetchResult of a hit: its record read from the WARC, through the live rules."""
+    c, entry = hit.candidate, hit.entry
+    if entry is None:
+        return FetchResult(c, "fetch.not_in_warc", error=f"no WARC record for {hit.key}")
+    damaged = entry.damaged
+    if not damaged:
+        try:
+            resp = read_response(entry, max_body=cfg.max_bytes)
+        except Exception as e:  # the file changed or broke since it was indexed
+            damaged = f"cannot be read again: {e!r}"
         else:
-            yield FetchResult(c, "fetch.not_in_warc", error=f"no WARC record for {key}")
+            if hashlib.sha1(resp.body).hexdigest() != entry.digest:
+                damaged = "its payload changed since the WARC was indexed"
+            else:
+                return result_from_response(c, resp, cfg)
+    return FetchResult(
+        c,
+        DAMAGED,
+        status=entry.status,
+        final_url=entry.target_uri,
+        fetch_time=entry.timestamp,
+        error=f"{entry.path} at offset {entry.offset}: {damaged}",
+    )
 
 
 def _by_canonical(c: Candidate) -> tuple[str, Candidate]:
     return c.canonical_url, c
 
 
-def _after_log(result: FetchResult, _log_files: list) -> FetchResult:
-    return result
+def _after_log(hit: Hit, _log_files: list) -> Hit:
+    return hit
 
 
 class WriteFetchLog(beam.PTransform):
@@ -369,22 +430,26 @@ class ReplayWarc(beam.PTransform):
 
     def expand(self, candidates):
         cfg = self.cfg
-        responses = (
+        index = (
             candidates.pipeline
             | "WarcInputs" >> beam.Create(list(cfg.warc_inputs))
             | "ExpandInputs" >> beam.FlatMap(expand_warc_input)
             | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadWarc" >> beam.FlatMap(keyed_responses, cfg.max_bytes)
+            | "IndexWarc" >> beam.FlatMap(keyed_entries, cfg.max_bytes)
         )
         keyed = candidates | "KeyCandidates" >> beam.Map(_by_canonical)
-        results = (
-            {"candidates": keyed, "responses": responses}
+        hits = (
+            {"candidates": keyed, "responses": index}
             | "JoinByUrl" >> beam.CoGroupByKey()
-            | "Match" >> beam.FlatMap(_match, cfg)
+            | "Choose" >> beam.FlatMap(_choose)
         )
-        if self.fetch_dir is None:
-            return results
-        self.log_files = results | "FetchLog" >> WriteFetchLog(
-            storage.join(self.fetch_dir, "replay")
-        )
-        return results | "AfterLog" >> beam.Map(_after_log, beam.pvalue.AsList(self.log_files))
+        if self.fetch_dir is not None:
+            # The log needs each record's outcome, so the records are read for it; the hits
+            # (not the pages) wait for it, and their records are read again after it.
+            self.log_files = (
+                hits
+                | "LogResults" >> beam.Map(replay_hit, cfg)
+                | "FetchLog" >> WriteFetchLog(storage.join(self.fetch_dir, "replay"))
+            )
+            hits = hits | "AfterLog" >> beam.Map(_after_log, beam.pvalue.AsList(self.log_files))
+        return hits | "ReadRecords" >> beam.Map(replay_hit, cfg)

@@ -190,6 +190,7 @@ def build_pages_pipeline(
     from pipeline.extract import Extract
     from pipeline.fetch import FetchUnits, ReplayWarc
     from pipeline.quality import Quality
+    from pipeline.spill import SpillDocuments, unspill
 
     units = p | "Units" >> beam.Create(unit_paths)
     if cfg.fetch.backend == "live":
@@ -203,6 +204,7 @@ def build_pages_pipeline(
     pages = results | "Fetched" >> beam.Filter(_is_fetched)
     docs, extract_drops = pages | "Extract" >> Extract(cfg.extract) | "SplitExtract" >> SplitDrops()
     docs, quality_drops = docs | "Quality" >> Quality(cfg.quality) | "SplitQuality" >> SplitDrops()
+    docs = docs | "Spill" >> SpillDocuments(layout_spill(layout))  # what follows carries ids
     deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
     drops = (failed, extract_drops, quality_drops, deduped.drops) | "AllDrops" >> beam.Flatten()
     urls = results | "CountUrls" >> beam.Map(_count_url)
@@ -210,7 +212,14 @@ def build_pages_pipeline(
         "documents": deduped.documents,
         "drops": drops,
         "extras": deduped.extras,
-    } | "Commit" >> CommitShards(layout.shards, cfg.output, cfg.to_dict(), counts=(urls,))
+    } | "Commit" >> CommitShards(
+        layout.shards, cfg.output, cfg.to_dict(), counts=(urls,), resolve=unspill
+    )
+
+
+def layout_spill(layout: RunLayout) -> str:
+    """Where the pages phase writes its documents once (:mod:`pipeline.spill`)."""
+    return storage.join(layout.fetch, "spill")
 
 
 # --- the job -------------------------------------------------------------------------------------
@@ -293,12 +302,16 @@ def _urls_phase(cfg: JobConfig, layout: RunLayout) -> None:
 
 
 def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progress: bool) -> None:
+    from pipeline.spill import clear
+
     show = progress and cfg.fetch.backend == "live"
+    clear(layout_spill(layout))  # what a killed run left
     with (
         _UnitProgress(layout.fetch, len(unit_paths), show),
         beam.Pipeline(options=beam_options(cfg.output)) as p,
     ):
         build_pages_pipeline(p, cfg, unit_paths, layout)
+    clear(layout_spill(layout))
     if cfg.fetch.backend == "live" and not cfg.fetch.record_warc and is_complete(layout.shards):
         from pipeline.fetch import discard_unit_warcs
 

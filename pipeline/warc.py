@@ -50,6 +50,7 @@ class WarcResponse:
     requested_uri: str = ""  # ours only; "" for other crawlers' files
     doc_id: str = ""
     date: str = ""  # WARC-Date, ISO 8601
+    damaged: str = ""  # why the stored payload is not whole ("" when it is)
 
     def header(self, name: str) -> str:
         name = name.lower()
@@ -228,51 +229,234 @@ def _read_upto(stream, max_body: int | None) -> bytes:
     return b"".join(chunks)
 
 
-def _zstd_reader(f, head: bytes) -> Any:
-    """A zstd-compressed WARC (the IIPC warc-zstd draft) whose first 8 bytes are ``head``, read
-    from the start of ``f``, as its decompressed stream: frames read one after another, with
-    the dictionary that a leading skippable frame may hold."""
+def _zstd_decompressor(f, head: bytes) -> tuple[Any, int]:
+    """The decompressor of a zstd-compressed WARC (the IIPC warc-zstd draft) whose first 8 bytes
+    are ``head``, with the dictionary that a leading skippable frame may hold, and the offset
+    of its first data frame."""
     import zstandard
 
     if head[:4] != _ZSTD_DICTIONARY_FRAME:
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+        return zstandard.ZstdDecompressor(), 0
+    size = int.from_bytes(head[4:8], "little")
     f.seek(8)
-    dictionary = f.read(int.from_bytes(head[4:8], "little"))
+    dictionary = f.read(size)
     if dictionary[:4] == _ZSTD_FRAME:  # the draft allows the dictionary itself compressed
         dictionary = zstandard.ZstdDecompressor().stream_reader(dictionary).read()
     dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(dictionary))
+    return dctx, 8 + size
+
+
+def _is_zstd(head: bytes) -> bool:
+    return head[:4] in (_ZSTD_FRAME, _ZSTD_DICTIONARY_FRAME)
+
+
+def _zstd_reader(f, head: bytes) -> Any:
+    """A zstd-compressed WARC as its decompressed stream: frames read one after another."""
+    dctx, start = _zstd_decompressor(f, head)
+    f.seek(start)
     return dctx.stream_reader(f, read_across_frames=True)
+
+
+def _response(record, max_body: int | None) -> WarcResponse:
+    """A response record as a WarcResponse; ``damaged`` says why its payload is not whole."""
+    from warcio.bufferedreaders import ChunkedDataReader
+
+    http = record.http_headers
+    raw = stream = record.raw_stream
+    chunked = (http.get_header("transfer-encoding") or "").lower() == "chunked"
+    if chunked:
+        stream = ChunkedDataReader(raw, decomp_type=None)
+    body = _read_upto(stream, max_body)
+    try:
+        status = int(http.get_statuscode() or 0)
+    except ValueError:
+        status = 0
+    rec = record.rec_headers
+    damaged = ""
+    whole = max_body is None or len(body) <= max_body
+    if whole and getattr(raw, "limit", 0) > 0:  # the stored record ends before its length
+        damaged = f"truncated: the record ends {raw.limit} bytes short of its WARC length"
+    elif whole and not chunked and not _digest_matches(rec.get_header("WARC-Payload-Digest"), body):
+        damaged = "WARC-Payload-Digest does not match the payload"
+    return WarcResponse(
+        target_uri=rec.get_header("WARC-Target-URI") or "",
+        status=status,
+        headers=tuple(http.headers),
+        body=body,
+        requested_uri=rec.get_header(REQUESTED_URI) or "",
+        doc_id=rec.get_header(DOC_ID) or "",
+        date=rec.get_header("WARC-Date") or "",
+        damaged=damaged,
+    )
+
+
+def _digest_matches(header: str | None, body: bytes) -> bool:
+    """Whether a ``sha1:BASE32`` payload digest matches ``body`` (other or no digests: True)."""
+    import base64
+    import hashlib
+
+    if not header or not header.lower().startswith("sha1:"):
+        return True
+    return base64.b32encode(hashlib.sha1(body).digest()).decode() == header[5:].strip().upper()
 
 
 def iter_responses(path: str, max_body: int | None = None) -> Iterator[WarcResponse]:
     """Response records of a WARC or ARC file (gzipped, zstd-compressed or not), in file order."""
     from warcio.archiveiterator import ArchiveIterator
-    from warcio.bufferedreaders import ChunkedDataReader
 
     fs, p = storage.resolve(path)
     with fs.open_input_file(p) as f:
         head = f.read(8)
         f.seek(0)
-        warc = _zstd_reader(f, head) if head[:4] in (_ZSTD_FRAME, _ZSTD_DICTIONARY_FRAME) else f
+        warc = _zstd_reader(f, head) if _is_zstd(head) else f
         for record in ArchiveIterator(warc, arc2warc=True):
-            if record.rec_type != "response" or record.http_headers is None:
-                continue
-            http = record.http_headers
-            stream = record.raw_stream
-            if (http.get_header("transfer-encoding") or "").lower() == "chunked":
-                stream = ChunkedDataReader(stream, decomp_type=None)
-            body = _read_upto(stream, max_body)
-            try:
-                status = int(http.get_statuscode() or 0)
-            except ValueError:
-                status = 0
-            rec = record.rec_headers
-            yield WarcResponse(
-                target_uri=rec.get_header("WARC-Target-URI") or "",
-                status=status,
-                headers=tuple(http.headers),
-                body=body,
-                requested_uri=rec.get_header(REQUESTED_URI) or "",
-                doc_id=rec.get_header(DOC_ID) or "",
-                date=rec.get_header("WARC-Date") or "",
+            if record.rec_type == "response" and record.http_headers is not None:
+                yield _response(record, max_body)
+
+
+# --- the index: where each response lies, to read it again alone --------------------------------
+
+
+@dataclass(frozen=True)
+class WarcEntry:
+    """A response record's index entry: what replay chooses by, and where the record lies.
+
+    ``offset`` is where the record's gzip member or zstd frame starts in ``path`` (the record
+    itself in an uncompressed file) and ``skip`` how many decompressed bytes precede the record
+    there (0 when every record is its own member, as the standard asks). ``digest`` is the SHA-1
+    of the payload as read (cut at ``max_body + 1`` bytes) and ``damaged`` why it is not whole.
+    """
+
+    path: str
+    offset: int
+    skip: int
+    status: int
+    timestamp: int
+    digest: str
+    damaged: str = ""
+    target_uri: str = ""
+
+
+class _ZstdFrames:
+    """A zstd WARC's decompressed stream that remembers where each frame starts in the file,
+    so that a record found at a decompressed offset can be read again from its frame alone."""
+
+    def __init__(self, f, dctx, start: int):
+        self.f, self.dctx = f, dctx
+        self.cpos = start  # file offset of ``self.pending``
+        self.pending = b""  # compressed bytes read but not yet decompressed
+        self.buf, self.bpos, self.dpos = b"", 0, 0  # current frame's output; read position
+        self.frames: list[tuple[int, int]] = []  # (decompressed start, file offset)
+
+    def _next_frame(self) -> bool:
+        obj, out, start = self.dctx.decompressobj(), [], self.cpos
+        data = self.pending
+        while True:
+            if not data:
+                data = self.f.read(1 << 16)
+                if not data:  # the end of the file (a truncated frame gives what it had)
+                    self.pending = b""
+                    break
+            out.append(obj.decompress(data))
+            if obj.eof:
+                self.pending = obj.unused_data
+                self.cpos += len(data) - len(self.pending)
+                break
+            self.cpos += len(data)
+            data = b""
+        if not out:
+            return False
+        self.frames.append((self.dpos, start))
+        self.buf, self.bpos = b"".join(out), 0
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self.bpos >= len(self.buf) and not self._next_frame():
+            return b""
+        end = len(self.buf) if n < 0 else self.bpos + n
+        chunk = self.buf[self.bpos : end]
+        self.bpos += len(chunk)
+        self.dpos += len(chunk)
+        return chunk
+
+    def tell(self) -> int:
+        return self.dpos
+
+    def locate(self, dpos: int) -> tuple[int, int]:
+        """(frame's file offset, decompressed bytes to skip in it) of decompressed ``dpos``;
+        frames before it are forgotten (records come in file order)."""
+        import bisect
+
+        i = max(0, bisect.bisect_right(self.frames, (dpos, float("inf"))) - 1)
+        dstart, offset = self.frames[i]
+        del self.frames[:i]
+        return offset, dpos - dstart
+
+
+def index_responses(path: str, max_body: int | None = None) -> Iterator[tuple[str, WarcEntry]]:
+    """(the URL it answers, its WarcEntry) for each response record of a WARC/ARC file, in file
+    order. Reading stops, with a warning, where the file cannot be decompressed any further."""
+    import hashlib
+    import logging
+
+    from warcio.archiveiterator import ArchiveIterator
+
+    fs, p = storage.resolve(path)
+    with fs.open_input_file(p) as f:
+        head = f.read(8)
+        frames = None
+        if _is_zstd(head):
+            dctx, start = _zstd_decompressor(f, head)
+            f.seek(start)
+            stream = frames = _ZstdFrames(f, dctx, start)
+        else:
+            f.seek(0)
+            stream = f
+        records = ArchiveIterator(stream, arc2warc=True)
+        try:
+            for record in records:
+                if record.rec_type != "response" or record.http_headers is None:
+                    continue
+                resp = _response(record, max_body)
+                dpos = records.get_record_offset()
+                offset, skip = frames.locate(dpos) if frames else (dpos, 0)
+                entry = WarcEntry(
+                    path=path,
+                    offset=offset,
+                    skip=skip,
+                    status=resp.status,
+                    timestamp=resp.timestamp,
+                    digest=hashlib.sha1(resp.body).hexdigest(),
+                    damaged=resp.damaged,
+                    target_uri=resp.target_uri,
+                )
+                yield resp.key_uri, entry
+        except Exception as e:  # zlib/zstd/warcio errors: nothing after this point is readable
+            logging.getLogger(__name__).warning(
+                "%s: unreadable after offset %d (%r); its later records are not replayed",
+                path,
+                f.tell(),
+                e,
             )
+
+
+def read_response(entry: WarcEntry, max_body: int | None = None) -> WarcResponse:
+    """The response record an entry points at, read alone (one seek, one member)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    fs, p = storage.resolve(entry.path)
+    with fs.open_input_file(p) as f:
+        head = f.read(8)
+        stream = f
+        if _is_zstd(head):
+            dctx, _ = _zstd_decompressor(f, head)
+            f.seek(entry.offset)
+            stream = dctx.stream_reader(f, read_across_frames=True)
+            stream.read(entry.skip)
+        else:
+            f.seek(entry.offset)
+        for record in ArchiveIterator(stream, arc2warc=True):
+            if record.rec_type == "response" and record.http_headers is not None:
+                return _response(record, max_body)
+            break
+    raise ValueError(f"{entry.path}: no response record at offset {entry.offset}")

@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that
 from foundation.records import Candidate, FetchResult, candidate_to_row
 from foundation.shards import URL_SCHEMA, read_table, write_table
 from pipeline.fetch import FetchUnits, ReplayWarc, _match, discard_unit_warcs, unit_files
-from pipeline.warc import CHECKPOINT, WarcRecorder, iter_responses
+from pipeline.warc import CHECKPOINT, WarcRecorder, index_responses, iter_responses
 from tests.hostile_server import PAGE, candidate
 from tests.test_fetch_client import CFG
 
@@ -169,7 +169,7 @@ def test_replay_picks_the_same_duplicate_whatever_the_file_order(tmp_path):
             rec.write(url, url, 200, "OK", headers, body, fetch_time=when)
             rec.write(url, url, 503, "Busy", headers, b"<html>busy</html>", fetch_time=when + 5)
     c = candidate(url)
-    records = [r for n in ("1", "2") for r in iter_responses(str(tmp_path / f"{n}.warc.gz"))]
+    records = [e for n in "12" for _, e in index_responses(str(tmp_path / f"{n}.warc.gz"))]
     for order in (records, records[::-1], records[1:] + records[:1]):
         (r,) = _match((c.canonical_url, {"candidates": [c], "responses": order}), LIVE)
         assert (r.outcome, r.body, r.fetch_time) == ("fetched", b"<html>new</html>", 2000)

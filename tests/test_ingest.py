@@ -97,6 +97,7 @@ def test_ingest_generated_pages_end_to_end(tmp_path):
     log_rows = [r for p in fetch_dir.glob("*.log.parquet") for r in pq.read_table(p).to_pylist()]
     assert len(log_rows) == result.urls.rows  # every URL has a recorded outcome
     assert not list(fetch_dir.glob("*.warc*"))  # checkpoints gone: fetch.record_warc is off
+    assert not (fetch_dir / "spill").exists()  # the documents' spill files are removed
     report = json.loads((tmp_path / "run" / "dedup" / "report.json").read_text())
     assert report["removed"]["exact"] == 1  # the exact-dedup count reaches the dedup report
 
@@ -197,3 +198,4 @@ def test_killed_job_resumes_without_refetching_or_duplicating(tmp_path):
     assert fetched_before > 0
     docs = _documents(run_dir / "shards")
     assert sorted(d["url"] for d in docs) == sorted(f"{server.base_url}{p}" for p in pages)
+    assert not (fetch_dir / "spill").exists()  # what the killed run spilled is gone too

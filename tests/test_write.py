@@ -133,3 +133,22 @@ def test_corrupt_shard_is_named(tmp_path):
         manifest.verify(out)
     with pytest.raises(ShardError, match="cannot read shard"):
         read_table(path)
+
+
+def test_row_groups_written_one_at_a_time_give_the_same_bytes(tmp_path):
+    """The shard writer of spilled documents holds one row group at a time: same file."""
+    import pyarrow as pa
+
+    from foundation.shards import ROW_GROUP, TEXT_SCHEMA, write_row_groups, write_table
+    from tests.test_spill import doc
+
+    rows = [doc(i) for i in range(ROW_GROUP * 2 + 7)]
+    whole = write_table(
+        pa.Table.from_pylist(rows, schema=TEXT_SCHEMA), str(tmp_path / "a.parquet"), "parquet"
+    )
+    tables = (
+        pa.Table.from_pylist(rows[i : i + ROW_GROUP], schema=TEXT_SCHEMA)
+        for i in range(0, len(rows), ROW_GROUP)
+    )
+    grouped = write_row_groups(tables, TEXT_SCHEMA, str(tmp_path / "b.parquet"))
+    assert (grouped.rows, grouped.sha256) == (whole.rows, whole.sha256)
