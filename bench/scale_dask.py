@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -283,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-mem", default="4GB", help="each dask worker's memory limit")
     parser.add_argument("--skip", choices=("ingest", "dedup"), action="append", default=[])
     args = parser.parse_args(argv)
+    # A SIGTERM (timeout, Ctrl-C in a container) unwinds through the finally that stops dask.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print_context(subs=args.subs, docs=args.docs, worker_mem=args.worker_mem)
     result = {"ingest_equal": -1, "dedup_equal": -1, "ingest_s": 0.0, "dedup_s": 0.0}
     peaks = [0.0]
