@@ -316,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                 result["dedup_equal"] = int(local["out"] == dask["out"])
                 result["dedup_s"] = dask["s"]
                 peaks.append(dask["peak_mb"])
-                print(f"dedup: {len(local['out'])} of {args.docs} documents kept")
+                print(
+                    f"dedup: {len(local['out'])} of {args.docs} kept, equal={result['dedup_equal']}"
+                )
     print(
         f"scale_dask: ingest_equal={result['ingest_equal']} dedup_equal={result['dedup_equal']} "
         f"ingest_s={result['ingest_s']:.1f} dedup_s={result['dedup_s']:.1f} "
