@@ -101,7 +101,7 @@ def _text(rng: random.Random, vocab: list[str], words: int) -> list[str]:
 
 def write_shards(directory: Path, n: int, seed: int = 0) -> None:
     """``n`` documents of ~4.5 KB as text shards; every fifth a near-duplicate of an earlier one
-    (5% of its words changed), the rest independent."""
+    (1% of its words changed), the rest independent."""
     from foundation.shards import Manifest, shard_name, table_from_rows, write_table
     from tests.shard_factory import text_row
 
@@ -113,7 +113,7 @@ def write_shards(directory: Path, n: int, seed: int = 0) -> None:
     for i in range(n):
         if i % 5 == 4 and recent:
             words = list(rng.choice(recent))
-            for j in rng.sample(range(len(words)), len(words) // 20):
+            for j in rng.sample(range(len(words)), len(words) // 100):
                 words[j] = rng.choice(vocab)
         else:
             words = _text(rng, vocab, rng.randint(600, 1000))

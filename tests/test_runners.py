@@ -23,13 +23,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from foundation.config import ExtractConfig, JobConfig, with_overrides
 from foundation.layout import RunLayout
-from foundation.records import Drop
 from foundation.shards import read_shards
 from pipeline.extract import Extract
 from pipeline.extraction import TIMEOUT
 from pipeline.ingest import run_ingest
-from tests.page_server import PageServer, article_html, submission, write_dump
-from tests.test_extract import ARTICLE, page, slow_page
+from tests.page_server import PageServer, append_line, article_html, submission, write_dump
+from tests.test_extract import ARTICLE, _outcome, page, slow_page
 
 pytestmark = pytest.mark.slow
 
@@ -142,11 +141,6 @@ def test_dask_cluster_gives_the_same_documents(served_dump, reference, dask_clus
     assert _ingest(tmp / "dask", dump, _on_dask(dask_cluster)) == reference
 
 
-def _append_outcome(element: dict | Drop, path: str) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(element.reason if isinstance(element, Drop) else element["id"]) + "\n")
-
-
 def test_on_dask_extraction_runs_its_children_in_parallel(dask_cluster, tmp_path):
     """With two children, the ordinary page leaves while the slow one still runs in the other;
     one child at a time (what Dask was once limited to) would emit the slow page's drop first."""
@@ -155,9 +149,10 @@ def test_on_dask_extraction_runs_its_children_in_parallel(dask_cluster, tmp_path
     cfg = ExtractConfig(timeout_s=2.0, processes=2)
     options = PipelineOptions(list(_on_dask(dask_cluster)))
     with beam.Pipeline(options=options) as p:
-        _ = p | beam.Create([pages]) | Extract(cfg) | beam.Map(_append_outcome, str(out))
+        outcomes = p | beam.Create([pages]) | Extract(cfg) | beam.Map(_outcome)
+        _ = outcomes | beam.Map(append_line, str(out))  # Dask's workers import it by module
     outcomes = [json.loads(line) for line in out.read_text().splitlines()]
-    assert outcomes == ["good", TIMEOUT]
+    assert outcomes == [["doc", "good"], [TIMEOUT, "https://example.org/slow"]]
 
 
 def test_portable_runner_gives_the_same_documents(served_dump, reference):
