@@ -231,7 +231,8 @@ class ExtractConfig:
     """Extraction child processes per DoFn instance (per worker on the default runner), each
     working on its own page. Two keep a worker's cores busy while it fetches and writes, and let
     the worker whose share of the input runs longest use the cores the others have left
-    (docs/benchmarks.md). DaskRunner runs one (see :func:`pipeline.ingest.runner_safe`)."""
+    (docs/benchmarks.md). The same on every runner: a list of pages is extracted within one
+    call, so nothing is left to emit when a bundle ends."""
     favor_precision: bool = False
     favor_recall: bool = False
     include_tables: bool = True

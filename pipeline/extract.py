@@ -1,12 +1,14 @@
 """Extraction stage: fetched pages to document rows (main text, title, date, language).
 
-    PCollection[FetchResult] --Extract(cfg)--> PCollection[dict (TEXT_SCHEMA row) | Drop]
+    PCollection[list[FetchResult]] --Extract(cfg)--> PCollection[dict (TEXT_SCHEMA row) | Drop]
 
 :class:`Extract` runs :func:`pipeline.extraction.extract_document` in persistent child
 processes (``cfg.processes`` per DoFn instance, forked from one warmed-up zygote:
 :mod:`pipeline.sandbox`), so that a pathological page that keeps trafilatura busy past
 ``cfg.timeout_s`` is killed (``extract.timeout``) instead of hanging its worker, and a crash in
-C code costs one page (``extract.crash``) instead of the job.
+C code costs one page (``extract.crash``) instead of the job. Pages come in lists (a fetch
+unit's, :data:`pipeline.fetch.PAGE_BATCH` at a time): a list's pages are extracted in parallel
+and all leave within its own call.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import time
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.utils.windowed_value import WindowedValue
 
 from foundation.config import ExtractConfig
 from foundation.records import Drop, FetchResult
@@ -29,22 +30,24 @@ log = logging.getLogger(__name__)
 
 
 class _ExtractFn(beam.DoFn):
-    """Runs :func:`extract_document` in ``cfg.processes`` sandboxes at once; counts the drops.
+    """Runs :func:`extract_document` on a list of pages in ``cfg.processes`` sandboxes at once;
+    counts the drops.
 
     Why more than one: a worker only waits while its child works, so with one child the
     worker's own work (fetching, recording, Beam's) and its child's take turns; and a runner
     splits a stage's input between its workers up front, so the worker whose share runs longest
     finishes alone, on one core, unless it has more children than one. Pages go to a free
     child; the worker thread waits on all busy ones at once (``select``, no threads), and results
-    leave as they finish, each in its input's window, the last ones when the bundle ends
-    (which DaskRunner loses: :func:`pipeline.ingest.runner_safe` runs one child there).
+    leave as they finish. Every page of a list leaves before its ``process`` call returns:
+    nothing is held over to ``finish_bundle``, whose output some runners lose (Dask's), so every
+    runner extracts with the same parallelism.
     """
 
     def __init__(self, cfg: ExtractConfig) -> None:
         self.cfg = cfg
         self._zygote: Zygote | None = None
         self._idle: list[Sandbox] = []
-        self._busy: dict[Sandbox, tuple[FetchResult, object, object]] = {}
+        self._busy: dict[Sandbox, FetchResult] = {}
         self._logged: set[tuple[str, str]] = set()
 
     def setup(self) -> None:
@@ -56,29 +59,30 @@ class _ExtractFn(beam.DoFn):
         self._busy = {}
         self._logged = set()
 
-    def process(
-        self, result: FetchResult, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam
-    ):
-        if not result.ok:  # nothing to extract: the fetch's own outcome goes on
-            yield self._counted(extract_document(result, self.cfg))
-            return
-        sandbox = self._idle.pop()
+    def process(self, pages: list[FetchResult]):
         try:
-            sandbox.send(result, self.cfg, timeout_s=self.cfg.timeout_s)
-        except (SandboxTimeout, SandboxCrash) as e:
-            self._idle.append(sandbox)
-            yield WindowedValue(
-                self._counted(_dropped(e, result, self.cfg.timeout_s)), timestamp, [window]
-            )
-        else:
-            self._busy[sandbox] = (result, timestamp, window)
-        # With every child busy, wait for one: so no call returns with more than processes - 1
-        # results pending, and with one process every result leaves in its own element's call.
-        yield from self._finished(wait=not self._idle)
-
-    def finish_bundle(self):
-        while self._busy:
-            yield from self._finished(wait=True)
+            for result in pages:
+                if not result.ok:  # nothing to extract: the fetch's own outcome goes on
+                    yield self._counted(extract_document(result, self.cfg))
+                    continue
+                while not self._idle:  # every child busy: wait for one
+                    yield from self._finished(wait=True)
+                sandbox = self._idle.pop()
+                try:
+                    sandbox.send(result, self.cfg, timeout_s=self.cfg.timeout_s)
+                except (SandboxTimeout, SandboxCrash) as e:
+                    self._idle.append(sandbox)
+                    yield self._counted(_dropped(e, result, self.cfg.timeout_s))
+                else:
+                    self._busy[sandbox] = result
+                yield from self._finished(wait=False)
+            while self._busy:
+                yield from self._finished(wait=True)
+        finally:  # a failed call leaves no child busy with a page of it
+            for sandbox in list(self._busy):
+                del self._busy[sandbox]
+                sandbox.close()
+                self._idle.append(sandbox)
 
     def _finished(self, wait: bool):
         """The results that are ready; with ``wait``, at least one (or a timeout's drop)."""
@@ -86,13 +90,13 @@ class _ExtractFn(beam.DoFn):
         ready, _, _ = select.select(list(self._busy), [], [], timeout)
         now = time.monotonic()
         for sandbox in [*ready, *(s for s in self._busy if s.deadline <= now and s not in ready)]:
-            result, timestamp, window = self._busy.pop(sandbox)
+            result = self._busy.pop(sandbox)
             try:
                 out = sandbox.receive()
             except (SandboxTimeout, SandboxCrash, RemoteError) as e:
                 out = _dropped(e, result, self.cfg.timeout_s)
             self._idle.append(sandbox)
-            yield WindowedValue(self._counted(out), timestamp, [window])
+            yield self._counted(out)
 
     def _counted(self, out: dict | Drop) -> dict | Drop:
         if isinstance(out, Drop):
@@ -125,7 +129,8 @@ def _dropped(error: Exception, result: FetchResult, timeout_s: float) -> Drop:
 
 
 class Extract(beam.PTransform):
-    """PCollection[FetchResult] -> PCollection[dict | Drop]: main text and metadata per page."""
+    """PCollection[list[FetchResult]] -> PCollection[dict | Drop]: main text and metadata per
+    page."""
 
     def __init__(self, cfg: ExtractConfig) -> None:
         super().__init__()

@@ -1,6 +1,6 @@
 """The fetch stage as Beam transforms: live and checkpointed per unit, or replayed from WARC.
 
-    FetchUnits(cfg, fetch_dir): PCollection[str] (RUN/urls/part-*.parquet) -> FetchResults
+    FetchUnits(cfg, fetch_dir): PCollection[str] (RUN/urls/part-*.parquet) -> list[FetchResult]
     ReplayWarc(cfg, fetch_dir): PCollection[Candidate] (+ cfg.warc_inputs) -> FetchResults
 
 Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEMA`, Parquet):
@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -163,8 +164,27 @@ def replay_unit(candidates: list[Candidate], warc_path: str, log_path: str) -> l
     return out
 
 
+PAGE_BATCH = 32
+"""A unit's FetchResults leave in lists of up to this many: extraction works on a list's pages in
+parallel and emits all of them within its call (a runner may lose what a DoFn emits only when
+its bundle ends, as Dask's does), so a list is the unit of parallel extraction."""
+
+
+def batched(items: Iterable[FetchResult], size: int) -> Iterator[list[FetchResult]]:
+    """``items`` in lists of up to ``size``, each as soon as it is full."""
+    batch: list[FetchResult] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class _FetchUnitFn(beam.DoFn):
-    """One unit file -> its FetchResults, fetched live or replayed from its checkpoint."""
+    """One unit file -> its FetchResults in lists (:data:`PAGE_BATCH`), fetched live or replayed
+    from its checkpoint."""
 
     def __init__(self, cfg: FetchConfig, fetch_dir: str):
         self.cfg, self.fetch_dir = cfg, fetch_dir
@@ -189,9 +209,9 @@ class _FetchUnitFn(beam.DoFn):
                 log.warning("%s: checkpoint unusable (%r); fetching the unit again", log_path, e)
             else:
                 self.replayed_units.inc()
-                yield from results
+                yield from batched(results, PAGE_BATCH)
                 return
-        yield from self._fetch(candidates, warc_path, log_path)
+        yield from batched(self._fetch(candidates, warc_path, log_path), PAGE_BATCH)
         self.fetched_units.inc()
 
     def _fetch(self, candidates: list[Candidate], warc_path: str, log_path: str):

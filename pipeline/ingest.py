@@ -22,7 +22,7 @@ import apache_beam as beam
 
 from foundation import storage
 from foundation.beam import beam_options
-from foundation.config import JobConfig, with_overrides
+from foundation.config import JobConfig
 from foundation.drops import SplitDrops
 from foundation.errors import WebtextError
 from foundation.layout import RunLayout
@@ -52,26 +52,6 @@ class IngestResult:
     urls: Manifest
     shards: Manifest
     seconds: dict[str, float]
-
-
-def runner_safe(cfg: JobConfig) -> JobConfig:
-    """``cfg``, changed where the chosen runner would lose data with it.
-
-    DaskRunner (Beam 2.77) collects a partition's outputs before it calls ``finish_bundle``, so
-    what a DoFn emits there is lost; extraction with more than one child process emits its last
-    pages there, so on Dask it runs one child per worker, which emits every page in its own call.
-    """
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    runner = beam_options(cfg.output).view_as(StandardOptions).runner or ""
-    if "DaskRunner" in str(runner) and cfg.extract.processes > 1:
-        log.warning(
-            "extract.processes=%d -> 1: DaskRunner drops what a DoFn emits at the end of a "
-            "bundle, where extraction with several child processes emits its last pages.",
-            cfg.extract.processes,
-        )
-        return with_overrides(cfg, {"extract.processes": 1})
-    return cfg
 
 
 # --- urls phase ----------------------------------------------------------------------------------
@@ -170,8 +150,13 @@ def _fetch_drop(result: FetchResult) -> Drop:
     return Drop(result.outcome, where=result.candidate.url, detail=result.error)
 
 
-def _is_fetched(result: FetchResult) -> bool:
-    return result.ok
+def _fetched(batch: list[FetchResult]) -> list[FetchResult]:
+    return [result for result in batch if result.ok]
+
+
+def _alone(result: FetchResult) -> list[FetchResult]:
+    """Replay matches one URL at a time: its pages go to extraction one per list."""
+    return [result]
 
 
 def _is_failed(result: FetchResult) -> bool:
@@ -194,14 +179,16 @@ def build_pages_pipeline(
 
     units = p | "Units" >> beam.Create(unit_paths)
     if cfg.fetch.backend == "live":
-        results = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch)
+        batches = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch)
     else:
         candidates = (
             units | "Reshuffle" >> beam.Reshuffle() | "ReadUnits" >> beam.FlatMap(_read_unit)
         )
-        results = candidates | "Replay" >> ReplayWarc(cfg.fetch, layout.fetch)
+        replayed = candidates | "Replay" >> ReplayWarc(cfg.fetch, layout.fetch)
+        batches = replayed | "AsBatches" >> beam.Map(_alone)
+    results = batches | "Results" >> beam.FlatMap(list)
     failed = results | "Failed" >> beam.Filter(_is_failed) | "FetchDrops" >> beam.Map(_fetch_drop)
-    pages = results | "Fetched" >> beam.Filter(_is_fetched)
+    pages = batches | "Fetched" >> beam.Map(_fetched)
     docs, extract_drops = pages | "Extract" >> Extract(cfg.extract) | "SplitExtract" >> SplitDrops()
     docs, quality_drops = docs | "Quality" >> Quality(cfg.quality) | "SplitQuality" >> SplitDrops()
     docs = docs | "Spill" >> SpillDocuments(layout_spill(layout))  # what follows carries ids
@@ -259,7 +246,6 @@ def run_ingest(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> Inge
     """The ingest stage: run (or resume) both phases into ``layout``; what each made."""
     from pipeline.fetch import check_warc_inputs
 
-    cfg = runner_safe(cfg)
     if not is_complete(layout.shards):
         check_warc_inputs(cfg.fetch)
     seconds: dict[str, float] = {}

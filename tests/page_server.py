@@ -120,3 +120,12 @@ def submission(i: int, url: str, score: int = 10, **extra) -> dict:
         "title": f"post {i}",
         **extra,
     }
+
+
+def append_line(value: object, path: str) -> None:
+    """Append ``value`` as a JSON line: a sink for tests on runners that keep no outputs (Dask),
+    defined in an importable module so that remote workers can unpickle it."""
+    import json
+
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(value) + "\n")

@@ -49,8 +49,8 @@ class Collect:
 def run_fetch(units: list[str], run: str, cfg=LIVE) -> list[FetchResult]:
     collect = Collect(f"{run}.results.pkl")
     with TestPipeline(runner="FnApiRunner") as p:
-        results = p | beam.Create(units) | FetchUnits(cfg, os.path.join(run, "fetch"))
-        assert_that(results, collect)
+        batches = p | beam.Create(units) | FetchUnits(cfg, os.path.join(run, "fetch"))
+        assert_that(batches | beam.FlatMap(list), collect)
     return collect.load()
 
 

@@ -7,6 +7,7 @@ Flink, Spark and Dataflow use), each against the FnApiRunner run on the same inp
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,13 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
-from foundation.config import JobConfig, with_overrides
+from foundation.config import ExtractConfig, JobConfig, with_overrides
 from foundation.layout import RunLayout
 from foundation.shards import read_shards
-from pipeline.ingest import run_ingest, runner_safe
-from tests.page_server import PageServer, article_html, submission, write_dump
+from pipeline.extract import Extract
+from pipeline.extraction import TIMEOUT
+from pipeline.ingest import run_ingest
+from tests.page_server import PageServer, append_line, article_html, submission, write_dump
+from tests.test_extract import ARTICLE, _outcome, page, slow_page
 
 pytestmark = pytest.mark.slow
 
@@ -110,8 +116,9 @@ def reference(served_dump):
     return docs
 
 
-def test_dask_cluster_gives_the_same_documents(served_dump, reference):
-    tmp, dump = served_dump
+@pytest.fixture(scope="module")
+def dask_cluster() -> Iterator[str]:
+    """A scheduler and two one-thread workers on loopback; yields the scheduler's address."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     scheduler = [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
@@ -119,22 +126,33 @@ def test_dask_cluster_gives_the_same_documents(served_dump, reference):
     worker = [str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard"]
     with _processes(scheduler, worker, worker) as procs:
         _wait_for_port(port, procs)
-        docs = _ingest(
-            tmp / "dask",
-            dump,
-            (
-                "--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
-                f"--dask_client_address={address}",
-            ),
-        )
-    assert docs == reference
+        yield address
 
 
-def test_on_dask_extraction_runs_one_child_per_worker():
-    dask = ("--runner=apache_beam.runners.dask.dask_runner.DaskRunner",)
-    several = with_overrides(JobConfig(), {"extract.processes": 3})
-    assert runner_safe(with_overrides(several, {"output.beam_args": dask})).extract.processes == 1
-    assert runner_safe(several).extract.processes == 3
+def _on_dask(address: str) -> tuple[str, ...]:
+    return (
+        "--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
+        f"--dask_client_address={address}",
+    )
+
+
+def test_dask_cluster_gives_the_same_documents(served_dump, reference, dask_cluster):
+    tmp, dump = served_dump
+    assert _ingest(tmp / "dask", dump, _on_dask(dask_cluster)) == reference
+
+
+def test_on_dask_extraction_runs_its_children_in_parallel(dask_cluster, tmp_path):
+    """With two children, the ordinary page leaves while the slow one still runs in the other;
+    one child at a time (what Dask was once limited to) would emit the slow page's drop first."""
+    pages = [page(slow_page(), doc_id="slow"), page(ARTICLE.encode(), doc_id="good")]
+    out = tmp_path / "outcomes.jsonl"
+    cfg = ExtractConfig(timeout_s=2.0, processes=2)
+    options = PipelineOptions(list(_on_dask(dask_cluster)))
+    with beam.Pipeline(options=options) as p:
+        outcomes = p | beam.Create([pages]) | Extract(cfg) | beam.Map(_outcome)
+        _ = outcomes | beam.Map(append_line, str(out))  # Dask's workers import it by module
+    outcomes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert outcomes == [["doc", "good"], [TIMEOUT, "https://example.org/slow"]]
 
 
 def test_portable_runner_gives_the_same_documents(served_dump, reference):
