@@ -33,6 +33,7 @@ from tests.test_extract import ARTICLE, _outcome, page, slow_page
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -56,7 +57,10 @@ def _wait_for_port(port: int, procs: list[subprocess.Popen], timeout: float = 60
 
 @contextmanager
 def _processes(*commands: list[str]) -> Iterator[list[subprocess.Popen]]:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    """Start ``commands`` with this venv first on PATH and the checkout importable (Dask's
+    scheduler unpickles the graph, which names tests' own helpers by module)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": path}
     procs = [
         subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for c in commands
