@@ -82,18 +82,24 @@ class Figures:
     """One LSH band key: 64-bit xxh3 of the band's values (dedup/minhash.py)."""
     shingle_hash_bytes: int = 4
     """One shingle hash kept for exact verification: uint32 (dedup/index.py)."""
-    url_stage: StageRate = StageRate(14_200, 1.2e9, 1_400)
-    """The ingest URL stage per submission read: bench/scale.py (docs/benchmarks.md)."""
-    pages: StageRate = StageRate(370, 2.0e9, 46_000)
-    """WARC replay, extraction, quality and in-pipeline dedup per page: bench/scale.py. Live
-    fetching is bound by the sites' speed and politeness, not by this figure."""
-    dedup: StageRate = StageRate(655, 1.5e9, 59_000)
-    """``webtext dedup`` per document: bench/scale.py."""
-    contamination: StageRate = StageRate(4.9e6, 0.2e9, 36)
-    """``webtext contamination check`` per byte of training text: bench/scale.py; the filter
-    itself is added from the bloom section."""
+    url_stage: StageRate = StageRate(9_500, 0.9e9)
+    """The ingest URL stage per submission read: bench/scale_ingest.py, 1.6M in 169 s at
+    881 MB, 1.07x the memory of 400k (docs/benchmarks.md)."""
+    pages: StageRate = StageRate(118, 1.95e9, 57_000)
+    """WARC replay, extraction, quality and in-pipeline dedup per page: bench/scale_pages.py,
+    5k and 20k pages (2.23 and 3.08 GB; 20k in about 170 s). Live fetching is bound by the
+    sites' speed and politeness, not by this figure."""
+    dedup: StageRate = StageRate(640, 1.31e9, 10_300)
+    """``webtext dedup`` per document: bench/scale_dedup.py, 20k and 80k documents (1.52 and
+    2.14 GB); the rate is 80k over half the tree's 250 CPU s (the wall time was taken at
+    load 20)."""
+    contamination: StageRate = StageRate(11.8e6, 0.62e9)
+    """``webtext contamination check`` per byte of training text: bench/scale_cont.py, 590 and
+    611 MB at 400 MB and 1.6 GB (the filter is filled through memory-mapped block ranges, never
+    held whole); 11.8 MB/s at 100 MB on a quiet machine."""
     tokenize: StageRate = StageRate(3.58e6, 0.5e9)
-    """``webtext tokenize`` per byte of text: bench/tokenize_speed.py."""
+    """``webtext tokenize`` per byte of text: bench/tokenize_speed.py (its peak memory is not yet
+    measured at size: 0.5 GB is an estimate)."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +265,7 @@ def plan(target: Target, figures: Figures | None = None, settings: Settings | No
         ),
         Line("index", "total with ids and shingles", target.docs * per_doc, "bytes", "docs x"),
     ]
-    lines += _time_and_memory(target, subs, _blocked_bits(ngrams, p) / 8, f)
+    lines += _time_and_memory(target, subs, f)
     lines += [
         Line("train", "training tokens", tokens, "count", "text x tokens_per_byte"),
         Line("train", "tokens per document", tokens / target.docs, "count", "tokens / docs"),
@@ -267,30 +273,23 @@ def plan(target: Target, figures: Figures | None = None, settings: Settings | No
     return lines
 
 
-def _time_and_memory(target: Target, subs: float, filter_bytes: float, f: Figures) -> list[Line]:
-    """Time and peak memory of each stage on the reference machine, from :class:`StageRate`.
-    The contamination check also holds its filter (memory-mapped, so its pages count)."""
+def _time_and_memory(target: Target, subs: float, f: Figures) -> list[Line]:
+    """Time and peak memory of each stage on the reference machine, from :class:`StageRate`."""
     stages = [
-        ("ingest URL stage", f.url_stage, subs, "submissions", 0.0),
-        ("ingest pages (WARC replay)", f.pages, target.links, "links", 0.0),
-        ("dedup", f.dedup, target.docs, "docs", 0.0),
-        ("contamination check", f.contamination, target.text_bytes, "text bytes", filter_bytes),
-        ("tokenize", f.tokenize, target.text_bytes, "text bytes", 0.0),
+        ("ingest URL stage", f.url_stage, subs, "submissions"),
+        ("ingest pages (WARC replay)", f.pages, target.links, "links"),
+        ("dedup", f.dedup, target.docs, "docs"),
+        ("contamination check", f.contamination, target.text_bytes, "text bytes"),
+        ("tokenize", f.tokenize, target.text_bytes, "text bytes"),
     ]
     time = [
         Line("time", name, rate.seconds(n), "seconds", f"{unit} / {rate.items_per_s:,.0f} per s")
-        for name, rate, n, unit, _ in stages
+        for name, rate, n, unit in stages
     ]
     time.append(Line("time", "total", sum(t.value for t in time), "seconds", "sum, one machine"))
     memory = [
-        Line(
-            "memory",
-            f"{name} peak",
-            rate.peak_bytes(n) + extra,
-            "bytes",
-            _memory_how(rate, unit) + (" + the filter" if extra else ""),
-        )
-        for name, rate, n, unit, extra in stages
+        Line("memory", f"{name} peak", rate.peak_bytes(n), "bytes", _memory_how(rate, unit))
+        for name, rate, n, unit in stages
     ]
     return time + memory
 
