@@ -93,10 +93,10 @@ class Figures:
     """``webtext dedup`` per document: bench/scale_dedup.py, 20k and 80k documents (1.52 and
     2.14 GB); the rate is 80k over half the tree's 250 CPU s (the wall time was taken at
     load 20)."""
-    contamination: StageRate = StageRate(11.8e6, 0.62e9)
-    """``webtext contamination check`` per byte of training text: bench/scale_cont.py, 590 and
-    611 MB at 400 MB and 1.6 GB (the filter is filled through memory-mapped block ranges, never
-    held whole); 11.8 MB/s at 100 MB on a quiet machine."""
+    contamination: StageRate = StageRate(18.9e6, 0.52e9)
+    """``webtext contamination check`` per byte of training text: bench/scale_cont.py on a quiet
+    machine, 400 MB at 18.9 MB/s in 474 MB and 1.6 GB in 522 MB (the filter is filled through
+    memory-mapped block ranges, never held whole; 4x the text took 5x the time)."""
     tokenize: StageRate = StageRate(3.58e6, 0.5e9)
     """``webtext tokenize`` per byte of text: bench/tokenize_speed.py (its peak memory is not yet
     measured at size: 0.5 GB is an estimate)."""
