@@ -502,14 +502,14 @@ class ReadDumps(beam.PTransform):
         self.patterns = tuple(patterns)
 
     def expand(self, pbegin):
-        files = expand_patterns(self.patterns)
-        log.info("%d dump file(s) from %d pattern(s)", len(files), len(self.patterns))
-        return (
-            pbegin
-            | "Files" >> beam.Create(files)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "ReadLines" >> beam.FlatMap(read_dump)
-        )
+        return _spread_files(pbegin, self.patterns) | "ReadLines" >> beam.FlatMap(read_dump)
+
+
+def _spread_files(pbegin, patterns: tuple[str, ...]):
+    """The dump files ``patterns`` match, spread over the workers."""
+    files = expand_patterns(patterns)
+    log.info("%d dump file(s) from %d pattern(s)", len(files), len(patterns))
+    return pbegin | "Files" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
 
 
 class SplitDumps(beam.PTransform):
@@ -529,12 +529,8 @@ class SplitDumps(beam.PTransform):
         self.patterns, self.directory, self.chunk_bytes = tuple(patterns), directory, chunk_bytes
 
     def expand(self, pbegin):
-        files = expand_patterns(self.patterns)
-        log.info("%d dump file(s) from %d pattern(s)", len(files), len(self.patterns))
         return (
-            pbegin
-            | "Files" >> beam.Create(files)
-            | "SpreadFiles" >> beam.Reshuffle()
+            _spread_files(pbegin, self.patterns)
             | "Split" >> beam.FlatMap(split_dump, self.directory, self.chunk_bytes)
             | "SpreadChunks" >> beam.Reshuffle()
         )
