@@ -1,0 +1,1 @@
+"""Archived pages: captures of dead or changed links from web archives (Common Crawl, Wayback)."""
