@@ -1,7 +1,8 @@
-"""PCollection[Submission] -> PCollection[Candidate | Drop]: filters, URL dedup and karma.
+"""One canonical URL's postings -> its Candidate or Drops: URL dedup and karma.
 
-Every submission of the input ends as exactly one of these, so counts add up in the summary
-table (submissions in = candidates + all drops below):
+:func:`fold` is applied to each canonical URL's postings (:mod:`pipeline.postings` groups
+them in bounded buckets). Every submission of the input ends as exactly one of these, so
+counts add up in the summary table (submissions in = candidates + all drops below):
 
 - a per-submission Drop (:mod:`pipeline.submissions`: self posts, NSFW, the URL rules);
 - ``submission.repeated``: the same submission id seen again (in two dumps, or a dump and the
@@ -15,22 +16,16 @@ table (submissions in = candidates + all drops below):
   postings count as ``url.duplicate`` as above;
 - or the Candidate of its URL (one per canonical URL), carrying every submission sorted by
   (created_utc, id), the earliest submission's spelling as ``url`` and time as ``created_utc``.
-
-Drops already in the input pass through unchanged, so a source's output can be piped in as is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-
 from dedup.urls import doc_id, domain_of
 from foundation.config import FilterConfig
-from foundation.records import Candidate, Drop, Submission, is_drop
-from pipeline.submissions import Posting, prepare
-from pipeline.url_filters import UrlRules
+from foundation.records import Candidate, Drop
+from pipeline.submissions import Posting
 
 
 def _best_record(postings: list[Posting]) -> Posting:
@@ -69,54 +64,3 @@ def fold(
         created_utc=first.created_utc,
         submissions=tuple(p.ref() for p in kept),
     )
-
-
-class _Prepare(beam.DoFn):
-    """Submission -> (canonical, Posting) | Drop; the URL rules are loaded once per worker."""
-
-    def __init__(self, cfg: FilterConfig) -> None:
-        self.cfg = cfg
-        self.rules: UrlRules | None = None
-
-    def setup(self) -> None:
-        self.rules = UrlRules.from_config(self.cfg)
-
-    def process(self, element: Submission | Drop):
-        if isinstance(element, Drop):
-            yield element
-            return
-        assert self.rules is not None
-        out = prepare(element, self.rules, self.cfg)
-        if isinstance(out, Drop):
-            Metrics.counter("webtext.urls", out.reason).inc()
-        yield out
-
-
-def _is_keyed(element: object) -> bool:
-    return not is_drop(element)
-
-
-def _fold_group(kv: tuple[str, Iterable[Posting]], cfg: FilterConfig):
-    canonical, postings = kv
-    return fold(canonical, postings, cfg)
-
-
-class CollectCandidates(beam.PTransform):
-    """PCollection[Submission | Drop] -> PCollection[Candidate | Drop] (see the module doc)."""
-
-    def __init__(self, cfg: FilterConfig) -> None:
-        super().__init__()
-        if not isinstance(cfg, FilterConfig):
-            raise ValueError(f"CollectCandidates needs a FilterConfig, got {type(cfg).__name__}")
-        self.cfg = cfg
-
-    def expand(self, submissions):
-        prepared = submissions | "Prepare" >> beam.ParDo(_Prepare(self.cfg))
-        drops = prepared | "Dropped" >> beam.Filter(is_drop)
-        folded = (
-            prepared
-            | "Kept" >> beam.Filter(_is_keyed)
-            | "ByCanonicalUrl" >> beam.GroupByKey()
-            | "Fold" >> beam.FlatMap(_fold_group, self.cfg)
-        )
-        return (drops, folded) | "Merge" >> beam.Flatten()

@@ -488,23 +488,6 @@ def chunk_items(chunk: DumpChunk) -> Iterator[Submission | Drop]:
 # --- the transform and the bad-input check ------------------------------------------------------
 
 
-class ReadDumps(beam.PTransform):
-    """PBegin -> PCollection[Submission | Drop]: every line of every matched dump file.
-
-    Patterns are expanded when the pipeline is built (a wrong path fails at once, naming it);
-    files are then reshuffled so that they spread over workers, one file per element.
-    """
-
-    def __init__(self, patterns: tuple[str, ...]) -> None:
-        super().__init__()
-        if isinstance(patterns, str) or not patterns:
-            raise ValueError(f"ReadDumps needs a non-empty tuple of patterns, got {patterns!r}")
-        self.patterns = tuple(patterns)
-
-    def expand(self, pbegin):
-        return _spread_files(pbegin, self.patterns) | "ReadLines" >> beam.FlatMap(read_dump)
-
-
 def _spread_files(pbegin, patterns: tuple[str, ...]):
     """The dump files ``patterns`` match, spread over the workers."""
     files = expand_patterns(patterns)
@@ -517,7 +500,7 @@ class SplitDumps(beam.PTransform):
 
     Each file is decompressed by one worker (:func:`split_dump`) into chunk files under
     ``directory``; the chunks then spread over every worker, which parse them
-    (:func:`chunk_items`) with line numbers and bad-line drops exactly as :class:`ReadDumps`.
+    (:func:`chunk_items`) with line numbers and bad-line drops exactly as :func:`read_dump`.
     """
 
     def __init__(self, patterns: tuple[str, ...], directory: str, chunk_bytes: int) -> None:

@@ -12,11 +12,13 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from dedup.urls import canonicalize, doc_id
 from foundation.config import FilterConfig
-from foundation.records import Candidate, Drop, Submission, SubmissionRef
-from pipeline.candidates import CollectCandidates, fold
-from pipeline.sources import ReadDumps, expand_patterns, read_dump
+from foundation.records import Candidate, Drop, Submission, SubmissionRef, candidate_from_row
+from pipeline.candidates import fold
+from pipeline.postings import SHARD_KEY, DedupUrls
+from pipeline.sources import SplitDumps, expand_patterns, read_dump
 from pipeline.submissions import Posting, prepare
 from pipeline.url_filters import UrlRules
+from pipeline.url_units import read_ipc
 
 
 def sub(sub_id: str, url: str, score: int = 10, created: int = 100, **kw) -> Submission:
@@ -130,7 +132,25 @@ def test_same_submission_seen_twice_counts_once():
     }
 
 
-def test_collect_candidates_transform():
+def _candidates_in(item: tuple[str, int]) -> list[Candidate]:
+    """A DedupUrls candidates file -> its Candidates."""
+    path, _ = item
+    return [candidate_from_row(r) for r in read_ipc(path).drop_columns([SHARD_KEY]).to_pylist()]
+
+
+def _total(kv: tuple[str, list[int]]) -> tuple[str, int]:
+    return kv[0], sum(kv[1])
+
+
+def dedup_urls(batches, spill: Path):
+    """Submission batches through DedupUrls -> (Candidates, (reason, n) totals)."""
+    deduped = batches | DedupUrls(CFG, str(spill))
+    cands = deduped["candidates"] | "Read" >> beam.FlatMap(_candidates_in)
+    counts = deduped["counts"] | "ByReason" >> beam.GroupByKey() | "Total" >> beam.Map(_total)
+    return cands, counts
+
+
+def test_dedup_urls_transform(tmp_path):
     subs = [
         sub("a1", "http://WWW.Example.com/story/?utm_source=rss", score=2, created=200),
         sub("a2", "https://example.com/other", score=1, created=150),
@@ -158,19 +178,14 @@ def test_collect_candidates_transform():
     )
     upstream_drop = Drop("source.bad_json", "f.zst:3", "x")
     with TestPipeline(runner="FnApiRunner") as p:
-        out = p | beam.Create([*subs, upstream_drop]) | CollectCandidates(CFG)
-        cands = out | "Candidates" >> beam.Filter(lambda x: isinstance(x, Candidate))
-        reasons = (
-            out
-            | "Drops" >> beam.Filter(lambda x: isinstance(x, Drop))
-            | "Reason" >> beam.Map(lambda d: d.reason)
-            | "Count" >> beam.combiners.Count.PerElement()
-        )
+        batches = p | beam.Create([[*subs, upstream_drop]])
+        cands, reasons = dedup_urls(batches, tmp_path / "spill")
         assert_that(cands, equal_to([expected_candidate]), label="OneCandidate")
         assert_that(
             reasons,
             equal_to(
                 [
+                    ("source.submissions", 9),
                     ("source.bad_json", 1),
                     ("submission.low_karma", 1),
                     ("submission.repeated", 1),
@@ -185,13 +200,13 @@ def test_collect_candidates_transform():
         )
 
 
-def test_collect_candidates_rejects_other_configs():
+def test_dedup_urls_rejects_other_configs(tmp_path):
     with pytest.raises(ValueError, match="FilterConfig"):
-        CollectCandidates({"min_karma": 3})
+        DedupUrls({"min_karma": 3}, str(tmp_path))
 
 
-def test_real_dumps_to_candidates(corpus: Path):
-    """The corpus dumps end to end through ReadDumps | CollectCandidates; counts add up."""
+def test_real_dumps_to_candidates(corpus: Path, tmp_path):
+    """The corpus dumps end to end through SplitDumps | DedupUrls; counts add up."""
     reddit = corpus / "reddit"
     patterns = (str(reddit / "RS_v2_2005-06.xz"), str(reddit / "pushshift-importer"))
     local = [x for path in expand_patterns(patterns) for x in read_dump(path)]
@@ -207,17 +222,14 @@ def test_real_dumps_to_candidates(corpus: Path):
     assert outcomes["submission.self"] == 12
     assert outcomes["submission.nsfw"] == 4  # 6 over_18, two of them also self posts
     with TestPipeline(runner="FnApiRunner") as p:
-        out = p | ReadDumps(patterns) | CollectCandidates(CFG)
-        urls = (
-            out
-            | "Candidates" >> beam.Filter(lambda x: isinstance(x, Candidate))
-            | "Urls" >> beam.Map(lambda c: c.canonical_url)
-        )
+        chunks = p | SplitDumps(patterns, str(tmp_path / "chunks"), 1 << 20)
+        cands, counts = dedup_urls(chunks, tmp_path / "spill")
+        urls = cands | "Urls" >> beam.Map(lambda c: c.canonical_url)
+        n_cands = cands | "CountCandidates" >> beam.combiners.Count.Globally()
         kinds = (
-            out
-            | "Kind" >> beam.Map(lambda x: x.reason if isinstance(x, Drop) else "candidate")
-            | "CountKinds" >> beam.combiners.Count.PerElement()
-        )
+            n_cands | "AsKind" >> beam.Map(lambda n: ("candidate", n)),
+            counts,
+        ) | "Kinds" >> beam.Flatten()
         assert_that(urls, equal_to(sorted(expected_candidates)), label="Candidates")
         # 134 submissions in, each accounted for once. The newer file repeats five 2005
         # submissions (ids 87-91) of the old one: counted once, as "submission.repeated".
@@ -225,6 +237,7 @@ def test_real_dumps_to_candidates(corpus: Path):
             kinds,
             equal_to(
                 [
+                    ("source.submissions", 134),
                     ("candidate", 83),
                     ("submission.low_karma", 28),
                     ("submission.self", 12),

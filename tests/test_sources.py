@@ -22,8 +22,9 @@ from foundation.records import Drop, Submission
 from pipeline import sources
 from pipeline.sources import (
     BadInputError,
-    ReadDumps,
+    SplitDumps,
     check_bad_fraction,
+    chunk_items,
     expand_patterns,
     parse_line,
     read_dump,
@@ -253,19 +254,33 @@ def test_patterns_files_globs_and_directories(tmp_path):
         expand_patterns([f"{d}/*.gz"])
 
 
-def test_read_dumps_transform(tmp_path):
-    (tmp_path / "a.zst").write_bytes(zstd_big_window(ndjson(5)))
-    (tmp_path / "b.xz").write_bytes(lzma.compress(ndjson(3) + b"{bad\n"))
-    bad = parse_line(b"{bad", f"{tmp_path}/b.xz:4")
+def _items(element) -> list:
+    """A SplitDumps element -> its Submissions and Drops."""
+    return [element] if isinstance(element, Drop) else list(chunk_items(element))
+
+
+def read_split(p, patterns: tuple[str, ...], directory: Path, chunk_bytes: int = 1 << 20):
+    """Every line of the dumps through SplitDumps, parsed as the URL stage parses its chunks."""
+    split = SplitDumps(patterns, str(directory), chunk_bytes)
+    return p | split | "Items" >> beam.FlatMap(_items)
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 1 << 20])
+def test_split_dumps_transform(tmp_path, chunk_bytes):
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    (dumps / "a.zst").write_bytes(zstd_big_window(ndjson(5)))
+    (dumps / "b.xz").write_bytes(lzma.compress(ndjson(3) + b"{bad\n"))
+    bad = parse_line(b"{bad", f"{dumps}/b.xz:4")
     expected = [*map(sub, range(5)), *map(sub, range(3)), bad]
     with TestPipeline(runner="FnApiRunner") as p:
-        out = p | ReadDumps((str(tmp_path),))
+        out = read_split(p, (str(dumps),), tmp_path / "chunks", chunk_bytes)
         assert_that(out, equal_to(expected))
 
 
-def test_read_dumps_rejects_a_bare_string():
+def test_split_dumps_rejects_a_bare_string(tmp_path):
     with pytest.raises(ValueError, match="tuple"):
-        ReadDumps("RS_2005-06.zst")
+        SplitDumps("RS_2005-06.zst", str(tmp_path), 1 << 20)
 
 
 # --- the bad-fraction check ----------------------------------------------------------------------
@@ -318,10 +333,11 @@ def test_real_new_layout_dump_with_meta(corpus: Path):
     assert Counter(type(s.created_utc) for s in subs) == Counter({int: 31})
 
 
-def test_real_dumps_through_the_transform(corpus: Path):
+def test_real_dumps_through_the_transform(corpus: Path, tmp_path):
     reddit = corpus / "reddit"
+    patterns = (str(reddit / "*.xz"), str(reddit / "pushshift-importer"))
     with TestPipeline(runner="FnApiRunner") as p:
-        out = p | ReadDumps((str(reddit / "*.xz"), str(reddit / "pushshift-importer")))
+        out = read_split(p, patterns, tmp_path)
         kinds = out | "Kinds" >> beam.Map(lambda x: type(x).__name__)
         assert_that(
             kinds | "Count" >> beam.combiners.Count.PerElement(),
