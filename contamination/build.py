@@ -152,38 +152,69 @@ def hash_part(part: Part, index: int, n: int, work: str) -> PartStats:
     return stats
 
 
-def _slice(path: str, lo: int, hi: int) -> np.ndarray:
-    """The hashes in ``[lo, hi)`` of a sorted hash file, copied out of a short-lived map (so
-    the file's pages do not stay in this process's memory)."""
-    mm = np.load(path, mmap_mode="r")
-    a, b = np.searchsorted(mm, [_U(lo), _U(min(hi, 2**64 - 1))])
-    if hi >= 2**64:
-        b = len(mm)
-    out = np.array(mm[a:b])
-    del mm
-    return out
+Segment = tuple[str, int, int]
+"""Hashes of one part's sorted file that fall in one range: (path, byte offset, count)."""
 
 
-def count_range(files: Mapping[int, list[str]], lo: int, hi: int, work: str, index: int) -> dict:
+def segments(paths: list[str], edges: list[int]) -> list[list[Segment]]:
+    """Per range ``[edges[i], edges[i + 1])`` (the last edge may be 2**64), each part's
+    segment of hashes in it: every file is mapped once and searched for all edges at once,
+    so the cost is one map per part, not one per part and range (which grows as the square
+    of the input: 4x the text is 4x the parts times 4x the ranges)."""
+    ranges: list[list[Segment]] = [[] for _ in edges[:-1]]
+    top = min(edges[-1], 2**64 - 1)
+    keys = np.array([min(e, top) for e in edges], dtype=_U)
+    for path in paths:
+        mm = np.load(path, mmap_mode="r")
+        idx = np.searchsorted(mm, keys)
+        if edges[-1] >= 2**64:
+            idx[-1] = len(mm)
+        offset = mm.offset
+        del mm
+        for i, (a, b) in enumerate(zip(idx[:-1].tolist(), idx[1:].tolist(), strict=True)):
+            if b > a:
+                ranges[i].append((path, offset + a * 8, b - a))
+    return ranges
+
+
+def _read(segments: list[Segment]) -> np.ndarray:
+    """The segments' hashes in order (read, not mapped: no file page stays in this process)."""
+    arrays = [
+        np.fromfile(path, dtype="<u8", count=count, offset=at) for path, at, count in segments
+    ]
+    return np.concatenate(arrays).view(_U) if arrays else np.empty(0, _U)
+
+
+MERGE_RUNS = 64
+"""Up to this many sorted runs, timsort's merge (O(n log runs)) beats a full sort; beyond,
+numpy's introsort is faster and does not grow with the number of runs (parts)."""
+
+
+def merge_runs(h: np.ndarray, runs: int) -> None:
+    """Sort ``h``, the concatenation of ``runs`` sorted runs, in place."""
+    h.sort(kind="stable" if runs <= MERGE_RUNS else "quicksort")
+
+
+def count_range(files: Mapping[int, list[Segment]], work: str, index: int) -> dict:
     """Step 2 for one range of hash values: the distinct hashes in it of each file cut into
-    several parts (their parts' sorted hashes merged)."""
+    several parts (the file's parts' segments merged)."""
     counts = {}
-    for file, paths in files.items():
-        h = np.concatenate([_slice(p, lo, hi) for p in paths])
-        h.sort(kind="stable")  # a merge of a few sorted runs
+    for file, segs in files.items():
+        h = _read(segs)
+        merge_runs(h, len(segs))
         counts[str(file)] = int(len(h) and 1 + np.count_nonzero(h[1:] != h[:-1]))
     _write_json(os.path.join(work, f"count-{index:06d}.json"), counts)
     return counts
 
 
 def fill_range(
-    paths: list[str], path: str, offset: int, blocks: int, first: int, last: int, mark: str
+    segs: list[Segment], path: str, offset: int, blocks: int, first: int, last: int, mark: str
 ) -> FillStats:
-    """Step 4 for blocks ``[first, last)``: OR in every part's hashes that fall there; its
-    fill statistics (while its pages are at hand) go to ``mark``, written last."""
-    h = np.concatenate([_slice(p, first_hash(first, blocks), first_hash(last, blocks))
-                        for p in paths])  # fmt: skip
-    h.sort(kind="stable")
+    """Step 4 for blocks ``[first, last)``: OR in every part's hashes that fall there (its
+    ``segs``); its fill statistics (while its pages are at hand) go to ``mark``, written
+    last."""
+    h = _read(segs)
+    merge_runs(h, len(segs))
     words = open_blocks(path, offset, first, last)
     add_sorted(words, h, blocks, first)
     stats = FillStats.of(words)
@@ -332,6 +363,7 @@ def _build_local(
             total = sum(s.distinct for ss in by_file.values() if len(ss) > 1 for s in ss)
             count = max(workers, -(-total * 8 // chunk_bytes))
             edges = [i * 2**64 // count for i in range(count + 1)]
+            per_file = {f: segments(hash_files, edges) for f, hash_files in cut.items()}
             jobs = []
             for i in range(count):
                 mark = os.path.join(work, f"count-{i:06d}.json")
@@ -339,7 +371,8 @@ def _build_local(
                     with open(mark) as f:
                         jobs.append(_done_future(json.load(f)))
                 else:
-                    jobs.append(pool.submit(count_range, cut, edges[i], edges[i + 1], work, i))
+                    mine = {f: segs[i] for f, segs in per_file.items()}
+                    jobs.append(pool.submit(count_range, mine, work, i))
             for job in jobs:
                 for f, c in job.result().items():
                     file_distinct[int(f)] = file_distinct.get(int(f), 0) + c
@@ -351,6 +384,9 @@ def _build_local(
         paths = [s.hash_file for s in stats if s.distinct]
         total = sum(s.distinct for s in stats)
         ranges = _ranges(sized.blocks, max(workers, -(-total * 8 // chunk_bytes)))
+        edges = [first_hash(first, sized.blocks) for first, _ in ranges]
+        edges.append(first_hash(sized.blocks, sized.blocks))  # 2**64
+        segs = segments(paths, edges)
         fills = []
         for i, (first, last) in enumerate(ranges):
             mark = os.path.join(work, f"fill-{i:06d}.json")
@@ -359,7 +395,7 @@ def _build_local(
                     fills.append(_done_future(FillStats(**json.load(f))))
             else:
                 fills.append(pool.submit(
-                    fill_range, paths, partial, offset, sized.blocks, first, last, mark
+                    fill_range, segs[i], partial, offset, sized.blocks, first, last, mark
                 ))  # fmt: skip
         fill = FillStats.join([job.result() for job in fills])
     os.replace(partial, path)
