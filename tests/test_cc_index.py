@@ -194,7 +194,7 @@ def test_the_transform_gives_the_same_whatever_the_bucket_and_batch_sizes(index,
     big = settings(index, tmp_path, spill_dir=str(tmp_path / "beam"), bucket_candidates=1000)
     collect = Collect(str(tmp_path / "hits.pkl"))
     with TestPipeline(runner="FnApiRunner") as p:
-        assert_that(p | beam.Create(cs) | JoinColumnarIndex(big), collect)
+        assert_that(p | beam.Create(cs) | JoinColumnarIndex(big, len(cs)), collect)
     assert {h.candidate.url: h for h in collect.load()} == small
     assert sum(h.capture is not None for h in small.values()) == 11
 

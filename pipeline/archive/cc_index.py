@@ -326,21 +326,23 @@ def _tagged(item: tuple[int, tuple[str, int]], side: str) -> tuple[int, tuple]:
 
 
 class JoinColumnarIndex(beam.PTransform):
-    """PCollection[Candidate] -> PCollection[IndexHit], one per candidate (module docstring)."""
+    """PCollection[Candidate] -> PCollection[IndexHit], one per candidate (module docstring).
 
-    def __init__(self, settings: JoinSettings):
+    ``expected_candidates`` (the URL stage's count, in its manifest) sets the number of buckets
+    before the pipeline runs: counting inside it would make the spill wait on the count, and the
+    local runner holds the main input of a step that waits on a side input in the driver's
+    memory, all of it. A wrong estimate changes only how many candidates a bucket holds.
+    """
+
+    def __init__(self, settings: JoinSettings, expected_candidates: int):
         super().__init__()
         if not settings.index:
             raise ValueError("JoinColumnarIndex needs index files (archive.columnar_index)")
         self.settings = settings
+        self.buckets = n_buckets(expected_candidates, settings.bucket_candidates)
 
     def expand(self, candidates):
-        s = self.settings
-        buckets = beam.pvalue.AsSingleton(
-            candidates
-            | "CountCandidates" >> beam.combiners.Count.Globally()
-            | "Buckets" >> beam.Map(n_buckets, s.bucket_candidates)
-        )
+        s, buckets = self.settings, self.buckets
         candidate_refs = (
             candidates
             | "BatchCandidates" >> beam.BatchElements(max_batch_size=s.batch_rows)
