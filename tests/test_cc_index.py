@@ -31,6 +31,7 @@ from pipeline.archive.cc_index import (
 )
 from pipeline.postings import n_buckets
 from tests.test_fetch import Collect
+from tests.test_replay_index import _Outputs
 
 DAY = 86_400
 T0 = int(datetime(2017, 6, 1, tzinfo=UTC).timestamp())
@@ -193,9 +194,17 @@ def test_the_transform_gives_the_same_whatever_the_bucket_and_batch_sizes(index,
     small = join(cs, settings(index, tmp_path))
     big = settings(index, tmp_path, spill_dir=str(tmp_path / "beam"), bucket_candidates=1000)
     collect = Collect(str(tmp_path / "hits.pkl"))
+    grouped = Collect(str(tmp_path / "grouped.pkl"))
     with TestPipeline(runner="FnApiRunner") as p:
-        assert_that(p | beam.Create(cs) | JoinColumnarIndex(big, len(cs)), collect)
+        assert_that(p | beam.Create(cs) | JoinColumnarIndex(big, len(cs)), collect, label="Hits")
+        visitor = _Outputs("ByBucket")
+        p.visit(visitor)
+        assert_that(visitor.found, grouped, label="Grouped")
     assert {h.candidate.url: h for h in collect.load()} == small
+    # What the GroupByKey holds (in the driver, on the local runner): file references only.
+    refs = [ref for _, refs in grouped.load() for ref in refs]
+    assert {side for side, _ in refs} == {"c", "i"}
+    assert all(isinstance(path, str) and isinstance(i, int) for _, (path, i) in refs)
     assert sum(h.capture is not None for h in small.values()) == 11
 
 
