@@ -41,6 +41,32 @@ def parent(path: str) -> str:
     return head if sep and head else ("/" if sep else ".")
 
 
+def expand_files(spec: str, suffixes: tuple[str, ...]) -> list[str] | None:
+    """The files ``spec`` names, sorted: itself, a directory's files ending in one of
+    ``suffixes`` (recursively) or a glob's matches (``**`` recursive); None if it names
+    nothing. URIs keep their scheme."""
+    import fnmatch
+
+    fs, p = resolve(spec)
+    if any(ch in spec for ch in "*?["):
+        base = p
+        while any(ch in base for ch in "*?["):
+            base = base.rsplit("/", 1)[0]
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive="**" in p))
+        files = [i.path for i in infos if i.is_file and fnmatch.fnmatch(i.path, p)]
+    elif fs.get_file_info(p).type == pafs.FileType.Directory:
+        infos = fs.get_file_info(pafs.FileSelector(p, recursive=True))
+        files = [i.path for i in infos if i.is_file and i.path.endswith(suffixes)]
+    elif fs.get_file_info(p).type == pafs.FileType.File:
+        files = [p]
+    else:
+        return None
+    prefix = (
+        spec[: spec.index("://") + 3] if "://" in spec and not spec.startswith("file://") else ""
+    )
+    return sorted(prefix + f for f in files)
+
+
 def exists(path: str) -> bool:
     fs, p = resolve(path)
     return fs.get_file_info(p).type != pafs.FileType.NotFound

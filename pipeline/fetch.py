@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.fs as pafs
 from apache_beam.metrics import Metrics
 
 from foundation import storage
@@ -286,28 +285,11 @@ def check_warc_inputs(cfg: FetchConfig) -> None:
 def expand_warc_input(spec: str) -> list[str]:
     """The files a ``warc_inputs`` entry names: a file, a directory (its ``*.warc*``/``*.arc*``
     files) or a glob, sorted."""
-    import fnmatch
-
-    fs, p = storage.resolve(spec)
-    if any(ch in spec for ch in "*?["):
-        base = p
-        while any(ch in base for ch in "*?["):
-            base = base.rsplit("/", 1)[0]
-        selector = pafs.FileSelector(base, recursive="**" in p)
-        infos = fs.get_file_info(selector)
-        files = [i.path for i in infos if i.is_file and fnmatch.fnmatch(i.path, p)]
-    elif fs.get_file_info(p).type == pafs.FileType.Directory:
-        infos = fs.get_file_info(pafs.FileSelector(p, recursive=True))
-        suffixes = (".warc", ".warc.gz", ".warc.zst", ".arc", ".arc.gz")
-        files = [i.path for i in infos if i.is_file and i.path.endswith(suffixes)]
-    elif fs.get_file_info(p).type == pafs.FileType.File:
-        files = [p]
-    else:
+    suffixes = (".warc", ".warc.gz", ".warc.zst", ".arc", ".arc.gz")
+    files = storage.expand_files(spec, suffixes)
+    if files is None:
         raise WarcInputError(f"{spec}: no WARC file matches it (fetch.warc_inputs)")
-    prefix = (
-        spec[: spec.index("://") + 3] if "://" in spec and not spec.startswith("file://") else ""
-    )
-    return sorted(prefix + f for f in files)
+    return files
 
 
 def keyed_entries(path: str, max_bytes: int):

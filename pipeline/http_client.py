@@ -2,6 +2,8 @@
 
     list[Candidate] --Fetcher.fetch_many--> list[FetchResult]   (same order, one each)
 
+    (url, first byte, length) --Fetcher.fetch_range--> bytes     (an archived record's range)
+
 Built once per DoFn (in ``setup``) from a :class:`FetchConfig`. Threads (``cfg.concurrency``)
 do the waiting; urllib3 does HTTP. What each request goes through:
 
@@ -74,6 +76,7 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
 CHUNK = 64 * 1024
+ByteRange = tuple[int, int] | None  # (first byte, length) of a Range request
 
 
 @dataclass(frozen=True)
@@ -338,6 +341,25 @@ class Fetcher:
             fetching_s=clock.fetching_s,
         )
 
+    def fetch_range(self, url: str, start: int, length: int) -> bytes:
+        """Bytes ``start .. start+length-1`` of ``url`` by an HTTP Range request, through the same
+        guard, host gate, redirects, retries and timeouts as a page (robots.txt aside: a data
+        server's files are a dataset, not a site crawled), or FetchFailure: ``no_range`` when
+        the server answers anything but 206 for that range (a 200 with the whole file is closed
+        unread), ``too_large`` past ``length`` bytes, ``http_<status>`` for an error status."""
+        self._local.clock = URLClock(self.cfg.deadline_s)
+        resp = self._follow(url, robots=False, page=False, byte_range=(start, length))
+        if resp.status != 206:
+            if 200 <= resp.status < 300:
+                msg = f"HTTP {resp.status} to a Range request: the server ignores Range"
+                raise FetchFailure("no_range", msg, resp.status, resp.url)
+            raise FetchFailure(f"http_{resp.status}", f"HTTP {resp.status}", resp.status, resp.url)
+        content_range = resp.header("content-range")
+        if not content_range.startswith(f"bytes {start}-"):
+            msg = f"asked for bytes from {start}, got Content-Range {content_range!r}"
+            raise FetchFailure("no_range", msg, resp.status, resp.url)
+        return resp.body
+
     def _log_once(self, reason: str, url: str, message: str) -> None:
         with self._log_lock:
             if reason in self._logged:
@@ -345,14 +367,16 @@ class Fetcher:
             self._logged.add(reason)
         log.info("fetch.%s (first of its kind): %s: %s", reason, url, message)
 
-    def _follow(self, url: str, robots: bool = True, page: bool = True) -> _Response:
+    def _follow(
+        self, url: str, robots: bool = True, page: bool = True, byte_range: ByteRange = None
+    ) -> _Response:
         for hop in range(self.cfg.max_redirects + 1):
             split_url(url)
             if hop:
                 self._clock.check(f"following redirect {hop} to {url}", url)
             if robots and self.robots is not None:
                 self.robots.check(url)
-            resp = self._with_retries(url, page)
+            resp = self._with_retries(url, page, byte_range)
             location = resp.header("location")
             if resp.status not in REDIRECTS or not location:
                 return resp
@@ -365,13 +389,13 @@ class Fetcher:
         resp = self._follow(robots_url, robots=False, page=False)
         return resp.status, resp.body
 
-    def _with_retries(self, url: str, page: bool) -> _Response:
+    def _with_retries(self, url: str, page: bool, byte_range: ByteRange = None) -> _Response:
         cfg = self.cfg
         for attempt in range(cfg.retries + 1):
             last = attempt == cfg.retries
             backoff = cfg.backoff_s * 2**attempt
             try:
-                resp = self._request(url, page)
+                resp = self._request(url, page, byte_range)
             except FetchFailure as e:
                 if last or not e.retry:
                     raise
@@ -395,7 +419,7 @@ class Fetcher:
 
     # --- one request ----------------------------------------------------------------------
 
-    def _request(self, url: str, page: bool) -> _Response:
+    def _request(self, url: str, page: bool, byte_range: ByteRange = None) -> _Response:
         cfg = self.cfg
         parts, port = split_url(url)
         try:
@@ -417,6 +441,11 @@ class Fetcher:
             "Accept": ACCEPT if page else "text/plain,*/*;q=0.1",
             "Accept-Encoding": BodyDecoder.ACCEPT,
         }
+        if byte_range is not None:
+            start, length = byte_range
+            headers["Range"] = f"bytes={start}-{start + length - 1}"
+            headers["Accept"] = "*/*"
+            headers["Accept-Encoding"] = "identity"  # the stored bytes, as they lie in the file
         clock = self._clock
         try:
             clock.queued_s += self.gate.acquire(target.host, clock.left())
@@ -436,8 +465,9 @@ class Fetcher:
             )
             drained = False
             try:
-                if 200 <= raw.status < 300:
-                    resp.body, drained = self._read_body(raw, resp, deadline, page)
+                # A server that ignores Range answers 200 with the whole file: nothing is read.
+                if raw.status == 206 if byte_range is not None else 200 <= raw.status < 300:
+                    resp.body, drained = self._read_body(raw, resp, deadline, page, byte_range)
             finally:
                 if not drained:  # unread bytes would corrupt the next request on it
                     raw.close()
@@ -498,22 +528,30 @@ class Fetcher:
         raise FetchFailure("dns", "no address to connect to", url=url)
 
     def _read_body(
-        self, raw: urllib3.BaseHTTPResponse, resp: _Response, deadline: float, page: bool
+        self,
+        raw: urllib3.BaseHTTPResponse,
+        resp: _Response,
+        deadline: float,
+        page: bool,
+        byte_range: ByteRange = None,
     ) -> tuple[bytes, bool]:
         """The decoded body, and whether the response was read to its end."""
         cfg = self.cfg
-        limit = cfg.max_bytes if page else MAX_ROBOTS_BYTES
+        capped = page or byte_range is not None  # past the limit: too_large, not cut
+        limit = byte_range[1] if byte_range else cfg.max_bytes if page else MAX_ROBOTS_BYTES
         if page:
             try:
                 fetch_rules.check_content_type(resp.content_type)
             except FetchFailure as e:
                 raise FetchFailure(e.reason, str(e), resp.status, resp.url) from e
         declared = resp.header("content-length")
-        if page and declared.isdigit() and int(declared) > limit:
+        if capped and declared.isdigit() and int(declared) > limit:
             raise FetchFailure(
                 "too_large", f"Content-Length {declared} exceeds {limit}", resp.status, resp.url
             )
-        decoder = BodyDecoder(resp.header("content-encoding"), cfg.max_decompressed_bytes)
+        # A byte range is kept as stored (a gzip member, say): its reader decodes it, capped.
+        encoding = "" if byte_range else resp.header("content-encoding")
+        decoder = BodyDecoder(encoding, cfg.max_decompressed_bytes)
         size, chunks = 0, []
         clock, stage = self._clock, f"reading the body of {resp.url}"
         while True:
@@ -545,7 +583,7 @@ class Fetcher:
                 return b"".join(chunks), True
             size += len(chunk)
             if size > limit:
-                if not page:  # robots.txt past the cap: parse what fits, as RFC 9309 allows
+                if not capped:  # robots.txt past the cap: parse what fits, as RFC 9309 allows
                     return b"".join(chunks), False
                 raise FetchFailure(
                     "too_large", f"body exceeds {limit} bytes", resp.status, resp.url

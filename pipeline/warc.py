@@ -257,7 +257,7 @@ def _zstd_reader(f, head: bytes) -> Any:
     return dctx.stream_reader(f, read_across_frames=True)
 
 
-def _response(record, max_body: int | None) -> WarcResponse:
+def response_from_record(record, max_body: int | None) -> WarcResponse:
     """A response record as a WarcResponse; ``damaged`` says why its payload is not whole."""
     from warcio.bufferedreaders import ChunkedDataReader
 
@@ -276,7 +276,7 @@ def _response(record, max_body: int | None) -> WarcResponse:
     whole = max_body is None or len(body) <= max_body
     if whole and getattr(raw, "limit", 0) > 0:  # the stored record ends before its length
         damaged = f"truncated: the record ends {raw.limit} bytes short of its WARC length"
-    elif whole and not chunked and not _digest_matches(rec.get_header("WARC-Payload-Digest"), body):
+    elif whole and not chunked and not digest_matches(rec.get_header("WARC-Payload-Digest"), body):
         damaged = "WARC-Payload-Digest does not match the payload"
     return WarcResponse(
         target_uri=rec.get_header("WARC-Target-URI") or "",
@@ -290,7 +290,7 @@ def _response(record, max_body: int | None) -> WarcResponse:
     )
 
 
-def _digest_matches(header: str | None, body: bytes) -> bool:
+def digest_matches(header: str | None, body: bytes) -> bool:
     """Whether a ``sha1:BASE32`` payload digest matches ``body`` (other or no digests: True)."""
     import base64
     import hashlib
@@ -311,7 +311,7 @@ def iter_responses(path: str, max_body: int | None = None) -> Iterator[WarcRespo
         warc = _zstd_reader(f, head) if _is_zstd(head) else f
         for record in ArchiveIterator(warc, arc2warc=True):
             if record.rec_type == "response" and record.http_headers is not None:
-                yield _response(record, max_body)
+                yield response_from_record(record, max_body)
 
 
 # --- the index: where each response lies, to read it again alone --------------------------------
@@ -417,7 +417,7 @@ def index_responses(path: str, max_body: int | None = None) -> Iterator[tuple[st
             for record in records:
                 if record.rec_type != "response" or record.http_headers is None:
                     continue
-                resp = _response(record, max_body)
+                resp = response_from_record(record, max_body)
                 dpos = records.get_record_offset()
                 offset, skip = frames.locate(dpos) if frames else (dpos, 0)
                 entry = WarcEntry(
@@ -457,6 +457,6 @@ def read_response(entry: WarcEntry, max_body: int | None = None) -> WarcResponse
             f.seek(entry.offset)
         for record in ArchiveIterator(stream, arc2warc=True):
             if record.rec_type == "response" and record.http_headers is not None:
-                return _response(record, max_body)
+                return response_from_record(record, max_body)
             break
     raise ValueError(f"{entry.path}: no response record at offset {entry.offset}")
