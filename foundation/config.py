@@ -226,7 +226,10 @@ class ExtractConfig:
     """
 
     timeout_s: float = 10.0
-    """A page whose extraction takes longer is dropped (``extract.timeout``)."""
+    """A page whose extraction takes longer is dropped (``extract.timeout``) and its child
+    process replaced. What counts is the child's own CPU time on the page (wall-clock time where
+    it cannot be read; pipeline.sandbox), not the fetcher's or the machine's load; a result that
+    is complete is always kept."""
     processes: int = 2
     """Extraction child processes per DoFn instance (per worker on the default runner), each
     working on its own page. Two keep a worker's cores busy while it fetches and writes, and let

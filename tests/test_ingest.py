@@ -199,3 +199,19 @@ def test_killed_job_resumes_without_refetching_or_duplicating(tmp_path):
     docs = _documents(run_dir / "shards")
     assert sorted(d["url"] for d in docs) == sorted(f"{server.base_url}{p}" for p in pages)
     assert not (fetch_dir / "spill").exists()  # what the killed run spilled is gone too
+
+
+def test_a_page_beside_a_slow_neighbour_is_kept(tmp_path):
+    """A host that hangs on one page longer than the extraction time limit costs that page only:
+    its neighbour's extraction is timed from when its child starts on it, not from the fetch."""
+    pages = {"/good.html": article_html(7), "/hangs.html": article_html(8)}
+    with PageServer(pages, delays={"/hangs.html": 6.0}) as server:
+        dump = tmp_path / "RS_neighbour.zst"
+        write_dump(dump, [submission(i, f"{server.base_url}{p}") for i, p in enumerate(pages)])
+        overrides = {"extract.timeout_s": 1.0, "fetch.read_timeout_s": 3.0, "dedup.near": False}
+        cfg = _config(tmp_path / "run", dump, **overrides)
+        result = run_ingest(cfg, RunLayout.at(cfg.output.run_dir), progress=False)
+    docs = _documents(tmp_path / "run" / "shards")
+    assert [d["url"] for d in docs] == [f"{server.base_url}/good.html"], result.shards.counts
+    assert result.shards.counts.get("extract.timeout", 0) == 0
+    assert result.shards.counts["fetch.timeout"] == 1  # the hanging page, at the fetcher
