@@ -21,6 +21,7 @@ from foundation import storage
 from foundation.beam import beam_options
 from foundation.config import ConfigError, JobConfig
 from foundation.drops import reason_one
+from foundation.errors import NoOutputError
 from foundation.layout import RunLayout
 from foundation.shards import Manifest, ShardFile, read_table
 from foundation.write import CommitManifest, CommitShards, as_count, as_extra, as_file
@@ -59,7 +60,10 @@ def run_dedup(cfg: JobConfig, layout: RunLayout, out: str) -> DedupResult:
     work = storage.join(out, WORK_DIR)
     if storage.exists(work):
         storage.remove(work)
-    return DedupResult(out, Manifest.load(out))
+    result = DedupResult(out, Manifest.load(out))
+    if result.manifest.rows == 0:  # written and committed all the same: the report says why
+        raise NoOutputError(f"no documents kept out of {manifest.rows:,}; {result}")
+    return result
 
 
 def build_pipeline(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str) -> None:

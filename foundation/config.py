@@ -163,6 +163,11 @@ class FetchConfig:
     ``mirror.intranet:443``). Empty: every loopback, private, link-local, multicast and
     reserved address is refused. Link-local and cloud-metadata addresses (169.254.169.254) are
     opened only by an entry within their block, never by a wider one (foundation.allow_list)."""
+    max_failure_fraction: float = 0.9
+    """A job in which a larger share of its URLs fail to fetch (any ``fetch.*`` outcome: HTTP
+    errors, timeouts, robots.txt...) ends with an error once its shards are written: a crawl
+    that loses nearly everything is broken (network, proxy, addresses refused), not unlucky.
+    1.0: never."""
     allow_private_addresses: bool = False
     """Deprecated (use ``allow_addresses``; removed in the next release): True allows every
     non-public address except link-local and cloud-metadata ones, as
@@ -198,6 +203,13 @@ class FetchConfig:
         ):
             value = getattr(self, name)
             _check(value >= 0, "fetch", name, value, "must be >= 0")
+        _check(
+            0 <= self.max_failure_fraction <= 1,
+            "fetch",
+            "max_failure_fraction",
+            self.max_failure_fraction,
+            "must be between 0 and 1",
+        )
         try:
             parse_allow_list(self.allow_addresses)
         except ValueError as e:
@@ -226,7 +238,10 @@ class ExtractConfig:
     """
 
     timeout_s: float = 10.0
-    """A page whose extraction takes longer is dropped (``extract.timeout``)."""
+    """A page whose extraction takes longer is dropped (``extract.timeout``) and its child
+    process replaced. What counts is the child's own CPU time on the page (wall-clock time where
+    it cannot be read; pipeline.sandbox), not the fetcher's or the machine's load; a result that
+    is complete is always kept."""
     processes: int = 2
     """Extraction child processes per DoFn instance (per worker on the default runner), each
     working on its own page. Two keep a worker's cores busy while it fetches and writes, and let

@@ -13,3 +13,8 @@ class WebtextError(Exception):
     """Something the user can fix; the message names what and where."""
 
     exit_code = 1
+
+
+class NoOutputError(WebtextError):
+    """A stage finished with nothing to pass on (no documents, no tokens). What it made is
+    written and committed, so the counts say why; the stages after it are not run."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import select
-import time
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -85,11 +84,13 @@ class _ExtractFn(beam.DoFn):
                 self._idle.append(sandbox)
 
     def _finished(self, wait: bool):
-        """The results that are ready; with ``wait``, at least one (or a timeout's drop)."""
-        timeout = max(0.0, min(s.deadline for s in self._busy) - time.monotonic()) if wait else 0
+        """The results that are ready (a ready one is never a timeout, however late it is read).
+        With ``wait``, first waits until one is, or until a child's time on its page may have
+        run out (then that page's drop); none, if a loaded machine gave that child less CPU."""
+        timeout = max(0.0, min(s.remaining() for s in self._busy)) if wait else 0
         ready, _, _ = select.select(list(self._busy), [], [], timeout)
-        now = time.monotonic()
-        for sandbox in [*ready, *(s for s in self._busy if s.deadline <= now and s not in ready)]:
+        expired = [s for s in self._busy if s not in ready and s.remaining() <= 0] if wait else []
+        for sandbox in [*ready, *expired]:
             result = self._busy.pop(sandbox)
             try:
                 out = sandbox.receive()

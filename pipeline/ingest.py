@@ -24,7 +24,7 @@ from foundation import storage
 from foundation.beam import beam_options
 from foundation.config import JobConfig
 from foundation.drops import SplitDrops
-from foundation.errors import WebtextError
+from foundation.errors import NoOutputError, WebtextError
 from foundation.layout import RunLayout
 from foundation.records import Drop, FetchResult, candidate_from_row
 from foundation.shards import REJECTED, Manifest, read_table
@@ -44,6 +44,10 @@ BAD_EXAMPLES = 20
 
 class IngestError(WebtextError, RuntimeError):
     """The job could not complete; the message says which stage and why."""
+
+
+class FetchFailureError(IngestError):
+    """More of the job's fetches failed than ``fetch.max_failure_fraction`` allows."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,27 @@ def run_ingest(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> Inge
     else:
         seconds["pages"] = _timed(_pages_phase, cfg, layout, urls.paths(layout.urls), progress)
     return IngestResult(layout.shards, urls, Manifest.load(layout.shards), seconds)
+
+
+def check_ingest(cfg: JobConfig, result: IngestResult) -> None:
+    """Fail loudly on a crawl that lost (nearly) everything, once its outputs are committed:
+    FetchFailureError past ``fetch.max_failure_fraction``, NoOutputError without documents."""
+    from pipeline.rules import URLS_FETCHED, fetch_failures, largest
+
+    shards = result.shards
+    counts = {**result.urls.counts, **shards.counts}
+    tried, failed = counts.get(URLS_FETCHED, 0), fetch_failures(shards.counts)
+    where = f"the shards and their counts are in {result.shards_dir}"
+    if tried and failed / tried > cfg.fetch.max_failure_fraction:
+        raise FetchFailureError(
+            f"{failed:,} of {tried:,} fetches failed ({failed / tried:.0%}), more than "
+            f"fetch.max_failure_fraction={cfg.fetch.max_failure_fraction:g} allows "
+            f"({largest(shards.counts, 'fetch.')}); {where}"
+        )
+    if shards.rows == 0:
+        raise NoOutputError(
+            f"no documents from {tried:,} candidate URLs ({largest(counts)}); {where}"
+        )
 
 
 def run_urls(cfg: JobConfig, layout: RunLayout, seconds: dict[str, float]) -> Manifest:

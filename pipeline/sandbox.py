@@ -5,6 +5,14 @@ Beam's SDK harness runs DoFns in non-main threads, where ``signal.alarm`` cannot
 and from where no thread can be killed. A child process can be: when a call runs over its limit
 the child is killed (SIGKILL) and a fresh one takes its place on the next call.
 
+What the limit measures: the child's own work on the call, its CPU time (user + system, read
+from ``/proc``; wall-clock time from the call's start where that cannot be read). Neither the
+parent's time away (Beam runs the following stages inside the caller's ``yield``) nor other
+processes' share of the cores count, and a reply that has arrived is always received, however
+late the parent reads it. A child that takes :data:`WALL_LIMIT_FACTOR` times its limit in
+wall-clock time is ended whatever CPU it got, so one that waits without working cannot hold
+its caller forever.
+
 Why persistent: the child imports its modules and warms up once, so a call costs two pickles
 and two pipe transfers (well under a millisecond for a web page, against tens of milliseconds
 of extraction), and the parent thread sleeps in ``select`` while the child works, so the CPU
@@ -52,6 +60,10 @@ _FORK, _END = b"f", b"e"
 _CHUNK = 1 << 16
 PIPE_BYTES = 1 << 20
 _SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_CLOCK_TICK_S = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+WALL_LIMIT_FACTOR = 4.0
+"""A call is ended after this many times its limit in wall-clock time even if its child got
+less CPU than the limit: on a machine this loaded, a page still gets its whole CPU time."""
 
 
 class SandboxTimeout(Exception):
@@ -121,6 +133,16 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
 def _read_frame(fd: int, deadline: float | None) -> bytes:
     (n,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
     return _read_exact(fd, n, deadline)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) process ``pid`` has used; None where ``/proc`` cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # the name, in (), may hold spaces
+        return (int(fields[11]) + int(fields[12])) * _CLOCK_TICK_S  # utime, stime: fields 14, 15
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _close_all(fds: Iterable[int]) -> None:
@@ -256,7 +278,8 @@ class Sandbox:
         self._to_child = -1
         self._from_child = -1
         self._finalizer: weakref.finalize | None = None
-        self._deadline = 0.0
+        self._started = 0.0
+        self._cpu_at_start: float | None = None
         self._timeout_s = 0.0
         self.starts = 0
 
@@ -295,34 +318,55 @@ class Sandbox:
         return self.receive()
 
     def send(self, *args: Any, timeout_s: float) -> None:
-        """Hand ``target(*args)`` to the child and return; :meth:`receive` gets the result.
+        """Hand ``target(*args)`` to the (idle) child and return; :meth:`receive` gets the result.
 
-        The time limit counts from here. Split from :meth:`call` so that one thread can keep
-        several sandboxes busy, waiting on them all with ``select`` (a sandbox has a fileno).
+        The child starts on the call as it reads it, so its time counts from here. Split from
+        :meth:`call` so that one thread can keep several sandboxes busy, waiting on them all
+        with ``select`` (a sandbox has a fileno) for as long as :meth:`remaining` says.
         """
         self.start()
+        assert self._pid is not None
         self._timeout_s = timeout_s
-        self._deadline = time.monotonic() + timeout_s
+        self._started = time.monotonic()
+        self._cpu_at_start = _cpu_seconds(self._pid)
         payload = pickle.dumps(args, pickle.HIGHEST_PROTOCOL)
         try:
-            _write_frame(self._to_child, payload, self._deadline)
+            _write_frame(self._to_child, payload, self._started + WALL_LIMIT_FACTOR * timeout_s)
         except (TimeoutError, BrokenPipeError) as e:
             raise self._failed(e) from None
 
+    def remaining(self) -> float:
+        """Seconds (at least) before the call in progress can be over its limit; <= 0: it is.
+
+        CPU time cannot pass faster than wall-clock time, so a caller that waits this long
+        before asking again never ends a call late by more than the clock's resolution.
+        """
+        now = time.monotonic()
+        cpu = _cpu_seconds(self._pid) if self._pid is not None else None
+        used = (
+            now - self._started
+            if cpu is None or self._cpu_at_start is None
+            else cpu - self._cpu_at_start
+        )
+        wall_left = self._started + WALL_LIMIT_FACTOR * self._timeout_s - now
+        return min(self._timeout_s - used, wall_left)
+
     def receive(self) -> Any:
-        """The result of the call :meth:`send` started; raises as :meth:`call` does."""
+        """The result of the call :meth:`send` started; raises as :meth:`call` does.
+
+        Waits while the child works within its limit; a reply that has begun to arrive is read
+        whole, without a limit (the child has finished working: it is only writing).
+        """
         try:
-            status, payload = pickle.loads(_read_frame(self._from_child, self._deadline))
+            while not select.select([self._from_child], [], [], max(0.0, self.remaining()))[0]:
+                if self.remaining() <= 0:
+                    raise TimeoutError
+            status, payload = pickle.loads(_read_frame(self._from_child, None))
         except (TimeoutError, EOFError) as e:
             raise self._failed(e) from None
         if status == "error":
             raise RemoteError(*payload)
         return payload
-
-    @property
-    def deadline(self) -> float:
-        """When the call in progress runs out of time (monotonic clock)."""
-        return self._deadline
 
     def fileno(self) -> int:
         """The pipe the result arrives on: readable once the child answers (or dies)."""

@@ -21,10 +21,15 @@ class LocalServer(ThreadingHTTPServer):
 
 
 class PageServer:
-    """Serves ``pages`` ({path: html bytes}); 404 elsewhere (robots.txt included: all allowed)."""
+    """Serves ``pages`` ({path: html bytes}); 404 elsewhere (robots.txt included: all allowed).
 
-    def __init__(self, pages: dict[str, bytes], delay_s: float = 0.0):
-        self.pages, self.delay_s = pages, delay_s
+    Every answer waits ``delay_s``; a path in ``delays`` ({path: seconds}) waits that long
+    instead (a host that is slow on one page)."""
+
+    def __init__(
+        self, pages: dict[str, bytes], delay_s: float = 0.0, delays: dict[str, float] | None = None
+    ):
+        self.pages, self.delay_s, self.delays = pages, delay_s, delays or {}
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
         server = self
@@ -39,8 +44,9 @@ class PageServer:
                 if body is None:
                     self.send_error(404)
                     return
-                if server.delay_s:
-                    time.sleep(server.delay_s)
+                delay = server.delays.get(self.path, server.delay_s)
+                if delay:
+                    time.sleep(delay)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))

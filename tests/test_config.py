@@ -66,6 +66,7 @@ def test_toml_then_flags(tmp_path):
         ("[fetch]\nbogus = 1\n", "unknown setting"),
         ("[fetch]\nmax_bytes = 'big'\n", "expected a int"),
         ("[dedup]\nthreshold = 1.5\n", "dedup.threshold=1.5"),
+        ("[fetch]\nmax_failure_fraction = 1.5\n", "fetch.max_failure_fraction=1.5"),
         ("[fetch]\nallow_addresses = ['10.0.0.1/8']\n", "fetch.allow_addresses: '10.0.0.1/8'"),
         ("not toml = = \n", "not valid TOML"),
     ],

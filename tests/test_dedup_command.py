@@ -126,3 +126,11 @@ def test_same_output_with_one_or_two_worker_processes_and_reruns(tmp_path):
         outs.append((Manifest.load(str(out)).checksum, report))
     assert outs[0] == outs[1] == outs[2]
     assert outs[0][1]["removed"]["near"] >= 6
+
+
+def test_dedup_that_keeps_nothing_fails_after_committing_its_output(tmp_path, capsys):
+    empty, out = _shards(tmp_path / "s", []), tmp_path / "o"
+    assert main(["dedup", empty, "--out", str(out), *IN_PROCESS]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("webtext dedup: no documents kept out of 0; dedup: "), last
+    assert Manifest.load(str(out)).rows == 0  # committed: the job wrote what it had

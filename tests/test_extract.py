@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -239,6 +240,25 @@ def test_an_exception_in_the_child_is_returned_and_the_child_keeps_serving():
         assert box.pid == pid
 
 
+def test_a_result_waiting_in_its_pipe_is_received_however_late_it_is_read():
+    """A finished call is never a timeout: the parent may read it long after the limit (its
+    thread was busy with downstream stages), and the child is not killed for that."""
+    with Zygote("builtins:len") as zygote, Sandbox(zygote) as box:
+        pid = box.pid
+        box.send("four", timeout_s=0.2)
+        assert select.select([box], [], [], 30)[0]  # the child has answered
+        time.sleep(0.5)  # well past the limit, in the parent's time
+        assert box.receive() == 4 and box.pid == pid
+
+
+def test_the_limit_counts_the_childs_time_on_the_call_not_the_time_before_it():
+    """A child that sat idle longer than the limit before its call still gets the whole limit."""
+    with Zygote("time:sleep") as zygote, Sandbox(zygote) as box:
+        time.sleep(0.5)
+        box.send(0.1, timeout_s=0.4)
+        assert box.receive() is None
+
+
 def test_a_target_that_cannot_load_fails_at_start_with_the_reason():
     with pytest.raises(SandboxStartError, match="ModuleNotFoundError"):
         Sandbox(Zygote("no_such_module_here:f")).start()
@@ -386,6 +406,22 @@ def test_a_child_killed_mid_page_costs_that_page_and_is_replaced():
         assert _described(fn.process([page(ARTICLE.encode(), doc_id="again")])) == [
             ("doc", "again")
         ]
+    finally:
+        fn.teardown()
+
+
+def test_a_finished_page_is_kept_however_long_downstream_stages_hold_the_worker():
+    """Beam runs the stages after extraction inside its ``yield``: while they work, the other
+    child's result waits in its pipe past the page's time limit, and is still kept."""
+    fn = _ExtractFn(ExtractConfig(timeout_s=2.0, processes=2))
+    fn.setup()
+    try:
+        calls = fn.process([page(ARTICLE.encode(), doc_id="a"), page(ARTICLE.encode(), doc_id="b")])
+        first = _outcome(next(calls))
+        for box in fn._busy:  # the page still out: let it finish, then pass its limit
+            assert select.select([box], [], [], 60)[0]
+            time.sleep(2.5)
+        assert sorted([first, *_described(calls)]) == [("doc", "a"), ("doc", "b")]
     finally:
         fn.teardown()
 

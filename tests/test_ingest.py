@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -199,3 +200,59 @@ def test_killed_job_resumes_without_refetching_or_duplicating(tmp_path):
     docs = _documents(run_dir / "shards")
     assert sorted(d["url"] for d in docs) == sorted(f"{server.base_url}{p}" for p in pages)
     assert not (fetch_dir / "spill").exists()  # what the killed run spilled is gone too
+
+
+def test_a_page_beside_a_slow_neighbour_is_kept(tmp_path):
+    """A host that hangs on one page longer than the extraction time limit costs that page only:
+    its neighbour's extraction is timed from when its child starts on it, not from the fetch."""
+    pages = {"/good.html": article_html(7), "/hangs.html": article_html(8)}
+    with PageServer(pages, delays={"/hangs.html": 6.0}) as server:
+        dump = tmp_path / "RS_neighbour.zst"
+        write_dump(dump, [submission(i, f"{server.base_url}{p}") for i, p in enumerate(pages)])
+        overrides = {"extract.timeout_s": 1.0, "fetch.read_timeout_s": 3.0, "dedup.near": False}
+        cfg = _config(tmp_path / "run", dump, **overrides)
+        result = run_ingest(cfg, RunLayout.at(cfg.output.run_dir), progress=False)
+    docs = _documents(tmp_path / "run" / "shards")
+    assert [d["url"] for d in docs] == [f"{server.base_url}/good.html"], result.shards.counts
+    assert result.shards.counts.get("extract.timeout", 0) == 0
+    assert result.shards.counts["fetch.timeout"] == 1  # the hanging page, at the fetcher
+
+
+def _dead_port() -> int:
+    """A loopback port nothing listens on: every connection to it is refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_crawl_where_every_fetch_fails_ends_with_an_error_after_writing_its_shards(
+    tmp_path, capsys
+):
+    from webtext.cli import main
+
+    base = f"http://127.0.0.1:{_dead_port()}"
+    dump = tmp_path / "RS_dead.zst"
+    write_dump(dump, [submission(i, f"{base}/{i}.html") for i in range(5)])
+    run_dir = tmp_path / "run"
+    argv = [*_ingest_command(run_dir, dump)[3:], "--fetch-retries", "0"]
+
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "webtext ingest: 5 of 5 fetches failed (100%), more than "
+            "fetch.max_failure_fraction=0.9 allows (fetch."
+        )
+    ), err
+    assert Manifest.load(str(run_dir / "shards")).rows == 0  # committed: what it has is written
+    assert re.search(r"^\s+extract\.timeout\s+0$", out, re.M), out  # every rule, zeros included
+    assert re.search(r"^\s+url\.wikipedia\s+0$", out, re.M), out
+
+    # Allowing every failure: the run (its shards kept, not refetched) still has no documents.
+    assert main([*argv, "--fetch-max-failure-fraction", "1"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("webtext ingest: no documents from 5 candidate URLs (fetch."), last

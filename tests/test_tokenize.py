@@ -202,3 +202,11 @@ def test_real_text_round_trips(corpus, tmp_path):
     m = tokenize_shards(str(tmp_path / "shards"), str(tmp_path / "tokens"), cfg, progress=False)
     assert _split_docs(tmp_path / "tokens", "train") == docs
     assert m.counts["docs_val"] == 0 and not TokenShards(str(tmp_path / "tokens"), "val").files
+
+
+def test_cli_tokenize_of_shards_without_documents_is_one_clear_error(tmp_path, capsys):
+    src = tmp_path / "empty-shards"
+    Manifest(kind="text", format="parquet").save(str(src))
+    assert main(["tokenize", str(src), "--out", str(tmp_path / "tokens"), "--no-progress"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"webtext tokenize: the text shards in {src} hold no documents to tokenize"

@@ -12,7 +12,7 @@ from typing import Any
 
 from foundation import storage
 from foundation.config import ConfigError, JobConfig
-from foundation.errors import WebtextError
+from foundation.errors import NoOutputError, WebtextError
 from foundation.layout import RunLayout
 from foundation.shards import Manifest
 
@@ -36,8 +36,13 @@ def run_tokenize(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> To
     """Text shards (``layout.shards``) -> tokenizer and token shards (``layout.tokens``)."""
     from trainer.tokenize import tokenize_shards
 
+    if Manifest.load(layout.shards, "text").rows == 0:
+        raise NoOutputError(f"the text shards in {layout.shards} hold no documents to tokenize")
     manifest = tokenize_shards(layout.shards, layout.tokens, cfg.tokenize, progress=progress)
-    return TokenizeSummary(layout.tokens, manifest)
+    summary = TokenizeSummary(layout.tokens, manifest)
+    if manifest.counts["tokens_train"] + manifest.counts["tokens_val"] == 0:
+        raise NoOutputError(f"no tokens: {summary}")  # written all the same: the counts say why
+    return summary
 
 
 class TrainingInterrupted(WebtextError):

@@ -42,6 +42,8 @@ STAGES = ("ingest", "contamination", "tokenize", "train", "sample", "eval")
 INGEST_SECTIONS = ("source", "filter", "fetch", "extract", "quality", "dedup")
 OUTPUT_FIELDS = ("format", "shard_docs", "unit_urls")
 """Output settings that change the shards (workers, runner and run_dir do not)."""
+JUDGING_FIELDS = ("fetch.max_failure_fraction",)
+"""Ingest settings that judge the shards without changing them: a rerun may change them."""
 
 
 class RunError(WebtextError):
@@ -112,6 +114,8 @@ class Stage:
     inputs: Callable[[JobConfig, RunLayout], Any]
     complete: Callable[[JobConfig, RunLayout], bool]
     execute: Callable[[JobConfig, RunLayout, bool], None]
+    check: Callable[[JobConfig, RunLayout], None] | None = None
+    """Raises when the stage's outputs, new or kept from before, must not go on to the next."""
 
 
 # --- ingest ----------------------------------------------------------------------------------
@@ -119,6 +123,9 @@ class Stage:
 
 def _ingest_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
     d = cfg.to_dict()
+    for name in JUDGING_FIELDS:
+        section, _, field_name = name.partition(".")
+        del d[section][field_name]
     return {
         **{s: d[s] for s in INGEST_SECTIONS},
         "output": {k: d["output"][k] for k in OUTPUT_FIELDS},
@@ -139,6 +146,14 @@ def _ingest(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
     result = run_ingest(cfg, layout, progress)
     write_resolved_config(cfg, layout, "ingest")
     print(ingest_summary(result))
+
+
+def _ingest_check(cfg: JobConfig, layout: RunLayout) -> None:
+    """Kept shards too: a rerun of a job that failed on them fails again rather than going on."""
+    from pipeline.ingest import IngestResult, check_ingest
+
+    urls, shards = Manifest.load(layout.urls), Manifest.load(layout.shards)
+    check_ingest(cfg, IngestResult(layout.shards, urls, shards, {}))
 
 
 # --- contamination ---------------------------------------------------------------------------
@@ -279,7 +294,7 @@ def _eval(cfg: JobConfig, layout: RunLayout, progress: bool) -> None:
 
 
 STAGE_LIST = (
-    Stage("ingest", _ingest_inputs, _ingest_complete, _ingest),
+    Stage("ingest", _ingest_inputs, _ingest_complete, _ingest, _ingest_check),
     Stage("contamination", _contamination_inputs, _contamination_complete, _contamination),
     Stage("tokenize", _tokenize_inputs, _tokenize_complete, _tokenize),
     Stage("train", _train_inputs, _train_complete, _train),
@@ -341,6 +356,7 @@ def _run_stage(
         )
     if _up_to_date(stage.name, done, entry, fingerprint):
         log.info("%s: already complete for this config; skipping.", stage.name)
+        _check_stage(stage, cfg, layout)
         result.skipped.append(stage.name)
         if recorded != fingerprint:  # shards from `webtext ingest`, adopted as they are
             state.start(stage.name, fingerprint, inputs)
@@ -355,9 +371,19 @@ def _run_stage(
         stage.execute(cfg, layout, progress)
     except WebtextError as e:
         raise RunError(f"{stage.name}: {e} (fix it and rerun: finished stages are kept)") from e
+    _check_stage(stage, cfg, layout)
     result.seconds[stage.name] = time.perf_counter() - start
     state.finish(stage.name, result.seconds[stage.name])
     result.ran.append(stage.name)
+
+
+def _check_stage(stage: Stage, cfg: JobConfig, layout: RunLayout) -> None:
+    if stage.check is None:
+        return
+    try:
+        stage.check(cfg, layout)
+    except WebtextError as e:
+        raise RunError(f"{stage.name}: {e}") from e
 
 
 def _stage_inputs(stage: Stage, cfg: JobConfig, layout: RunLayout) -> Any:

@@ -19,17 +19,22 @@ def table(rows: Iterable[tuple[str, str]], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def _grouped(counts: Mapping[str, int]) -> list[tuple[str, str]]:
-    return [(name, f"{n:,}") for name, n in sorted(counts.items())]
+def _grouped(counts: Mapping[str, int], rules: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Every declared rule (zeros included, in their declared order), then the other counts."""
+    from pipeline.rules import with_zeros
+
+    return [(name, f"{n:,}") for name, n in with_zeros(counts, rules).items()]
 
 
 def urls_summary(urls: Manifest, seconds: Mapping[str, float], directory: str) -> str:
     """The URL phase alone (``webtext ingest --urls-only``)."""
+    from pipeline.rules import URL_PHASE
+
     rows = [("candidate URLs", f"{urls.rows:,}"), ("unit files", f"{len(urls.files):,}")]
     rows += [(f"{k} seconds", f"{v:.1f}") for k, v in seconds.items()]
     return "\n\n".join(
         [
-            table(_grouped(urls.counts), "URL phase (submissions -> candidate URLs):"),
+            table(_grouped(urls.counts, URL_PHASE), "URL phase (submissions -> candidate URLs):"),
             table(rows, "Output:"),
             f"Candidate URLs: {directory}",
         ]
@@ -37,14 +42,19 @@ def urls_summary(urls: Manifest, seconds: Mapping[str, float], directory: str) -
 
 
 def ingest_summary(result: IngestResult) -> str:
+    from pipeline.rules import PAGES_PHASE, URL_PHASE
+
     urls, shards = result.urls, result.shards
     total_s = sum(result.seconds.values())
     docs = shards.rows
     text_bytes = sum(f.bytes for f in shards.files)
     parts = [
-        table(_grouped(urls.counts), "URL phase (submissions -> candidate URLs):"),
+        table(_grouped(urls.counts, URL_PHASE), "URL phase (submissions -> candidate URLs):"),
         table([("candidate URLs", f"{urls.rows:,}")]),
-        table(_grouped(shards.counts), "Pages phase (fetch -> extract -> filters -> dedup):"),
+        table(
+            _grouped(shards.counts, PAGES_PHASE),
+            "Pages phase (fetch -> extract -> filters -> dedup):",
+        ),
         table(
             [
                 ("documents written", f"{docs:,}"),

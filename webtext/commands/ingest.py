@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from foundation.layout import RunLayout
-    from pipeline.ingest import run_ingest, run_urls
+    from pipeline.ingest import check_ingest, run_ingest, run_urls
     from webtext.summary import ingest_summary, urls_summary
 
     fixed = {"output.run_dir": args.run_dir}
@@ -58,4 +58,5 @@ def run(args: argparse.Namespace) -> int:
     result = run_ingest(cfg, layout, progress=not args.no_progress)
     write_resolved_config(cfg, layout, "ingest")
     print(ingest_summary(result))
+    check_ingest(cfg, result)
     return 0
