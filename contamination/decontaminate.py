@@ -22,12 +22,16 @@ from contamination.ngrams import NgramHasher
 from contamination.normalize import words
 from contamination.sources import ReadOptions, read_test_set
 from foundation import shards, storage
+from foundation.droplog import DropWriter, commit_drops, drops_dir
 from foundation.errors import WebtextError
 from foundation.layout import record_path
+from foundation.records import Drop
 
 log = logging.getLogger(__name__)
 
 REMOVED_FILE = "removed.jsonl"
+RULE = "contamination.ngram_overlap"
+"""The drop log's rule for a removed document (``RUN/drops/<out>/``, beside removed.jsonl)."""
 
 
 class OutputExistsError(WebtextError, FileExistsError):
@@ -78,10 +82,12 @@ def decontaminate(
     files: list[shards.ShardFile] = []
     removed: list[dict] = []
     docs_in = 0
+    dropped = DropWriter(drops_dir(out_dir), "decontaminate")
     for index, path in enumerate(source.paths(shards_dir)):
         table = shards.read_table(path)
         texts = [t or "" for t in table.column("text").to_pylist()]
         ids = table.column("id").to_pylist() if "id" in table.column_names else None
+        urls = table.column("url").to_pylist() if "url" in table.column_names else None
         nh = hasher.hash_docs(texts)
         dirty = np.zeros(len(texts), dtype=bool)
         per_set: dict[str, np.ndarray] = {}
@@ -103,6 +109,16 @@ def decontaminate(
                     "matches": {k: int(v[row]) for k, v in per_set.items() if v[row]},
                     "example": " ".join(words(texts[row])[first : first + n]),
                 }
+            )
+            matches = removed[-1]["matches"]
+            dropped.add(
+                Drop(
+                    RULE,
+                    where=f"{removed[-1]['shard']}:{row}",
+                    detail=", ".join(f"{k}: {v} {n}-grams" for k, v in matches.items()),
+                    id=(ids[row] if ids else "") or "",
+                    url=(urls[row] if urls else "") or "",
+                )
             )
         docs_in += len(texts)
         kept = table.filter(~dirty)
@@ -127,6 +143,9 @@ def decontaminate(
                 "removed": len(removed),
                 "removed_file": REMOVED_FILE,
             },
+            "drops": commit_drops(
+                [part] if (part := dropped.close()) else [], drops_dir(out_dir), out_dir, None
+            ),
         },
     )
     manifest.save(out_dir)

@@ -54,7 +54,7 @@ from foundation.records import Drop
 from foundation.shards import TEXT_SCHEMA, ShardFile, read_table, shard_name, table_from_rows
 from foundation.storage import join
 
-SCAN_COLUMNS = ["id", "text", "content_hash", "karma", "created_utc", "submissions"]
+SCAN_COLUMNS = ["id", "url", "text", "content_hash", "karma", "created_utc", "submissions"]
 
 # A record: (id, ref, content_hash, karma, created_utc, band_hashes); a node: (id, ref), which
 # sorts by id like the ids the in-memory transform pairs and clusters.
@@ -121,8 +121,22 @@ def resolve_exact(
         yield doc_id, ref, keep_id, keep_ref
 
 
-def _exact_drop(move: tuple[str, int, str, int]) -> Drop:
-    return Drop(EXACT, where=move[0], detail=move[2])
+class ExactDrop(beam.DoFn):
+    """An exact move -> its Drop, with the removed document's URL read by ref."""
+
+    def __init__(self, work: str):
+        self.work = work
+
+    def setup(self) -> None:
+        self.spill = SpillReader(self.work)
+
+    def process(self, move: tuple[str, int, str, int]) -> Iterator[Drop]:
+        doc_id, ref, keep_id, _ = move
+        url = self.spill.meta(ref).get("url", "")
+        yield Drop(EXACT, where=doc_id, detail=keep_id, id=doc_id, url=url, kept=keep_id)
+
+    def teardown(self) -> None:
+        self.spill.close()
 
 
 def _removed_id(move: tuple[str, int, str, int]) -> tuple[str, str]:
@@ -203,7 +217,9 @@ class ResolveCluster(beam.DoFn):
                 RemovedPair(doc_id, keep_id, sim, NEAR, self.spill.snippet(ref), keep_text)
             )
             yield "move", (doc_id, ref, keep_id, keep_ref)
-            yield "drop", Drop(NEAR, where=doc_id, detail=f"kept={keep_id} jaccard={sim}")
+            url = self.spill.meta(ref).get("url", "")
+            detail = f"kept={keep_id} jaccard={sim}"
+            yield "drop", Drop(NEAR, where=doc_id, detail=detail, id=doc_id, url=url, kept=keep_id)
         yield "cluster", ClusterInfo(label, len(members), keep_id, False, tuple(pairs))
 
     def teardown(self) -> None:
@@ -340,7 +356,7 @@ class DedupById(beam.PTransform):
                 | "GroupHashes" >> beam.GroupByKey()
                 | "ResolveExact" >> beam.FlatMapTuple(resolve_exact)
             )
-            drops.append(exact_moves | "ExactDrops" >> beam.Map(_exact_drop))
+            drops.append(exact_moves | "ExactDrops" >> beam.ParDo(ExactDrop(work)))
         moves = exact_moves | "ExactOwners" >> beam.Map(_move_owner)
         if cfg.near:
             near = self._near(records, exact_moves)

@@ -34,7 +34,14 @@ def resolve_group(group: tuple[str, Iterable[dict]]) -> Iterator[dict | Drop]:
     yield survivor
     for doc in removed:
         Metrics.counter("dedup", EXACT).inc()
-        yield Drop(EXACT, where=doc["id"], detail=survivor["id"])
+        yield Drop(
+            EXACT,
+            where=doc["id"],
+            detail=survivor["id"],
+            id=doc["id"],
+            url=doc.get("url", ""),
+            kept=survivor["id"],
+        )
 
 
 class ExactDedup(beam.PTransform):

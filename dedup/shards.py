@@ -20,11 +20,19 @@ import apache_beam as beam
 from foundation import storage
 from foundation.beam import beam_options
 from foundation.config import ConfigError, JobConfig
+from foundation.droplog import DropLog, LogDrops, drops_dir
 from foundation.drops import reason_one
 from foundation.errors import NoOutputError
 from foundation.layout import RunLayout
 from foundation.shards import Manifest, ShardFile, read_table
-from foundation.write import CommitManifest, CommitShards, as_count, as_extra, as_file
+from foundation.write import (
+    CommitManifest,
+    CommitShards,
+    as_count,
+    as_drops,
+    as_extra,
+    as_file,
+)
 
 REPORT_DIR = "_report"
 WORK_DIR = "_work"
@@ -91,17 +99,24 @@ def build_by_id(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str) ->
             storage.join(out, REPORT_DIR),
         )
     )
+    log = drop_log(cfg, out)
     items = (
         deduped.files | "Files" >> beam.Map(as_file),
         deduped.files | "CountDocs" >> beam.Map(_documents) | "DocCounts" >> beam.Map(as_count),
         deduped.drops | "CountDrops" >> beam.Map(reason_one) | "DropCounts" >> beam.Map(as_count),
+        deduped.drops | "LogDrops" >> LogDrops(log.directory, log.cap) | beam.Map(as_drops),
         deduped.extras | "Extras" >> beam.Map(as_extra),
     )
     _ = (
         items
         | "CommitItems" >> beam.Flatten()
-        | "Commit" >> CommitManifest(out, "text", cfg.output.format, cfg.to_dict())
+        | "Commit" >> CommitManifest(out, "text", cfg.output.format, cfg.to_dict(), drop_log=log)
     )
+
+
+def drop_log(cfg: JobConfig, out: str) -> DropLog:
+    """The removed documents are logged in ``RUN/drops/<out's name>`` (OUT's parent as RUN)."""
+    return DropLog(drops_dir(out), cfg.output.max_drops_per_rule)
 
 
 def _documents(shard: ShardFile) -> tuple[str, int]:
@@ -124,7 +139,7 @@ def build_in_memory(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str
         "documents": deduped.documents,
         "drops": deduped.drops,
         "extras": deduped.extras,
-    } | "Commit" >> CommitShards(out, cfg.output, cfg.to_dict())
+    } | "Commit" >> CommitShards(out, cfg.output, cfg.to_dict(), drop_log=drop_log(cfg, out))
 
 
 def _read_rows(path: str):

@@ -61,6 +61,7 @@ def write_shard(work: str, shard: int, rows: Iterable[Sequence[bytes]]) -> None:
 
 def meta_blob(doc: dict[str, Any]) -> bytes:
     keep = {k: doc[k] for k in ("id", "karma", "created_utc", "submissions")}
+    keep["url"] = doc.get("url", "")
     return json.dumps(keep, separators=(",", ":")).encode()
 
 

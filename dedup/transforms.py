@@ -213,8 +213,20 @@ def resolve_cluster(label: str, members: Iterable[Member]) -> Iterator[tuple[str
             yield "sketch", keep.sketch
     else:
         return
+    urls = {m.id: m.doc.get("url", "") for m in new}
     for p in pairs:
-        yield "drop", Drop(p.reason, where=p.removed, detail=f"kept={p.kept} jaccard={p.jaccard}")
+        detail = f"kept={p.kept} jaccard={p.jaccard}"
+        yield (
+            "drop",
+            Drop(
+                p.reason,
+                where=p.removed,
+                detail=detail,
+                id=p.removed,
+                url=urls[p.removed],
+                kept=p.kept,
+            ),
+        )
     yield "cluster", ClusterInfo(label, len(members), kept, bool(old), tuple(pairs))
 
 

@@ -423,6 +423,9 @@ class OutputConfig:
     """DirectRunner worker processes; 0 uses every core."""
     beam_args: tuple[str, ...] = ()
     """Beam pipeline options passed through as they are (``--runner=...`` and the rest)."""
+    max_drops_per_rule: int | None = None
+    """Rows the drop log (``RUN/drops/``) keeps per rule and stage; None keeps every one (the
+    manifest's counts stay exact either way)."""
 
     def __post_init__(self) -> None:
         _check(
@@ -435,6 +438,13 @@ class OutputConfig:
         _check(self.shard_docs > 0, "output", "shard_docs", self.shard_docs, "must be positive")
         _check(self.unit_urls > 0, "output", "unit_urls", self.unit_urls, "must be positive")
         _check(self.workers >= 0, "output", "workers", self.workers, "must be >= 0")
+        _check(
+            self.max_drops_per_rule is None or self.max_drops_per_rule > 0,
+            "output",
+            "max_drops_per_rule",
+            self.max_drops_per_rule,
+            "must be positive (or unset: keep every row)",
+        )
 
 
 @dataclass(frozen=True)

@@ -75,11 +75,19 @@ class FetchResult:
 
 @dataclass(frozen=True)
 class Drop:
-    """An item removed by a rule; ``where`` says which (file:line, URL or document id)."""
+    """An item removed by a rule; ``where`` says which (file:line, URL or document id).
+
+    ``id`` and ``url`` name the item where it has them (a submission's id, a document's id),
+    ``kept`` the document that replaced it (dedup): the drop log (``foundation.droplog``)
+    records them so ``webtext explain`` can find a URL's drop.
+    """
 
     reason: str  # "<stage>.<rule>", e.g. "source.bad_json", "url.wikipedia"
     where: str = ""
     detail: str = ""
+    id: str = ""
+    url: str = ""
+    kept: str = ""
 
 
 def is_drop(element: object) -> bool:

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from foundation import storage
 from foundation.config import OutputConfig
+from foundation.droplog import DropFile, DropLog, LogDrops, commit_drops
 from foundation.drops import reason_one
 from foundation.shards import (
     MANIFEST,
@@ -134,6 +135,10 @@ def as_extra(item: tuple[str, Any]) -> tuple[str, Any]:
     return "extra", item
 
 
+def as_drops(part: DropFile) -> tuple[str, Any]:
+    return "drops", part
+
+
 @dataclass
 class CommitItems:
     """What a run produced for its manifest, folded as it arrives: files listed, counts summed.
@@ -146,6 +151,7 @@ class CommitItems:
     files: list[ShardFile] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    drops: list[DropFile] = field(default_factory=list)
 
     @classmethod
     def of(cls, items: Iterable[tuple[str, Any]]) -> CommitItems:
@@ -164,6 +170,8 @@ class CommitItems:
         elif tag == "extra":
             name, v = value
             self.extra[name] = v
+        elif tag == "drops":
+            self.drops.append(value)
         else:
             raise ValueError(f"unknown commit item {tag!r}")
 
@@ -172,6 +180,7 @@ class CommitItems:
         for name, n in other.counts.items():
             self.counts[name] = self.counts.get(name, 0) + n
         self.extra.update(other.extra)
+        self.drops.extend(other.drops)
 
 
 class _FoldItems(beam.CombineFn):
@@ -202,17 +211,23 @@ def commit_manifest(
     fmt: str,
     config: dict,
     check: Check | None = None,
+    drop_log: DropLog | None = None,
 ) -> Manifest:
     """Write the manifest from everything the pipeline produced; the last step of a run.
 
     ``check`` may veto the commit (returning why): the manifest is then written as
-    ``_manifest.rejected.json`` instead, so the stage is not taken for complete.
+    ``_manifest.rejected.json`` instead, so the stage is not taken for complete. With
+    ``drop_log``, the drop log's parts are listed (``extra["drops"]``) and committed with it.
     """
     files = sorted(items.files, key=lambda f: f.path)
     manifest = Manifest(
         kind=kind, format=fmt, files=files, counts=dict(sorted(items.counts.items())), config=config
     )
     manifest.extra = dict(items.extra)
+    if drop_log is not None:
+        manifest.extra["drops"] = commit_drops(
+            items.drops, drop_log.directory, directory, drop_log.cap
+        )
     listed = {f.path for f in files}
     for name in storage.listdir(directory):
         if name.startswith("part-") and name not in listed:
@@ -241,16 +256,17 @@ class CommitManifest(beam.PTransform):
     """
 
     def __init__(
-        self, directory: str, kind: str, fmt: str, config: dict, check: Check | None = None
+        self,
+        directory: str,
+        kind: str,
+        fmt: str,
+        config: dict,
+        check: Check | None = None,
+        drop_log: DropLog | None = None,
     ):
         super().__init__()
-        self.directory, self.kind, self.fmt, self.config, self.check = (
-            directory,
-            kind,
-            fmt,
-            config,
-            check,
-        )
+        self.directory, self.kind, self.fmt, self.config = directory, kind, fmt, config
+        self.check, self.drop_log = check, drop_log
 
     def expand(self, items):
         # CombineGlobally emits even for an empty input, so a run with no output still commits.
@@ -259,7 +275,13 @@ class CommitManifest(beam.PTransform):
             | "Fold" >> beam.CombineGlobally(_FoldItems())
             | "Commit"
             >> beam.Map(
-                commit_manifest, self.directory, self.kind, self.fmt, self.config, self.check
+                commit_manifest,
+                self.directory,
+                self.kind,
+                self.fmt,
+                self.config,
+                self.check,
+                self.drop_log,
             )
         )
 
@@ -275,7 +297,7 @@ class CommitShards(beam.PTransform):
     The tail every text-producing job shares (ingest's pages phase, ``webtext dedup``): the
     documents are written as shards, each drop counts once under its reason, every extra and
     the ``counts`` PCollections of ``(name, n)`` join them, and one commit step writes the
-    manifest. ``resolve``: see :class:`WriteShards`.
+    manifest. ``resolve``: see :class:`WriteShards`; ``drop_log``: where the drops are logged.
     """
 
     def __init__(
@@ -285,10 +307,11 @@ class CommitShards(beam.PTransform):
         config: dict,
         counts: tuple = (),
         resolve: Resolve | None = None,
+        drop_log: DropLog | None = None,
     ):
         super().__init__()
         self.directory, self.output, self.config, self.counts = directory, output, config, counts
-        self.resolve = resolve
+        self.resolve, self.drop_log = resolve, drop_log
 
     def expand(self, pcolls):
         documents, drops, extras = pcolls["documents"], pcolls["drops"], pcolls["extras"]
@@ -304,14 +327,25 @@ class CommitShards(beam.PTransform):
             drops | "CountDrops" >> beam.Map(reason_one),
             *self.counts,
         ]
+        items = [
+            files | "Files" >> beam.Map(as_file),
+            counted | "AllCounts" >> beam.Flatten() | "Counts" >> beam.Map(as_count),
+            extras | "Extras" >> beam.Map(as_extra),
+        ]
+        if self.drop_log is not None:
+            logged = drops | "LogDrops" >> LogDrops(self.drop_log.directory, self.drop_log.cap)
+            items.append(logged | "DropParts" >> beam.Map(as_drops))
         return (
-            [
-                files | "Files" >> beam.Map(as_file),
-                counted | "AllCounts" >> beam.Flatten() | "Counts" >> beam.Map(as_count),
-                extras | "Extras" >> beam.Map(as_extra),
-            ]
+            items
             | "CommitItems" >> beam.Flatten()
-            | "Commit" >> CommitManifest(self.directory, "text", self.output.format, self.config)
+            | "Commit"
+            >> CommitManifest(
+                self.directory,
+                "text",
+                self.output.format,
+                self.config,
+                drop_log=self.drop_log,
+            )
         )
 
 

@@ -41,10 +41,10 @@ def fold(
         by_id.setdefault(posting.id, []).append(posting)
     kept = sorted(_best_record(group) for group in by_id.values())
     for sub_id, group in sorted(by_id.items()):
-        for _ in group[1:]:
-            yield Drop("submission.repeated", canonical, sub_id)
+        for posting in group[1:]:
+            yield Drop("submission.repeated", canonical, sub_id, id=sub_id, url=posting.url)
     for posting in kept[1:]:
-        yield Drop("url.duplicate", canonical, posting.id)
+        yield Drop("url.duplicate", canonical, posting.id, id=posting.id, url=posting.url)
     scores = [p.score for p in kept]
     karma = max(scores) if cfg.karma_aggregate == "max" else sum(scores)
     first = kept[0]
@@ -53,6 +53,8 @@ def fold(
             "submission.low_karma",
             first.url,
             f"karma={karma} ({cfg.karma_aggregate} of {len(kept)}) < {cfg.min_karma}",
+            id=first.id,
+            url=first.url,
         )
         return
     yield Candidate(

@@ -122,11 +122,13 @@ def _dropped(error: Exception, result: FetchResult, timeout_s: float) -> Drop:
     """The Drop for a page whose sandbox call failed."""
     url = result.final_url or result.candidate.url
     if isinstance(error, SandboxTimeout):
-        return Drop(TIMEOUT, where=url, detail=f"over {timeout_s:g} s")
-    if isinstance(error, SandboxCrash):
-        return Drop(CRASH, where=url, detail=str(error))
-    assert isinstance(error, RemoteError)
-    return Drop(ERROR, where=url, detail=error.kind)
+        drop = Drop(TIMEOUT, where=url, detail=f"over {timeout_s:g} s")
+    elif isinstance(error, SandboxCrash):
+        drop = Drop(CRASH, where=url, detail=str(error))
+    else:
+        assert isinstance(error, RemoteError)
+        drop = Drop(ERROR, where=url, detail=error.kind)
+    return extraction.identified(drop, result)
 
 
 class Extract(beam.PTransform):

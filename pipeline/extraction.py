@@ -14,6 +14,7 @@ the extracted text with py3langid, trafilatura's own language classifier.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import re
 from typing import Any
 
@@ -158,11 +159,18 @@ def extract_document(result: FetchResult, cfg: ExtractConfig) -> dict | Drop:
     the extractors becomes ``extract.error`` with the exception's type as detail.
     """
     if not result.ok:
-        return Drop(result.outcome, where=result.candidate.url, detail=result.error)
+        failed = Drop(result.outcome, where=result.candidate.url, detail=result.error)
+        return identified(failed, result)
     try:
-        return _extract(result, cfg)
+        out = _extract(result, cfg)
     except Exception as e:  # one bad page must not fail the stage
-        return Drop(ERROR, where=result.final_url or result.candidate.url, detail=type(e).__name__)
+        out = Drop(ERROR, where=result.final_url or result.candidate.url, detail=type(e).__name__)
+    return identified(out, result) if isinstance(out, Drop) else out
+
+
+def identified(drop: Drop, result: FetchResult) -> Drop:
+    """The drop with the page's document id and URL as posted, for the drop log."""
+    return dataclasses.replace(drop, id=result.candidate.doc_id, url=result.candidate.url)
 
 
 _WARM_UP_PAGE = (

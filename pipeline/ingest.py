@@ -23,6 +23,7 @@ import apache_beam as beam
 from foundation import storage
 from foundation.beam import beam_options
 from foundation.config import JobConfig
+from foundation.droplog import DropLog, drops_dir
 from foundation.drops import SplitDrops
 from foundation.errors import NoOutputError, WebtextError
 from foundation.layout import RunLayout
@@ -32,6 +33,7 @@ from foundation.write import (
     CommitManifest,
     CommitShards,
     as_count,
+    as_drops,
     as_extra,
     as_file,
     is_complete,
@@ -116,7 +118,12 @@ def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None
         )
     if not batches:
         raise IngestError("no source: give dump files (source.dumps) or subreddits")
-    deduped = batches | "AllSources" >> beam.Flatten() | "DedupUrls" >> DedupUrls(cfg.filter, spill)
+    drop_log = DropLog(drops_dir(urls_dir), cfg.output.max_drops_per_rule)
+    deduped = (
+        batches
+        | "AllSources" >> beam.Flatten()
+        | "DedupUrls" >> DedupUrls(cfg.filter, spill, drop_log)
+    )
     units = deduped["candidates"] | "WriteUnits" >> WriteUnits(urls_dir, cfg.output.unit_urls)
     examples = (
         deduped["examples"]
@@ -127,6 +134,7 @@ def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None
         units | "Files" >> beam.Map(as_file),
         deduped["counts"] | "Counts" >> beam.Map(as_count),
         examples | "Extras" >> beam.Map(as_extra),
+        deduped["drops"] | "DropParts" >> beam.Map(as_drops),
     ]
     _ = (
         commit_items
@@ -138,6 +146,7 @@ def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None
             fmt="parquet",
             config=cfg.to_dict(),
             check=bad_fraction_check(cfg.source.max_bad_fraction),
+            drop_log=drop_log,
         )
     )
 
@@ -151,7 +160,8 @@ def _read_unit(path: str):
 
 
 def _fetch_drop(result: FetchResult) -> Drop:
-    return Drop(result.outcome, where=result.candidate.url, detail=result.error)
+    c = result.candidate
+    return Drop(result.outcome, where=c.url, detail=result.error, id=c.doc_id, url=c.url)
 
 
 def _fetched(batch: list[FetchResult]) -> list[FetchResult]:
@@ -204,7 +214,12 @@ def build_pages_pipeline(
         "drops": drops,
         "extras": deduped.extras,
     } | "Commit" >> CommitShards(
-        layout.shards, cfg.output, cfg.to_dict(), counts=(urls,), resolve=unspill
+        layout.shards,
+        cfg.output,
+        cfg.to_dict(),
+        counts=(urls,),
+        resolve=unspill,
+        drop_log=DropLog(drops_dir(layout.shards), cfg.output.max_drops_per_rule),
     )
 
 

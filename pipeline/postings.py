@@ -34,6 +34,7 @@ from apache_beam.metrics import Metrics
 
 from foundation import storage
 from foundation.config import FilterConfig
+from foundation.droplog import DropLog, DropWriter
 from foundation.records import Candidate, Drop, Submission, candidate_to_row
 from foundation.shards import URL_SCHEMA
 from pipeline.candidates import fold
@@ -72,18 +73,22 @@ def spill_postings(
     cfg: FilterConfig,
     directory: str,
     buckets: int,
+    drop_log: DropLog,
 ) -> Iterator[tuple[str, Any]]:
     """A batch of submissions -> ("bucket", (b, file)) per bucket written, ("count", (reason,
-    n)) per reason and ("example", text) for its first bad lines.
+    n)) per reason, ("example", text) for its first bad lines and ("drops", DropFile): its
+    drops, logged as they come.
 
     A posting is stored as ``(canonical, created_utc, id, subreddit, score, url)``.
     """
     postings: list[list[tuple]] = [[] for _ in range(buckets)]
     counts: Counter[str] = Counter()
     examples: list[str] = []
+    dropped = DropWriter(drop_log.directory, f"in-{name}", drop_log.cap)
     for item in items:
         if isinstance(item, Drop):
             counts[item.reason] += 1
+            dropped.add(item)
             if item.reason.startswith("source."):
                 examples.append(bad_example(item))
             continue
@@ -91,9 +96,13 @@ def spill_postings(
         out = prepare(item, rules, cfg)
         if isinstance(out, Drop):
             counts[out.reason] += 1
+            dropped.add(out)
             continue
         canonical, posting = out
         postings[bucket_of(canonical, buckets)].append((canonical, *posting))
+    logged = dropped.close()
+    if logged:
+        yield "drops", logged
     for b, kept in enumerate(postings):
         if kept:
             path = storage.join(directory, f"{b:04d}", f"{name}.marshal")
@@ -109,8 +118,8 @@ def spill_postings(
 class SpillPostings(beam.DoFn):
     """DumpChunk | list[Submission | Drop] -> spill_postings' items (rules loaded per worker)."""
 
-    def __init__(self, cfg: FilterConfig, directory: str) -> None:
-        self.cfg, self.directory = cfg, directory
+    def __init__(self, cfg: FilterConfig, directory: str, drop_log: DropLog) -> None:
+        self.cfg, self.directory, self.drop_log = cfg, directory, drop_log
         self.rules: UrlRules | None = None
 
     def setup(self) -> None:
@@ -121,22 +130,26 @@ class SpillPostings(beam.DoFn):
         if isinstance(element, DumpChunk):
             name, items = element.name, chunk_items(element)
         elif isinstance(element, Drop):  # where a dump's stream broke
-            name, items = "drop", [element]
+            name, items = f"drop-{_batch_name([element])}", [element]
         else:
             name, items = _batch_name(element), element
-        yield from spill_postings(name, items, self.rules, self.cfg, self.directory, buckets)
+        yield from spill_postings(
+            name, items, self.rules, self.cfg, self.directory, buckets, self.drop_log
+        )
 
 
 def fold_bucket(
-    bucket: int, paths: Iterable[str], cfg: FilterConfig, directory: str
+    bucket: int, paths: Iterable[str], cfg: FilterConfig, directory: str, drop_log: DropLog
 ) -> Iterator[tuple[str, Any]]:
     """One bucket's posting files -> its candidates in ``directory``/BBBB.arrow (sorted by doc
-    id, with the :data:`SHARD_KEY` column): ("candidates", (file, rows)) and ("count", ...)."""
+    id, with the :data:`SHARD_KEY` column): ("candidates", (file, rows)), ("count", ...) and
+    ("drops", DropFile)."""
     by_url: dict[str, list[Posting]] = {}
     for path in sorted(paths):
         for canonical, *posting in marshal.loads(storage.read_bytes(path)):
             by_url.setdefault(canonical, []).append(Posting(*posting))
     counts: Counter[str] = Counter()
+    dropped = DropWriter(drop_log.directory, f"fold-{bucket:04d}", drop_log.cap)
     rows = []
     for canonical in sorted(by_url):
         for out in fold(canonical, by_url.pop(canonical), cfg):
@@ -144,6 +157,10 @@ def fold_bucket(
                 rows.append(candidate_to_row(out))
             else:
                 counts[out.reason] += 1
+                dropped.add(out)
+    logged = dropped.close()
+    if logged:
+        yield "drops", logged
     for reason, n in sorted(counts.items()):
         yield "count", (reason, n)
     if not rows:
@@ -162,9 +179,11 @@ def write_ipc(table: pa.Table, path: str) -> None:
         writer.write_table(table)
 
 
-def _fold_group(kv: tuple[int, Iterable[str]], cfg: FilterConfig, directory: str):
+def _fold_group(
+    kv: tuple[int, Iterable[str]], cfg: FilterConfig, directory: str, drop_log: DropLog
+):
     bucket, paths = kv
-    return fold_bucket(bucket, paths, cfg, directory)
+    return fold_bucket(bucket, paths, cfg, directory, drop_log)
 
 
 def _has_tag(item: tuple[str, Any], tag: str) -> bool:
@@ -185,15 +204,16 @@ class DedupUrls(beam.PTransform):
     """PCollection[DumpChunk | Drop | list[Submission | Drop]] -> dict of PCollections:
 
     ``candidates``: (Arrow file, rows) per bucket with candidates; ``counts``: (reason, n) of
-    every submission and drop; ``examples``: descriptions of bad lines (a few per batch).
+    every submission and drop; ``examples``: descriptions of bad lines (a few per batch);
+    ``drops``: the DropFile parts logged into ``drop_log`` (by each batch and bucket).
     Spill files go under ``spill_dir`` (postings/, candidates/); the caller removes it.
     """
 
-    def __init__(self, cfg: FilterConfig, spill_dir: str) -> None:
+    def __init__(self, cfg: FilterConfig, spill_dir: str, drop_log: DropLog) -> None:
         super().__init__()
         if not isinstance(cfg, FilterConfig):
             raise ValueError(f"DedupUrls needs a FilterConfig, got {type(cfg).__name__}")
-        self.cfg, self.spill_dir = cfg, spill_dir
+        self.cfg, self.spill_dir, self.drop_log = cfg, spill_dir, drop_log
 
     def expand(self, batches):
         buckets = (
@@ -203,7 +223,7 @@ class DedupUrls(beam.PTransform):
             | "Buckets" >> beam.Map(n_buckets, self.cfg.bucket_postings)
         )
         spilled = batches | "Spill" >> beam.ParDo(
-            SpillPostings(self.cfg, storage.join(self.spill_dir, "postings")),
+            SpillPostings(self.cfg, storage.join(self.spill_dir, "postings"), self.drop_log),
             beam.pvalue.AsSingleton(buckets),
         )
         folded = (
@@ -212,7 +232,9 @@ class DedupUrls(beam.PTransform):
             | "BucketFile" >> beam.Map(_value)
             | "ByBucket" >> beam.GroupByKey()
             | "Fold"
-            >> beam.FlatMap(_fold_group, self.cfg, storage.join(self.spill_dir, "candidates"))
+            >> beam.FlatMap(
+                _fold_group, self.cfg, storage.join(self.spill_dir, "candidates"), self.drop_log
+            )
         )
         counts = (
             (spilled, folded)
@@ -228,4 +250,8 @@ class DedupUrls(beam.PTransform):
             "examples": spilled
             | "ExampleItems" >> beam.Filter(_has_tag, "example")
             | "Example" >> beam.Map(_value),
+            "drops": (spilled, folded)
+            | "AllDropParts" >> beam.Flatten()
+            | "DropItems" >> beam.Filter(_has_tag, "drops")
+            | "DropPart" >> beam.Map(_value),
         }

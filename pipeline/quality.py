@@ -50,7 +50,9 @@ def apply_quality(element: dict | Drop, cfg: QualityConfig) -> dict | Drop:
     if reason is None:
         return element
     Metrics.counter("quality", reason).inc()
-    return Drop(reason, where=element["id"], detail=_detail(reason, element, cfg))
+    detail = _detail(reason, element, cfg)
+    url = element.get("url", "")
+    return Drop(reason, where=element["id"], detail=detail, id=element["id"], url=url)
 
 
 class Quality(beam.PTransform):

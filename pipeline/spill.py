@@ -24,9 +24,9 @@ import apache_beam as beam
 from foundation import storage
 
 SPILL = "spill"  # (file, offset, length) of the pickled row
-DEDUP_FIELDS = ("id", "content_hash", "karma", "created_utc", "submissions", "text")
+DEDUP_FIELDS = ("id", "url", "content_hash", "karma", "created_utc", "submissions", "text")
 """What dedup reads of a document (``dedup.survivor``, ``dedup.exact``, the near-dedup sketch
-and report); the rest of the row stays in the spill file."""
+and report, the drop log's URL); the rest of the row stays in the spill file."""
 
 
 class _SpillFn(beam.DoFn):

@@ -8,7 +8,7 @@ by canonical URL, is :mod:`pipeline.candidates`). Rules, in order, each a Drop r
     url.malformed / url.not_http / url.wikipedia / url.blocklist / url.media_extension
                          the URL rules of :mod:`pipeline.url_filters`
 
-Drops name the submission's URL as ``where`` and its id as ``detail``.
+Drops name the submission's URL as ``where`` and its id, subreddit and score as ``detail``.
 """
 
 from __future__ import annotations
@@ -43,14 +43,20 @@ class Posting(NamedTuple):
 def prepare(sub: Submission, rules: UrlRules, cfg: FilterConfig) -> tuple[str, Posting] | Drop:
     """Keep a submission as (canonical URL, Posting), or say which rule drops it."""
     if sub.is_self:
-        return Drop("submission.self", sub.url, sub.id)
+        return _dropped("submission.self", sub, sub.id)
     if cfg.drop_nsfw and sub.over_18:
-        return Drop("submission.nsfw", sub.url, sub.id)
+        return _dropped("submission.nsfw", sub, sub.id)
     try:
         canonical = canonicalize(sub.url)
     except URLError as e:
-        return Drop(f"url.{e.reason}", sub.url, f"{sub.id}: {e}")
+        return _dropped(f"url.{e.reason}", sub, f"{sub.id}: {e}")
     reason = rules.reason(canonical)
     if reason is not None:
-        return Drop(reason, sub.url, sub.id)
+        return _dropped(reason, sub, sub.id)
     return canonical, Posting(sub.created_utc, sub.id, sub.subreddit, sub.score, sub.url)
+
+
+def _dropped(reason: str, sub: Submission, detail: str) -> Drop:
+    """The drop log keeps where it was posted and its score: the URL stage keeps nothing else."""
+    posted = f"{detail} (r/{sub.subreddit}, score {sub.score})"
+    return Drop(reason, sub.url, posted, id=sub.id, url=sub.url)

@@ -179,6 +179,9 @@ CASES = [
     (["eval", "--model", "{ckpt}", *EVAL, "--contamination", "{missing}"], "missing"),
     *((["eval", "--model", "{ckpt}", *EVAL, "--config", ph(t)], t) for t in TOML),
     # status: a run directory
+    (["explain", "{missing}", "http://example.com/"], "missing"),
+    (["explain", "{empty}", "http://example.com/"], "empty"),
+    (["explain", "{shards}", "http://example.com/"], "shards"),
     (["status", "{missing}"], "missing"),
     (["status", "{truncated_shard}"], "truncated_shard"),
     # run: a job config

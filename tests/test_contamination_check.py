@@ -224,6 +224,10 @@ def test_decontamination_removes_exactly_the_overlapping_documents(tmp_path: Pat
     ]
     assert kept == [i for i, _ in docs if i not in expected]
     assert manifest.counts == {"docs_in": 6, "docs_removed": 2, "docs": 4}
+    logged = manifest.extra["drops"]  # the drop log: one row per removed document
+    assert logged["rows"] == {"contamination.ngram_overlap": 2}
+    rows = shards.read_table(str(tmp_path / "drops" / "clean" / logged["files"][0])).to_pylist()
+    assert {(r["id"], r["stage"]) for r in rows} == {(i, "contamination") for i in expected}
     assert (
         manifest.extra["decontamination"]["source_checksum"] == shards.Manifest.load(src).checksum
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from foundation.shards import Manifest, read_table, shard_name, table_from_rows, write_table
@@ -53,6 +54,10 @@ def test_dedup_command_and_incremental_index(tmp_path, capsys):
     assert report["removed"] == {"exact": 1, "near": 1, "near_existing": 0, "identical_shingles": 0}
     assert (out1 / "_report" / "report.md").exists()
     assert Manifest.load(idx).counts["documents"] == 2
+    assert _drop_log(tmp_path / "drops" / "o1", m1) == {
+        ("b", "dedup.near", "a", "https://example.com/b"),
+        ("c2", "dedup.exact", "c", "https://example.com/c2"),
+    }
 
     # A later month: a near copy of an indexed page, a new page and a copy of that new page.
     second = _shards(
@@ -80,6 +85,29 @@ def test_dedup_command_and_incremental_index(tmp_path, capsys):
     assert main(args) == 0
     assert Manifest.load(str(out2)).checksum == m2.checksum
     assert Manifest.load(idx).counts["documents"] == 3
+
+
+def _drop_log(drops, manifest: Manifest) -> set[tuple[str, str, str, str]]:
+    """(id, rule, kept, url) of each logged drop; the log holds exactly what the manifest
+    counts."""
+    from collections import Counter
+
+    rows = pq.read_table([str(drops / f) for f in manifest.extra["drops"]["files"]]).to_pylist()
+    dedup_counts = {k: v for k, v in manifest.counts.items() if k.startswith("dedup.") and v}
+    assert Counter(r["rule"] for r in rows) == dedup_counts == manifest.extra["drops"]["rows"]
+    return {(r["id"], r["rule"], r["kept"], r["url"]) for r in rows}
+
+
+def test_dedup_by_id_logs_each_removed_document_with_its_survivor(tmp_path, capsys):
+    a = prose(11)
+    docs = [doc("a", a, karma=8), doc("b", edit(a, 0.03, 2)), doc("c", prose(12))]
+    shards = _shards(tmp_path / "s", [*docs, doc("c2", prose(12))])
+    assert main(["dedup", shards, "--out", str(tmp_path / "o"), *IN_PROCESS]) == 0
+    manifest = Manifest.load(str(tmp_path / "o"))
+    assert _drop_log(tmp_path / "drops" / "o", manifest) == {
+        ("b", "dedup.near", "a", "https://example.com/b"),
+        ("c2", "dedup.exact", "c", "https://example.com/c2"),
+    }
 
 
 def test_dedup_command_refuses_an_incompatible_index(tmp_path, capsys):

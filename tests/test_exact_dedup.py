@@ -89,7 +89,10 @@ def test_survivor_inherits_the_cluster_submissions():
     # karma 40 ties between b and c; c was posted earlier
     assert survivor["id"] == "c" and survivor["karma"] == 40 and survivor["text"] == DOCS[2]["text"]
     assert [s["id"] for s in survivor["submissions"]] == ["s1", "s3", "s4", "s2"]
-    assert drops == [Drop(EXACT, where="b", detail="c"), Drop(EXACT, where="a", detail="c")]
+    assert drops == [
+        Drop(EXACT, where=d, detail="c", id=d, url=DOCS[i].get("url", ""), kept="c")
+        for i, d in ((1, "b"), (0, "a"))
+    ]
 
 
 def _summary(element: dict | Drop) -> tuple:

@@ -172,15 +172,22 @@ def test_pages_without_text_are_dropped_with_a_reason(body, reason):
 
 
 def test_failed_fetch_passes_its_own_outcome():
-    failed = FetchResult(page(b"").candidate, "fetch.http_404", 404, error="not found")
+    candidate = page(b"").candidate
+    failed = FetchResult(candidate, "fetch.http_404", 404, error="not found")
     assert extract_document(failed, CFG) == Drop(
-        "fetch.http_404", "https://example.org/d1", "not found"
+        "fetch.http_404",
+        "https://example.org/d1",
+        "not found",
+        id=candidate.doc_id,  # the drop log's id and URL of the page
+        url=candidate.url,
     )
 
 
 def test_an_exception_becomes_a_counted_drop():
-    out = extract_document(page(ARTICLE), CFG)  # a str body: decoding it raises
-    assert out == Drop(ERROR, "https://example.org/d1", "AttributeError")
+    result = page(ARTICLE)
+    out = extract_document(result, CFG)  # a str body: decoding it raises
+    c = result.candidate
+    assert out == Drop(ERROR, "https://example.org/d1", "AttributeError", id=c.doc_id, url=c.url)
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,35 @@ def test_ingest_generated_pages_end_to_end(tmp_path):
     report = json.loads((tmp_path / "run" / "dedup" / "report.json").read_text())
     assert report["removed"]["exact"] == 1  # the exact-dedup count reaches the dedup report
 
+    urls_log = assert_drop_log_matches(result.urls, tmp_path / "run" / "drops" / "urls")
+    pages_log = assert_drop_log_matches(result.shards, tmp_path / "run" / "drops" / "shards")
+    by_id = {r["id"]: r for r in urls_log if r["id"]}
+    assert by_id["s103"]["rule"] == "url.wikipedia"
+    assert by_id["s103"]["url"] == "https://en.wikipedia.org/wiki/GPT-2"
+    assert by_id["s100"]["rule"] == "url.duplicate"  # its URL is kept under s1
+    assert by_id["s102"]["rule"] == "submission.low_karma"
+    fetch = [r for r in pages_log if r["stage"] == "fetch"]
+    assert [r["url"] for r in fetch] == [f"{base}/missing.html"] and fetch[0]["id"]
+    (exact,) = [r for r in pages_log if r["rule"] == "dedup.exact"]
+    assert exact["kept"] == survivor["id"] and exact["url"].endswith(("0.html", "copy.html"))
+
+
+NOT_DROPS = {"source.submissions", "shards.documents", "fetch.urls"}
+
+
+def assert_drop_log_matches(manifest: Manifest, drops: Path) -> list[dict]:
+    """The drop log of a stage: one row per dropped item, rule for rule as the manifest counts
+    them, in exactly the parts the manifest lists."""
+    from collections import Counter
+
+    logged = manifest.extra["drops"]
+    assert sorted(p.name for p in drops.iterdir()) == sorted(logged["files"])
+    rows = pq.read_table([str(drops / name) for name in logged["files"]]).to_pylist()
+    counted = {k: v for k, v in manifest.counts.items() if k not in NOT_DROPS}
+    assert Counter(r["rule"] for r in rows) == counted == logged["rows"]
+    assert logged["capped"] == {} and logged["max_per_rule"] is None
+    return rows
+
 
 def test_ingest_corpus_pages(tmp_path, corpus):
     gold = json.loads((corpus / "pages" / "gold.json").read_text())
@@ -163,7 +192,9 @@ def test_killed_job_resumes_without_refetching_or_duplicating(tmp_path):
     pages = {f"/p/{i}.html": article_html(1000 + i) for i in range(24)}
     with PageServer(pages, delay_s=0.25) as server:
         dump = tmp_path / "RS_kill.zst"
-        write_dump(dump, [submission(i, f"{server.base_url}{p}") for i, p in enumerate(pages)])
+        gone = [f"{server.base_url}/gone/{i}.html" for i in range(4)]  # 404s: logged drops
+        subs = [submission(i, f"{server.base_url}{p}") for i, p in enumerate(pages)]
+        write_dump(dump, subs + [submission(100 + i, url) for i, url in enumerate(gone)])
         run_dir = tmp_path / "run"
         fetch_dir = run_dir / "fetch"
         proc = subprocess.Popen(
@@ -200,6 +231,9 @@ def test_killed_job_resumes_without_refetching_or_duplicating(tmp_path):
     docs = _documents(run_dir / "shards")
     assert sorted(d["url"] for d in docs) == sorted(f"{server.base_url}{p}" for p in pages)
     assert not (fetch_dir / "spill").exists()  # what the killed run spilled is gone too
+    shards = Manifest.load(str(run_dir / "shards"))
+    logged = assert_drop_log_matches(shards, run_dir / "drops" / "shards")
+    assert sorted(r["url"] for r in logged) == sorted(gone)  # each once, though run twice
 
 
 def test_a_page_beside_a_slow_neighbour_is_kept(tmp_path):

@@ -41,8 +41,10 @@ def test_quality_reason(document, cfg, reason):
 
 
 def test_drop_names_the_document_and_the_numbers():
-    out = apply_quality(doc(n_words=12, id="abc"), QualityConfig())
-    assert out == Drop(TOO_SHORT, where="abc", detail="12 words < 128")
+    document = doc(n_words=12, id="abc")
+    out = apply_quality(document, QualityConfig())
+    url = document.get("url", "")
+    assert out == Drop(TOO_SHORT, where="abc", detail="12 words < 128", id="abc", url=url)
     earlier = Drop("extract.empty", where="https://x.example/")
     assert apply_quality(earlier, QualityConfig()) is earlier
 

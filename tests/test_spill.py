@@ -34,7 +34,7 @@ def test_spilled_documents_travel_slim_and_come_back_whole(tmp_path):
         assert_that(slim, collect, label="Slim")
         _ = slim | WriteShards(shards, "parquet", 5, TEXT_SCHEMA, resolve=unspill)
     records = collect.load()
-    assert all(set(r) == {*DEDUP_FIELDS, SPILL} for r in records)  # title, url... stayed behind
+    assert all(set(r) == {*DEDUP_FIELDS, SPILL} for r in records)  # title, domain... stayed behind
     written = sorted(
         (
             row

@@ -228,17 +228,23 @@ def test_killed_url_phase_resumes_to_the_same_output(tmp_path):
 
 
 def test_submissions_of_a_live_source_go_through_the_same_buckets(tmp_path):
+    from foundation.droplog import DropLog, read_drops
     from pipeline.postings import fold_bucket, spill_postings
 
     cfg = FilterConfig()
+    log = DropLog(str(tmp_path / "drops"))
     subs = [Submission(f"s{i}", "news", f"http://e.com/{i % 3}", 5, 100 + i) for i in range(9)]
-    out = list(spill_postings("api", subs, UrlRules.from_config(cfg), cfg, str(tmp_path), 2))
+    rules = UrlRules.from_config(cfg)
+    out = list(spill_postings("api", subs, rules, cfg, str(tmp_path), 2, log))
     files = [v for tag, v in out if tag == "bucket"]
     assert {b for b, _ in files} <= {0, 1} and all(Path(p).exists() for _, p in files)
     assert ("count", ("source.submissions", 9)) in out
-    folded = [x for b, p in files for x in fold_bucket(b, [p], cfg, str(tmp_path / "c"))]
+    folded = [x for b, p in files for x in fold_bucket(b, [p], cfg, str(tmp_path / "c"), log)]
     assert sum(v[1] for tag, v in folded if tag == "candidates") == 3
     assert sum(v[1] for tag, v in folded if tag == "count" and v[0] == "url.duplicate") == 6
+    logged = read_drops(log.directory).to_pylist()  # each duplicate posting, by its id
+    assert sorted(r["id"] for r in logged) == ["s3", "s4", "s5", "s6", "s7", "s8"]
+    assert {r["rule"] for r in logged} == {"url.duplicate"}
 
 
 def test_live_api_and_a_dump_share_the_buckets(tmp_path, monkeypatch):

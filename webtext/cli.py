@@ -15,6 +15,7 @@ COMMANDS = {
     "ingest": "ingest",
     "contamination": "contamination",
     "status": "status",
+    "explain": "explain",
     "plan": "plan",
     "dedup": "dedup",
     "tokenize": "tokenize",
