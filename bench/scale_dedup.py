@@ -1,6 +1,6 @@
 """``webtext dedup`` at size against datasketch's one-process MinHashLSH, peak memory and speed.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/scale_dedup.py [--n 80000] [--growth]
+    PYTHONPATH=$PWD .venv/bin/python bench/scale_dedup.py [--n 80000] [--growth] [--no-baseline]
 
 Generates ``n`` documents (~4.5 KB of Zipf-like prose each; 70% originals, 20% near copies of
 an earlier original with 1-4% of their words replaced, 10% exact copies) as text shards of
@@ -11,7 +11,8 @@ measured process: exact dedup by content hash, then datasketch ``MinHash`` of th
 from Python) queried and inserted into a ``MinHashLSH`` with the same threshold and weights
 (same 20 x 6 bands), removing a document when LSH returns any candidate. The baseline does not
 verify candidates; ``datasketch_unverified`` counts its removals whose candidates all have a
-true Jaccard below the threshold.
+true Jaccard below the threshold. ``--growth`` also runs ``webtext dedup`` (not the baseline)
+on 4n documents and prints ``mem_growth``, ``time_growth`` (wall) and ``cpu_growth``.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def _child_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(n: int, work: Path) -> dict[str, float]:
+def measure(n: int, work: Path, with_baseline: bool = True) -> dict[str, float]:
     work.mkdir(parents=True, exist_ok=True)
     shards = work / f"in-{n}"
     if not (shards / "_manifest.json").exists():
@@ -182,6 +183,17 @@ def measure(n: int, work: Path) -> dict[str, float]:
     report = json.loads((work / f"out-{n}" / "_report" / "report.json").read_text())
     removed = report["documents_in"] - report["documents_out"]
     cpu1 = _child_cpu_s()
+    ours_figures = {
+        "n": n,
+        "dedup_peak_mb": round(ours.peak_mb),
+        "dedup_s": round(ours.seconds, 1),
+        "dedup_cpu_s": round(cpu1 - cpu0, 1),
+        "removed": removed,
+        "removed_exact": report["removed"]["exact"],
+        "candidate_pairs": report["candidate_pairs"],
+    }
+    if not with_baseline:
+        return ours_figures
     pairs = work / f"datasketch-{n}.json"
     base = run_measured(
         [py, str(Path(__file__).resolve()), "--baseline", str(shards), "--pairs", str(pairs)],
@@ -189,17 +201,14 @@ def measure(n: int, work: Path) -> dict[str, float]:
     )
     if base.returncode != 0:
         raise SystemExit(f"baseline failed ({base.returncode}):\n{base.output[-3000:]}")
+    base_cpu = _child_cpu_s() - cpu1
     return {
-        "n": n,
-        "dedup_peak_mb": round(ours.peak_mb),
-        "dedup_s": round(ours.seconds, 1),
+        **ours_figures,
         "datasketch_s": round(base.seconds, 1),
         "datasketch_peak_mb": round(base.peak_mb),
-        "dedup_cpu_s": round(cpu1 - cpu0, 1),
-        "datasketch_cpu_s": round(_child_cpu_s() - cpu1, 1),
+        "datasketch_cpu_s": round(base_cpu, 1),
         "dedup_ratio": round(base.seconds / ours.seconds, 3),
-        "removed": removed,
-        "removed_exact": report["removed"]["exact"],
+        "dedup_cpu_ratio": round(base_cpu / ours_figures["dedup_cpu_s"], 3),
         "datasketch_removed": _field(base.output, "datasketch_removed"),
         "datasketch_unverified": unverified(pairs),
     }
@@ -208,7 +217,10 @@ def measure(n: int, work: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=80_000)
-    parser.add_argument("--growth", action="store_true", help="also run 4n: mem_growth")
+    parser.add_argument(
+        "--growth", action="store_true", help="also run 4n (without the baseline): mem_growth"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="only webtext dedup")
     parser.add_argument("--work", type=Path, default=Path("/tmp/scale_dedup"))
     parser.add_argument("--baseline", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--pairs", type=Path, help=argparse.SUPPRESS)
@@ -216,15 +228,16 @@ def main() -> None:
     if args.baseline:
         baseline(args.baseline, args.pairs)
         return
-    results = [measure(args.n, args.work)]
+    results = [measure(args.n, args.work, not args.no_baseline)]
     if args.growth:
-        results.append(measure(4 * args.n, args.work))
+        results.append(measure(4 * args.n, args.work, with_baseline=False))
     for r in results:
         print(" ".join(f"{k}={v}" for k, v in r.items()), flush=True)
     line = dict(results[0])
     if args.growth:
         line["mem_growth"] = round(results[1]["dedup_peak_mb"] / results[0]["dedup_peak_mb"], 2)
         line["time_growth"] = round(results[1]["dedup_s"] / results[0]["dedup_s"], 2)
+        line["cpu_growth"] = round(results[1]["dedup_cpu_s"] / results[0]["dedup_cpu_s"], 2)
     print_context(n=args.n, shard_docs=SHARD_DOCS, workers=2, words_per_doc=WORDS_PER_DOC)
     print("scale_dedup: " + " ".join(f"{k}={v}" for k, v in line.items() if k != "n"))
 

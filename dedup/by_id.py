@@ -1,38 +1,51 @@
-"""``webtext dedup`` on shards, deciding from ids: only ids, hashes and band keys are shuffled.
+"""``webtext dedup`` on shards, deciding from ids: only ids, refs and file names are shuffled.
 
     paths --DedupById(cfg, out, work)--> DedupOutputs(files, drops, extras)
 
 1. ``Scan`` reads each input shard once: per document it computes the shingle set, signature
    and band hashes, writes them (with the survivor fields and a text snippet) to the shard's
-   spill file (:mod:`dedup.spill`) and emits one compact record
-   ``(id, ref, content_hash, karma, created_utc, band_hashes)``; ``ref`` is an int naming
-   (shard, row).
-2. Exact: records grouped by content hash -> survivor by :func:`dedup.survivor.survivor_key`.
-3. Near, over the exact survivors: ``(band, hash) -> (id, ref)`` buckets -> candidate pairs
-   (:func:`dedup.transforms.bucket_pairs`) -> verification reading both shingle sets by ref from
-   the spill files -> connected components -> each cluster's survivor, chosen from the fields
-   read by ref.
-4. Removed ids map to the document that now owns their submissions; the owners' extra
+   spill file (:mod:`dedup.spill`), and writes the shard's grouping keys, sorted, to key files
+   (:mod:`dedup.buckets`): one exact entry (the content hash's digest, ref, karma, time) and one
+   band entry (band hash, ref, band) per band. It emits only ``(shard, documents, sketched)``;
+   ``ref`` is an int naming (shard, row).
+2. ``Buckets``: once every shard is scanned, the key space is cut into
+   ``ceil(documents / dedup.bucket_docs)`` buckets; each bucket task reads its range from every
+   shard's key file, so a task holds about ``bucket_docs`` documents' keys at any input size.
+3. Exact, per bucket: equal content hashes -> survivor by :func:`dedup.survivor.survivor_key`;
+   the bucket's removed refs go to a file that LSH reads.
+4. Near, per bucket (after every exact bucket): the exact survivors' (band, band hash) groups
+   -> candidate pairs (as :func:`dedup.transforms.bucket_pairs` forms them), written to the
+   pair bucket that owns them; per pair bucket (a GroupByKey of file names): distinct pairs ->
+   verification reading both shingle sets by ref from the spill files -> edges -> connected
+   components -> each cluster's survivor, chosen from the fields read by ref.
+5. Removed ids map to the document that now owns their submissions; the owners' extra
    submissions are read by ref and grouped by owner.
-5. ``Write`` reads each input shard again, drops the removed ids, gives owners their cluster's
+6. ``Write`` reads each input shard again, drops the removed ids, gives owners their cluster's
    submissions and writes output shard ``part-NNNNN`` with the input shard's number, all in one
    step: document rows never enter a PCollection.
 
-The removed set, the survivors and the report are those of :class:`dedup.stage.Deduplicate`
-(a test compares them); the persisted index (``dedup.index``/``write_index``) still uses that
-transform, which carries sketches.
+Per document, nothing crosses a shuffle until a document is found to be a duplicate: then its
+edges, cluster and move do. The removed set, the survivors and the report are those of
+:class:`dedup.stage.Deduplicate` (a test compares them); the persisted index
+(``dedup.index``/``write_index``) still uses that transform, which carries sketches.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
+import xxhash
 
+from dedup.buckets import BAND as BAND_ENTRY
+from dedup.buckets import EXACT as EXACT_ENTRY
+from dedup.buckets import n_buckets, read_bucket, write_keys
 from dedup.components import ConnectedComponents
 from dedup.exact import EXACT
+from dedup.lsh import band_pairs, distinct_pairs, exact_groups, pair_buckets
 from dedup.minhash import band_hashes, banding, estimated_jaccard, jaccard, shingle_hashes
 from dedup.minhash import signatures as minhash_signatures
 from dedup.report import RemovedPair, snippet
@@ -45,20 +58,20 @@ from dedup.transforms import (
     NearDedupReport,
     _identical,
     _split,
-    bucket_pairs,
     run_params,
 )
 from foundation.config import DedupConfig, OutputConfig
 from foundation.drops import reason_one
 from foundation.records import Drop
 from foundation.shards import TEXT_SCHEMA, ShardFile, read_table, shard_name, table_from_rows
-from foundation.storage import join
+from foundation.storage import join, read_bytes, write_bytes
 
 SCAN_COLUMNS = ["id", "url", "text", "content_hash", "karma", "created_utc", "submissions"]
+_M64 = (1 << 64) - 1
 
-# A record: (id, ref, content_hash, karma, created_utc, band_hashes); a node: (id, ref), which
-# sorts by id like the ids the in-memory transform pairs and clusters.
-Record = tuple[str, int, str, int, int, tuple[int, ...]]
+# What a scan emits: (shard, documents, documents with a sketch); a node: (id, ref), which sorts
+# by id like the ids the in-memory transform pairs and clusters.
+ScanInfo = tuple[int, int, int]
 Node = tuple[str, int]
 
 
@@ -71,12 +84,13 @@ class DedupOutputs(NamedTuple):
 # --- 1. scan -------------------------------------------------------------------------------------
 
 
-def scan_shard(item: tuple[int, str], work: str, cfg: DedupConfig) -> Iterator[Record]:
-    """Spill one shard's shingles, signatures and survivor fields; yield its compact records."""
+def scan_shard(item: tuple[int, str], work: str, cfg: DedupConfig) -> Iterator[ScanInfo]:
+    """Spill one shard's shingles, signatures, fields and grouping keys; yield its counts."""
     shard, path = item
     band = banding(cfg.threshold, cfg.num_perm, cfg.fn_weight, cfg.bands, cfg.rows)
     table = read_table(path, SCAN_COLUMNS)
-    records: list[Record] = []
+    exact = np.zeros(table.num_rows, dtype=EXACT_ENTRY)
+    bands: list[tuple[int, int, int]] = []
 
     def spill_rows() -> Iterator[list[bytes]]:
         for start in range(0, table.num_rows, BATCH):
@@ -87,11 +101,19 @@ def scan_shard(item: tuple[int, str], work: str, cfg: DedupConfig) -> Iterator[R
             sig_of = dict(zip(full, sigs, strict=True))
             for i, d in enumerate(docs):
                 sig = sig_of.get(i)
-                bands = tuple(band_hashes(sig, band)) if sig is not None else ()
-                ref = doc_ref(shard, start + i)
-                records.append(
-                    (d["id"], ref, d["content_hash"], d["karma"], d["created_utc"], bands)
+                row, ref = start + i, doc_ref(shard, start + i)
+                digest = xxhash.xxh3_128_intdigest(d["content_hash"].encode())
+                sketched = sig is not None
+                exact[row] = (
+                    digest >> 64,
+                    digest & _M64,
+                    ref,
+                    d["karma"],
+                    d["created_utc"],
+                    sketched,
                 )
+                if sketched:
+                    bands.extend((h, ref, b) for b, h in enumerate(band_hashes(sig, band)))
                 yield [
                     shingles[i].astype("<u4").tobytes(),
                     sig.astype("<u4").tobytes() if sig is not None else b"",
@@ -100,25 +122,78 @@ def scan_shard(item: tuple[int, str], work: str, cfg: DedupConfig) -> Iterator[R
                 ]
 
     write_shard(work, shard, spill_rows())
-    yield from records
+    write_keys(work, shard, "exact", exact)
+    write_keys(work, shard, "bands", np.array(bands, dtype=BAND_ENTRY))
+    yield shard, table.num_rows, int(exact["sketched"].sum())
+
+
+def plan_buckets(
+    _: None, scanned: list[ScanInfo], bucket_docs: int
+) -> Iterator[tuple[int, int, tuple[int, ...]]]:
+    """(bucket, bucket count, shard numbers) for each bucket, once every shard is scanned."""
+    shards = tuple(sorted(s[0] for s in scanned))
+    buckets = n_buckets(sum(s[1] for s in scanned), bucket_docs)
+    for b in range(buckets):
+        yield b, buckets, shards
+
+
+def _scan_counts(info: ScanInfo) -> Iterator[tuple[str, int]]:
+    yield "documents_in", info[1]
+    yield "documents_sketched", info[2]
+
+
+def _id(spill: SpillReader, ref: int) -> str:
+    return spill.meta(ref)["id"]
 
 
 # --- 2. exact ------------------------------------------------------------------------------------
 
 
-def _by_hash(rec: Record) -> tuple[str, tuple[int, int, str, int]]:
-    doc_id, ref, content_hash, karma, created, _ = rec
-    return content_hash, (-int(karma), int(created), doc_id, ref)
+class ExactBucket(beam.DoFn):
+    """A bucket's content hashes -> every copy but the survivor (:func:`survivor_key` order).
+
+    Yields ("move", (removed id, ref, survivor id, ref)), ("count", (name, n)) for near dedup's
+    input counts, and ("removed", path) of the bucket's removed refs, which LSH leaves out.
+    """
+
+    def __init__(self, work: str):
+        self.work = work
+
+    def setup(self) -> None:
+        self.spill = SpillReader(self.work)
+
+    def process(self, item: tuple[int, int, tuple[int, ...]]) -> Iterator[tuple[str, Any]]:
+        bucket, buckets, shards = item
+        entries = read_bucket(self.work, shards, "exact", EXACT_ENTRY, bucket, buckets)
+        removed, sketched = [], 0
+        for group in exact_groups(entries):
+            copies = sorted(
+                (-karma, created, _id(self.spill, ref), ref, has_sketch)
+                for _, _, ref, karma, created, has_sketch in group.tolist()
+            )
+            _, _, keep_id, keep_ref, _ = copies[0]
+            for _, _, doc_id, ref, has_sketch in copies[1:]:
+                removed.append(ref)
+                sketched += has_sketch
+                yield "move", (doc_id, ref, keep_id, keep_ref)
+        yield "count", ("documents_in", -len(removed))
+        yield "count", ("documents_sketched", -sketched)
+        path = join(self.work, "exact", f"{bucket:05d}.npy")
+        _save(path, np.sort(np.array(removed, dtype=np.int64)))
+        yield "removed", path
+
+    def teardown(self) -> None:
+        self.spill.close()
 
 
-def resolve_exact(
-    _hash: str, members: Iterable[tuple[int, int, str, int]]
-) -> Iterator[tuple[str, int, str, int]]:
-    """(removed id, removed ref, survivor id, survivor ref) for every copy but the survivor."""
-    ordered = sorted(members)  # survivor_key order: -karma, created_utc, id
-    _, _, keep_id, keep_ref = ordered[0]
-    for _, _, doc_id, ref in ordered[1:]:
-        yield doc_id, ref, keep_id, keep_ref
+def _save(path: str, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    write_bytes(path, buf.getvalue())
+
+
+def _load(path: str) -> np.ndarray:
+    return np.load(io.BytesIO(read_bytes(path)))
 
 
 class ExactDrop(beam.DoFn):
@@ -139,34 +214,50 @@ class ExactDrop(beam.DoFn):
         self.spill.close()
 
 
-def _removed_id(move: tuple[str, int, str, int]) -> tuple[str, str]:
-    return move[0], move[2]
-
-
 # --- 3. near -------------------------------------------------------------------------------------
 
 
-def _near_input(rec: Record, exact_removed: dict[str, str]) -> bool:
-    return rec[0] not in exact_removed
+class BandBucket(beam.DoFn):
+    """A bucket's band entries -> candidate pairs, written to the pair buckets that own them.
+
+    Exact copies removed by exact dedup (the refs in ``removed`` files) are left out. Yields
+    (pair bucket, this bucket) for each pair file written (:func:`_pair_file`).
+    """
+
+    def __init__(self, work: str):
+        self.work = work
+
+    def setup(self) -> None:
+        self.spill = SpillReader(self.work)
+
+    def process(
+        self, item: tuple[int, int, tuple[int, ...]], removed_files: list[str]
+    ) -> Iterator[tuple[int, str]]:
+        bucket, buckets, shards = item
+        entries = read_bucket(self.work, shards, "bands", BAND_ENTRY, bucket, buckets)
+        if removed_files:
+            removed = np.concatenate([_load(p) for p in removed_files])
+            entries = entries[~np.isin(entries["ref"], removed)]
+        pairs = band_pairs(entries, lambda ref: _id(self.spill, ref))
+        for owner, part in pair_buckets(pairs, buckets):
+            _save(_pair_file(self.work, owner, bucket), part)
+            yield owner, bucket
+
+    def teardown(self) -> None:
+        self.spill.close()
 
 
-def _near_counts(rec: Record) -> Iterator[tuple[str, int]]:
-    yield "documents_in", 1
-    if rec[5]:
-        yield "documents_sketched", 1
+def _pair_file(work: str, owner: int, bucket: int) -> str:
+    """The pairs that band bucket ``bucket`` found for pair bucket ``owner``."""
+    return join(work, "pairs", f"{owner:05d}", f"{bucket:05d}.npy")
 
 
-def _band_keys(rec: Record) -> Iterator[tuple[tuple[int, int], Node]]:
-    for i, h in enumerate(rec[5]):
-        yield (i, h), (rec[0], rec[1])
+class VerifyPairs(beam.DoFn):
+    """(pair bucket, band buckets) -> distinct candidate pairs -> edges whose similarity passes.
 
-
-def _bucket(_key: tuple[int, int], members: Iterable[Node]) -> Iterator[tuple[Node, Node]]:
-    return bucket_pairs((m, False) for m in members)
-
-
-class Verify(beam.DoFn):
-    """Candidate pair -> edge when its similarity (both shingle sets read by ref) passes."""
+    Similarity reads both shingle sets (or signatures) by ref from the spill files. Yields
+    ("edge", ((id, ref), (id, ref))) and ("count", (name, n)).
+    """
 
     def __init__(self, work: str, mode: str, threshold: float):
         self.work, self.mode, self.threshold = work, mode, threshold
@@ -174,14 +265,30 @@ class Verify(beam.DoFn):
     def setup(self) -> None:
         self.spill = SpillReader(self.work)
 
-    def process(self, pair: tuple[Node, Node]) -> Iterator[tuple[Node, Node]]:
-        (_, ref_a), (_, ref_b) = pair
+    def process(self, item: tuple[int, Iterable[int]]) -> Iterator[tuple[str, Any]]:
+        owner, found_by = item
+        parts = [_load(_pair_file(self.work, owner, b)) for b in sorted(found_by)]
+        pairs = distinct_pairs(*(np.concatenate([p[f] for p in parts]) for f in ("lo", "hi")))
+        yield "count", ("candidate_pairs", len(pairs))
+        edges = 0
+        cached = (-1, np.empty(0))
+        for lo, hi in pairs.tolist():
+            if self.mode != "none":
+                if cached[0] != lo:
+                    cached = (lo, self._sketch(lo))
+                if self._similarity(cached[1], self._sketch(hi)) < self.threshold:
+                    continue
+            edges += 1
+            yield "edge", ((_id(self.spill, lo), lo), (_id(self.spill, hi), hi))
+        yield "count", ("duplicate_pairs", edges)
+
+    def _sketch(self, ref: int) -> np.ndarray:
         if self.mode == "estimate":
-            sim = estimated_jaccard(self.spill.signature(ref_a), self.spill.signature(ref_b))
-        else:
-            sim = jaccard(self.spill.shingles(ref_a), self.spill.shingles(ref_b))
-        if sim >= self.threshold:
-            yield pair
+            return self.spill.signature(ref)
+        return self.spill.shingles(ref)
+
+    def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        return estimated_jaccard(a, b) if self.mode == "estimate" else jaccard(a, b)
 
     def teardown(self) -> None:
         self.spill.close()
@@ -346,20 +453,27 @@ class DedupById(beam.PTransform):
     def expand(self, shards):
         cfg, work = self.cfg, self.work
         p = shards.pipeline
-        records = shards | "Scan" >> beam.FlatMap(scan_shard, work, cfg)
+        scanned = shards | "Scan" >> beam.FlatMap(scan_shard, work, cfg)
+        buckets = (
+            p
+            | "Plan" >> beam.Create([None])
+            | "Buckets" >> beam.FlatMap(plan_buckets, beam.pvalue.AsList(scanned), cfg.bucket_docs)
+            | "SpreadBuckets" >> beam.Reshuffle()
+        )
         drops, extras = [], []
         exact_moves = _empty(p, "NoExactMoves")
+        exact = {"count": _empty(p, "NoExactCounts"), "removed": _empty(p, "NoExactRemoved")}
         if cfg.exact:
-            exact_moves = (
-                records
-                | "ByHash" >> beam.Map(_by_hash)
-                | "GroupHashes" >> beam.GroupByKey()
-                | "ResolveExact" >> beam.FlatMapTuple(resolve_exact)
+            exact = _split(
+                buckets | "Exact" >> beam.ParDo(ExactBucket(work)),
+                ("move", "count", "removed"),
+                "Exact",
             )
+            exact_moves = exact["move"]
             drops.append(exact_moves | "ExactDrops" >> beam.ParDo(ExactDrop(work)))
         moves = exact_moves | "ExactOwners" >> beam.Map(_move_owner)
         if cfg.near:
-            near = self._near(records, exact_moves)
+            near = self._near(scanned, buckets, exact_moves, exact)
             drops.append(near["drop"])
             extras.append(near["report"])
             moves = (
@@ -390,26 +504,19 @@ class DedupById(beam.PTransform):
         all_extras = extras | "AllExtras" >> beam.Flatten() if extras else _empty(p, "NoExtras")
         return DedupOutputs(files, all_drops, all_extras)
 
-    def _near(self, records, exact_moves) -> dict[str, Any]:
+    def _near(self, scanned, buckets, exact_moves, exact) -> dict[str, Any]:
         cfg, work = self.cfg, self.work
         band = banding(cfg.threshold, cfg.num_perm, cfg.fn_weight, cfg.bands, cfg.rows)
-        exact_removed = exact_moves | "ExactRemoved" >> beam.Map(_removed_id)
-        candidates = records | "NearInput" >> beam.Filter(
-            _near_input, beam.pvalue.AsDict(exact_removed)
+        verified = _split(
+            buckets
+            | "Bands" >> beam.ParDo(BandBucket(work), beam.pvalue.AsList(exact["removed"]))
+            | "GroupPairFiles" >> beam.GroupByKey()
+            | "Verify" >> beam.ParDo(VerifyPairs(work, cfg.verify, cfg.threshold)),
+            ("edge", "count"),
+            "Verified",
         )
-        pairs = (
-            candidates
-            | "BandKeys" >> beam.FlatMap(_band_keys)
-            | "GroupBands" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMapTuple(_bucket)
-            | "DistinctPairs" >> beam.Distinct()
-        )
-        if cfg.verify == "none":
-            edges = pairs
-        else:
-            edges = pairs | "Verify" >> beam.ParDo(Verify(work, cfg.verify, cfg.threshold))
         resolved = _split(
-            edges
+            verified["edge"]
             | "Components" >> ConnectedComponents(cfg.cc_rounds)
             | "ByLabel" >> beam.Map(_by_label)
             | "GroupClusters" >> beam.GroupByKey()
@@ -419,13 +526,13 @@ class DedupById(beam.PTransform):
         )
         exact_counts = exact_moves | "ExactCounts" >> beam.Map(_count, EXACT)
         stats = (
-            candidates | "CountIn" >> beam.FlatMap(_near_counts),
-            pairs | "CountPairs" >> beam.Map(_count, "candidate_pairs"),
-            edges | "CountEdges" >> beam.Map(_count, "duplicate_pairs"),
+            scanned | "CountIn" >> beam.FlatMap(_scan_counts),
+            exact["count"],
+            verified["count"],
             resolved["drop"] | "CountDrops" >> beam.Map(reason_one),
             resolved["cluster"] | "CountIdentical" >> beam.FlatMap(_identical),
             exact_counts,
         ) | "Stats" >> beam.Flatten()
-        params = records.pipeline | "Params" >> beam.Create([run_params(cfg, band)])
+        params = scanned.pipeline | "Params" >> beam.Create([run_params(cfg, band)])
         report = resolved["cluster"] | "Report" >> NearDedupReport(stats, params, self.report_dir)
         return {**resolved, "report": report}

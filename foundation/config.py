@@ -321,6 +321,10 @@ class DedupConfig:
     cc_rounds: int = 12
     """Rounds (large-star + small-star) of the distributed connected components; the stage
     fails, naming this setting, if clusters have not converged after them."""
+    bucket_docs: int = 50_000
+    """``webtext dedup`` groups content hashes and LSH band keys from key files on disk, one
+    bucket of the key space at a time: the bucket count is the number of documents / this, so
+    it bounds a bucket task's memory (about 0.6 KB a document) whatever the input's size."""
     index: str | None = None
     """A persisted signature/band index of an existing corpus to deduplicate against."""
     write_index: str | None = None
@@ -340,6 +344,7 @@ class DedupConfig:
             "must be 'exact', 'estimate' or 'none'",
         )
         _check(self.cc_rounds > 0, "dedup", "cc_rounds", self.cc_rounds, "must be positive")
+        _check(self.bucket_docs > 0, "dedup", "bucket_docs", self.bucket_docs, "must be positive")
         _check(
             (self.bands is None) == (self.rows is None),
             "dedup",

@@ -73,13 +73,18 @@ def _rows(out) -> list[dict]:
 def test_same_output_as_the_in_memory_transform_and_shuffles_carry_only_ids(tmp_path):
     paths = _shards(tmp_path / "in", _planted())
     _run(build_in_memory, paths, tmp_path / "old")
+    # 23 documents in buckets of 4: the keys are grouped in 6 buckets, pairs in 6 pair buckets.
     labels = _run_checked(paths, tmp_path / "new", tmp_path / "bad.pkl")
-    # Every grouping of the dedup carries ids, hashes, refs and ints only.
-    assert any("GroupBands" in x for x in labels) and any("GroupHashes" in x for x in labels)
-    assert any("GroupClusters" in x for x in labels)
+    # Every grouping of the dedup carries ids, refs, file names and ints only; no grouping is
+    # keyed by content hash or band key: those are grouped from the key files, bucket by bucket.
+    assert any("GroupPairFiles" in x for x in labels) and any("GroupClusters" in x for x in labels)
+    assert not any("GroupBands" in x or "GroupHashes" in x for x in labels)
     with open(tmp_path / "bad.pkl", "rb") as f:
         assert pickle.load(f) == []
-    assert len(list((tmp_path / "new" / WORK_DIR).glob("*.spill"))) == len(paths)
+    work = tmp_path / "new" / WORK_DIR
+    for suffix in ("spill", "exact", "bands"):
+        assert len(list(work.glob(f"*.{suffix}"))) == len(paths)
+    assert len(list(work.glob("exact/*.npy"))) == 6 and list(work.glob("pairs/*/*.npy"))
     new_rows = _rows(tmp_path / "new")
     assert new_rows == _rows(tmp_path / "old")
     ids = {bytes.fromhex(r["id"]).decode() for r in new_rows}
@@ -100,6 +105,7 @@ def test_same_output_as_the_in_memory_transform_and_shuffles_carry_only_ids(tmp_
 
 
 def test_spill_reads_back_a_row_by_ref(tmp_path):
+    from dedup.buckets import BAND, EXACT, read_bucket
     from dedup.by_id import scan_shard
     from dedup.minhash import shingle_hashes
     from foundation.config import DedupConfig
@@ -107,9 +113,11 @@ def test_spill_reads_back_a_row_by_ref(tmp_path):
     docs = [doc("a", prose(1)), doc("b", ""), doc("c", prose(2))]
     (path,) = _shards(tmp_path / "in", docs)
     work = str(tmp_path / WORK_DIR)
-    records = list(scan_shard((0, path), work, DedupConfig()))
-    assert [r[:2] for r in records] == [("a", doc_ref(0, 0)), ("b", 1), ("c", 2)]
-    assert records[1][5] == () and len(records[0][5]) == 20
+    assert list(scan_shard((0, path), work, DedupConfig())) == [(0, 3, 2)]  # 3 docs, 2 sketched
+    bands = read_bucket(work, [0], "bands", BAND, 0, 1)
+    assert sorted(set(bands["ref"].tolist())) == [doc_ref(0, 0), doc_ref(0, 2)]  # "b" is empty
+    exact = read_bucket(work, [0], "exact", EXACT, 0, 1)
+    assert len(bands) == 40 and sorted(exact["ref"].tolist()) == [0, 1, 2]
     spill = SpillReader(work)
     assert (spill.shingles(doc_ref(0, 2)) == shingle_hashes(prose(2), 5)).all()
     assert spill.meta(doc_ref(0, 1))["id"] == "b" and len(spill.shingles(doc_ref(0, 1))) == 0
@@ -142,10 +150,15 @@ def _dump(items, path: str) -> None:
 
 
 class _ShuffleInputs(PipelineVisitor):
-    """The inputs of every GroupByKey under the dedup transform (not its small report)."""
+    """The inputs of every GroupByKey and Reshuffle under the dedup transform (not its small
+    report; a Reshuffle's own GroupByKey carries its input with timestamps)."""
 
     def __init__(self):
         self.found: list[tuple[str, beam.PCollection]] = []
+
+    def enter_composite_transform(self, node) -> None:
+        if isinstance(node.transform, beam.Reshuffle) and node.full_label.startswith("Dedup/"):
+            self.found.append((node.full_label, node.inputs[0]))
 
     def visit_transform(self, node) -> None:
         label = node.full_label
@@ -153,13 +166,14 @@ class _ShuffleInputs(PipelineVisitor):
             isinstance(node.transform, beam.GroupByKey)
             and label.startswith("Dedup/")
             and not label.startswith("Dedup/Report/")
+            and not any(label.startswith(f"{r}/") for r, _ in self.found)
         ):
             self.found.append((label, node.inputs[0]))
 
 
 def _run_checked(paths, out, bad_path) -> list[str]:
     """Run the by-id dedup, recording any non-compact value entering its GroupByKeys."""
-    cfg = JobConfig.from_dict({"dedup": {"cc_rounds": 4}})
+    cfg = JobConfig.from_dict({"dedup": {"cc_rounds": 4, "bucket_docs": 4}})
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         build_by_id(p, cfg, paths, str(out))
         visitor = _ShuffleInputs()
