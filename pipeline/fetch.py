@@ -1,7 +1,7 @@
 """The fetch stage as Beam transforms: live and checkpointed per unit, or replayed from WARC.
 
     FetchUnits(cfg, fetch_dir): PCollection[str] (RUN/urls/part-*.parquet) -> list[FetchResult]
-    ReplayWarc(cfg, fetch_dir): PCollection[Candidate] (+ cfg.warc_inputs) -> FetchResults
+    ReplayWarc(cfg, fetch_dir): PCollection[Candidate] (+ cfg.warc_inputs) -> list[FetchResult]
 
 Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEMA`, Parquet):
 
@@ -15,8 +15,10 @@ Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEM
   checkpoint under its own setting's name: turning ``record_warc`` over between a killed run
   and its rerun refetches the finished units.
 * replay: ``RUN/fetch/replay/part-*.parquet``, written by :class:`WriteFetchLog` inside
-  :class:`ReplayWarc`; its results are emitted only after the log is written, so the log is in
-  the graph that feeds the commit step (Dask computes only what the last leaf needs).
+  :class:`ReplayWarc` from the same FetchResults that go on to extraction (each record is read
+  once); its ShardFiles (``ReplayWarc.log_files``) must reach the commit step, e.g. as the
+  ``fetch.urls`` count, so that the log is in the graph that feeds it (Dask computes only what
+  the last leaf needs).
 
 Replay matches WARC responses to candidates by canonical URL (``dedup.urls.canonicalize`` of the
 requested URL our recorder stores, else of ``WARC-Target-URI``); a candidate without one gets
@@ -26,11 +28,13 @@ depend on file order.
 
 What crosses the join is an index entry (:class:`pipeline.warc.WarcEntry`: file, offset, status,
 date, body hash; ~200 bytes), never a page: Beam's local runner holds a grouping in the driver's
-memory, so a join of pages grows with the input. The chosen record is read again at its offset
-by the step that turns it into a FetchResult, which is fused with extraction, so bodies never
-cross a shuffle. A record whose payload is shorter than its WARC length, does not match its
-``WARC-Payload-Digest`` or cannot be read again gives ``fetch.warc_damaged``, naming the file,
-the offset and why.
+memory, so a join of pages grows with the input. The chosen entries are then grouped, by a hash
+of the document id, into lists of about :data:`PAGE_BATCH` (still entries, not pages), and each
+list's records are read at their offsets by the step that turns them into FetchResults, which is
+fused with extraction: bodies never cross a shuffle, and extraction gets lists to work on in
+parallel, as from a live fetch unit. A record whose payload is shorter than its WARC length,
+does not match its ``WARC-Payload-Digest`` or cannot be read again gives ``fetch.warc_damaged``,
+naming the file, the offset and why.
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import apache_beam as beam
 import pyarrow as pa
@@ -169,9 +175,12 @@ parallel and emits all of them within its call (a runner may lose what a DoFn em
 its bundle ends, as Dask's does), so a list is the unit of parallel extraction."""
 
 
-def batched(items: Iterable[FetchResult], size: int) -> Iterator[list[FetchResult]]:
+T = TypeVar("T")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """``items`` in lists of up to ``size``, each as soon as it is full."""
-    batch: list[FetchResult] = []
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:
@@ -371,6 +380,7 @@ def replay_hit(hit: Hit, cfg: FetchConfig) -> FetchResult:
         return FetchResult(c, "fetch.not_in_warc", error=f"no WARC record for {hit.key}")
     damaged = entry.damaged
     if not damaged:
+        Metrics.counter("replay", "records_read").inc()
         try:
             resp = read_response(entry, max_body=cfg.max_bytes)
         except Exception as e:  # the file changed or broke since it was indexed
@@ -394,33 +404,48 @@ def _by_canonical(c: Candidate) -> tuple[str, Candidate]:
     return c.canonical_url, c
 
 
-def _after_log(hit: Hit, _log_files: list) -> Hit:
-    return hit
+def _n_lists(n_hits: int) -> int:
+    return max(1, -(-n_hits // PAGE_BATCH))
+
+
+def _list_key(hit: Hit, n_lists: int) -> tuple[int, Hit]:
+    """A stable key that spreads the hits over ``n_lists`` groups of about PAGE_BATCH."""
+    return zlib.crc32(hit.candidate.doc_id.encode()) % n_lists, hit
+
+
+def _hit_lists(item: tuple[int, Iterable[Hit]]) -> Iterator[list[Hit]]:
+    """A group's hits in lists of up to PAGE_BATCH, in doc id order (deterministic)."""
+    yield from batched(sorted(item[1], key=lambda h: h.candidate.doc_id), PAGE_BATCH)
+
+
+def replay_hits(hits: list[Hit], cfg: FetchConfig) -> list[FetchResult]:
+    return [replay_hit(hit, cfg) for hit in hits]
+
+
+def _log_rows(results: list[FetchResult]) -> list[dict]:
+    return [log_row(r) for r in results]
 
 
 class WriteFetchLog(beam.PTransform):
-    """FetchResults -> ShardFiles of the fetch log in ``directory`` (deterministic names)."""
+    """Log rows (:func:`log_row`) -> ShardFiles of the fetch log in ``directory``
+    (deterministic names)."""
 
     def __init__(self, directory: str):
         super().__init__()
         self.directory = directory
 
-    def expand(self, results):
-        return (
-            results
-            | "LogRows" >> beam.Map(log_row)
-            | "WriteLog"
-            >> WriteShards(
-                self.directory, "parquet", REPLAY_LOG_ROWS, LOG_SCHEMA, id_field="doc_id"
-            )
+    def expand(self, rows):
+        return rows | "WriteLog" >> WriteShards(
+            self.directory, "parquet", REPLAY_LOG_ROWS, LOG_SCHEMA, id_field="doc_id"
         )
 
 
 class ReplayWarc(beam.PTransform):
-    """Candidates -> FetchResults read from ``cfg.warc_inputs`` (see the module docstring).
+    """Candidates -> lists of FetchResults read from ``cfg.warc_inputs`` (module docstring).
 
     With ``fetch_dir`` the fetch log goes to ``FETCH_DIR/replay/``; ``self.log_files`` is then the
-    PCollection of its ShardFiles, for a manifest that lists them.
+    PCollection of its ShardFiles, which the caller must feed to its commit step (on Dask,
+    nothing else makes the log be written).
     """
 
     def __init__(self, cfg: FetchConfig, fetch_dir: str | None = None):
@@ -445,13 +470,20 @@ class ReplayWarc(beam.PTransform):
             | "JoinByUrl" >> beam.CoGroupByKey()
             | "Choose" >> beam.FlatMap(_choose)
         )
+        n_lists = (
+            hits | "CountHits" >> beam.combiners.Count.Globally() | "NumLists" >> beam.Map(_n_lists)
+        )
+        results = (
+            hits
+            | "KeyHits" >> beam.Map(_list_key, beam.pvalue.AsSingleton(n_lists))
+            | "GroupHits" >> beam.GroupByKey()
+            | "HitLists" >> beam.FlatMap(_hit_lists)
+            | "ReadRecords" >> beam.Map(replay_hits, cfg)
+        )
         if self.fetch_dir is not None:
-            # The log needs each record's outcome, so the records are read for it; the hits
-            # (not the pages) wait for it, and their records are read again after it.
             self.log_files = (
-                hits
-                | "LogResults" >> beam.Map(replay_hit, cfg)
+                results
+                | "LogRows" >> beam.FlatMap(_log_rows)
                 | "FetchLog" >> WriteFetchLog(storage.join(self.fetch_dir, "replay"))
             )
-            hits = hits | "AfterLog" >> beam.Map(_after_log, beam.pvalue.AsList(self.log_files))
-        return hits | "ReadRecords" >> beam.Map(replay_hit, cfg)
+        return results

@@ -28,7 +28,7 @@ from foundation.drops import SplitDrops
 from foundation.errors import NoOutputError, WebtextError
 from foundation.layout import RunLayout
 from foundation.records import Drop, FetchResult, candidate_from_row
-from foundation.shards import REJECTED, Manifest, read_table
+from foundation.shards import REJECTED, Manifest, ShardFile, read_table
 from foundation.write import (
     CommitManifest,
     CommitShards,
@@ -168,17 +168,18 @@ def _fetched(batch: list[FetchResult]) -> list[FetchResult]:
     return [result for result in batch if result.ok]
 
 
-def _alone(result: FetchResult) -> list[FetchResult]:
-    """Replay matches one URL at a time: its pages go to extraction one per list."""
-    return [result]
-
-
 def _is_failed(result: FetchResult) -> bool:
     return not result.ok
 
 
 def _count_url(_: object) -> tuple[str, int]:
     return "fetch.urls", 1
+
+
+def _logged_urls(log_file: ShardFile) -> tuple[str, int]:
+    """A replay log shard's rows, one per URL: the count that puts the log in the commit's
+    graph (Dask computes only what the commit needs)."""
+    return "fetch.urls", log_file.rows
 
 
 def build_pages_pipeline(
@@ -194,13 +195,16 @@ def build_pages_pipeline(
     units = p | "Units" >> beam.Create(unit_paths)
     if cfg.fetch.backend == "live":
         batches = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch)
+        results = batches | "Results" >> beam.FlatMap(list)
+        urls = results | "CountUrls" >> beam.Map(_count_url)
     else:
         candidates = (
             units | "Reshuffle" >> beam.Reshuffle() | "ReadUnits" >> beam.FlatMap(_read_unit)
         )
-        replayed = candidates | "Replay" >> ReplayWarc(cfg.fetch, layout.fetch)
-        batches = replayed | "AsBatches" >> beam.Map(_alone)
-    results = batches | "Results" >> beam.FlatMap(list)
+        replay = ReplayWarc(cfg.fetch, layout.fetch)
+        batches = candidates | "Replay" >> replay
+        results = batches | "Results" >> beam.FlatMap(list)
+        urls = replay.log_files | "CountUrls" >> beam.Map(_logged_urls)
     failed = results | "Failed" >> beam.Filter(_is_failed) | "FetchDrops" >> beam.Map(_fetch_drop)
     pages = batches | "Fetched" >> beam.Map(_fetched)
     docs, extract_drops = pages | "Extract" >> Extract(cfg.extract) | "SplitExtract" >> SplitDrops()
@@ -208,7 +212,6 @@ def build_pages_pipeline(
     docs = docs | "Spill" >> SpillDocuments(layout_spill(layout))  # what follows carries ids
     deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
     drops = (failed, extract_drops, quality_drops, deduped.drops) | "AllDrops" >> beam.Flatten()
-    urls = results | "CountUrls" >> beam.Map(_count_url)
     _ = {
         "documents": deduped.documents,
         "drops": drops,

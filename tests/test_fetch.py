@@ -136,7 +136,8 @@ def test_complete_units_are_replayed_not_refetched(hostile, units):
 def run_replay(candidates: list[Candidate], cfg, run: str) -> list[FetchResult]:
     collect = Collect(f"{run}.results.pkl")
     with TestPipeline(runner="FnApiRunner") as p:
-        results = p | beam.Create(candidates) | ReplayWarc(cfg, os.path.join(run, "fetch"))
+        lists = p | beam.Create(candidates) | ReplayWarc(cfg, os.path.join(run, "fetch"))
+        results = lists | beam.FlatMap(list)
         assert_that(results, collect)
     return collect.load()
 

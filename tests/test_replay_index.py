@@ -10,13 +10,15 @@ import random
 from dataclasses import replace
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipeline.fetch import DAMAGED, ReplayWarc, _match
+from foundation.shards import read_table
+from pipeline.fetch import DAMAGED, PAGE_BATCH, ReplayWarc, _match
 from pipeline.warc import KEPT, WarcEntry, WarcRecorder, index_responses, read_response
 from tests.hostile_server import candidate
 from tests.test_fetch import LIVE, Collect, run_replay
@@ -62,7 +64,8 @@ def test_join_by_url_carries_index_entries_not_pages(tmp_path):
     sizes_path = str(tmp_path / "sizes.pkl")
     collect = Collect(str(tmp_path / "results.pkl"))
     with TestPipeline(runner="FnApiRunner") as p:
-        results = p | beam.Create([candidate(url)]) | ReplayWarc(cfg, str(tmp_path / "fetch"))
+        lists = p | beam.Create([candidate(url)]) | ReplayWarc(cfg, str(tmp_path / "fetch"))
+        results = lists | beam.FlatMap(list)
         visitor = _Outputs("JoinByUrl")
         p.visit(visitor)
         assert_that(visitor.found, _OnlyEntries(sizes_path), label="Grouped")
@@ -157,3 +160,37 @@ def test_a_record_is_read_again_alone_from_every_compression(tmp_path):
         b"<b>%d</b>" % i for i in range(3)
     ]
     assert os.path.getsize(plain) > 0
+
+
+def test_replay_reads_each_record_once_and_gives_extraction_lists_of_pages(tmp_path):
+    """Pages leave in lists of several (extraction works on a list in parallel), each chosen
+    record is read once although the fetch log is written too, and the log has every URL."""
+    n = 3 * PAGE_BATCH
+    urls = [f"http://many.example/{i}" for i in range(n)]
+    path = str(tmp_path / "many.warc.gz")
+    with WarcRecorder(path) as rec:
+        for i, url in enumerate(urls):
+            rec.write(url, url, 200, "OK", HTML, b"<html><p>page %d</p></html>" % i)
+    missing = candidate("http://many.example/gone")
+    cfg = replace(LIVE, backend="warc", warc_inputs=(path,))
+    collect = Collect(str(tmp_path / "lists.pkl"))
+    p = TestPipeline(runner="FnApiRunner")
+    lists = (
+        p
+        | beam.Create([candidate(u) for u in urls] + [missing])
+        | ReplayWarc(cfg, str(tmp_path / "fetch"))
+    )
+    assert_that(lists, collect)
+    result = p.run()
+    result.wait_until_finish()
+    batches = collect.load()
+    assert sorted(len(b) for b in batches)[-1] > 1 and all(len(b) <= PAGE_BATCH for b in batches)
+    assert len(batches) < n / 2  # lists of several pages, not one per list
+    results = [r for b in batches for r in b]
+    assert sorted(r.candidate.url for r in results) == sorted([*urls, missing.url])
+    assert sum(r.ok for r in results) == n
+    reads = result.metrics().query(MetricsFilter().with_name("records_read"))["counters"]
+    assert sum(c.committed for c in reads) == n  # once each: the log comes from the same reads
+    log_dir = tmp_path / "fetch" / "replay"
+    logged = [row for f in os.listdir(log_dir) for row in read_table(str(log_dir / f)).to_pylist()]
+    assert sorted(row["url"] for row in logged) == sorted([*urls, missing.url])
