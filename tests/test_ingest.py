@@ -265,6 +265,7 @@ def test_a_crawl_where_every_fetch_fails_ends_with_an_error_after_writing_its_sh
     tmp_path, capsys
 ):
     from webtext.cli import main
+    from webtext.run import RunError, run_job
 
     base = f"http://127.0.0.1:{_dead_port()}"
     dump = tmp_path / "RS_dead.zst"
@@ -290,3 +291,8 @@ def test_a_crawl_where_every_fetch_fails_ends_with_an_error_after_writing_its_sh
     assert main([*argv, "--fetch-max-failure-fraction", "1"]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("webtext ingest: no documents from 5 candidate URLs (fetch."), last
+
+    # `webtext run` on these shards stops at ingest instead of going on with nothing.
+    with pytest.raises(RunError, match=r"^ingest: 5 of 5 fetches failed \(100%\)"):
+        run_job(_config(run_dir, dump), until="tokenize", progress=False)
+    assert not (run_dir / "contamination").exists()
