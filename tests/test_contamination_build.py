@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from contamination.api import run_check
+from contamination.build import MERGE_RUNS
 from contamination.parts import plan_parts
 from contamination.sources import ContaminationInputError, ReadOptions, train_side
 from foundation.config import ContaminationConfig
@@ -76,6 +77,23 @@ def test_parts_give_the_same_filter_and_report_as_one_part(
     assert whole[1]["test_sets"]["t"]["hits"] > 0
 
 
+def test_more_parts_than_a_merge_takes_give_the_same_filter(tmp_path: Path) -> None:
+    """Past MERGE_RUNS parts, the ranges' hashes are sorted rather than merged: same bytes."""
+    text = synthetic_text(16_000, seed=4)
+    (tmp_path / "train.txt").write_text(text)
+    (tmp_path / "test.txt").write_text(text[:3000] + synthetic_text(2000, seed=5))
+    cfg = ContaminationConfig(workers=1, n=5, text_docs="line")
+    chunk = len(text.encode()) // (2 * MERGE_RUNS)
+    parts = plan_parts(train_side([str(tmp_path / "train.txt")], ReadOptions("line")).sources,
+                       chunk)  # fmt: skip
+    assert len(parts) > MERGE_RUNS
+    whole = run(tmp_path / "train.txt", tmp_path / "test.txt", tmp_path / "whole", cfg)
+    small = dataclasses.replace(cfg, chunk_mb=chunk / 2**20)
+    cut = run(tmp_path / "train.txt", tmp_path / "test.txt", tmp_path / "cut", small)
+    assert cut == whole
+    assert whole[1]["test_sets"]["t"]["hits"] > 0
+
+
 def test_two_workers_share_one_file(tmp_path: Path) -> None:
     (tmp_path / "train.txt").write_text(synthetic_text(20_000, seed=3))
     (tmp_path / "test.txt").write_text(synthetic_text(3000, seed=3))
@@ -108,6 +126,7 @@ def test_empty_and_bad_training_files_are_named(tmp_path: Path) -> None:
 BUILD = """
 import sys
 from contamination.api import run_check
+from contamination.build import MERGE_RUNS
 from foundation.config import ContaminationConfig
 cfg = ContaminationConfig(workers=1, text_docs="line", chunk_mb=float(sys.argv[3]) / 2**20)
 run_check(sys.argv[1], {"t": sys.argv[2]}, sys.argv[4], cfg)

@@ -96,10 +96,12 @@ class Figures:
     contamination: StageRate = StageRate(18.9e6, 0.52e9)
     """``webtext contamination check`` per byte of training text: bench/scale_cont.py on a quiet
     machine, 400 MB at 18.9 MB/s in 474 MB and 1.6 GB in 522 MB (the filter is filled through
-    memory-mapped block ranges, never held whole; 4x the text took 5x the time)."""
-    tokenize: StageRate = StageRate(3.58e6, 0.5e9)
-    """``webtext tokenize`` per byte of text: bench/tokenize_speed.py (its peak memory is not yet
-    measured at size: 0.5 GB is an estimate)."""
+    memory-mapped block ranges, never held whole). After range tasks stopped opening every part
+    file per range, 1.6 GB took 3.3x the CPU of 400 MB (505 MB peak)."""
+    tokenize: StageRate = StageRate(3.58e6, 0.73e9)
+    """``webtext tokenize`` per byte of text: bench/tokenize_speed.py; peak: bench/scale_month.py,
+    40k documents (175 MB) with 2 workers at 729 MB; packing is bounded by ``shard_tokens``
+    (494 MB at 120M and 480M tokens), encoding by one text shard per worker."""
 
 
 @dataclass(frozen=True)
