@@ -2,9 +2,10 @@
 
 Python's ``http.server`` ignores Range; this one answers ``Range: bytes=a-b`` with 206 and that
 slice (cut at the end of the file), 416 for a range that starts past the end, 404 for unknown
-paths. ``ignore_range`` makes it answer 200 with the whole file instead, as some servers do; it
-then counts in ``sent`` the bytes it managed to write, so a test sees whether a client stopped
-reading.
+paths. ``failures`` are statuses answered first, one a request, with ``Retry-After: 0`` (429,
+503: what a throttling archive sends). ``ignore_range`` makes it answer 200 with the whole file
+instead, as some servers do; it then counts in ``sent`` the bytes it managed to write, so a test
+sees whether a client stopped reading.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ CHUNK = 64 * 1024
 class RangeServer:
     """Serves ``files`` ({path: bytes}); see the module docstring."""
 
-    def __init__(self, files: dict[str, bytes], ignore_range: bool = False):
+    def __init__(
+        self, files: dict[str, bytes], ignore_range: bool = False, failures: tuple[int, ...] = ()
+    ):
         self.files, self.ignore_range = files, ignore_range
+        self.failures = list(failures)
         self.requests: Counter[str] = Counter()
         self.sent: Counter[str] = Counter()
         self.ranges: list[str] = []
@@ -40,6 +44,10 @@ class RangeServer:
                 with server._lock:
                     server.requests[self.path] += 1
                     server.ranges.append(asked)
+                    failure = server.failures.pop(0) if server.failures else None
+                if failure is not None:
+                    self._send(failure, b"", {"Retry-After": "0"})
+                    return
                 if data is None:
                     self.send_error(404)
                     return

@@ -267,6 +267,17 @@ def test_a_server_ignoring_range_is_not_read_beyond_the_cap(warc):
     assert s.sent["/" + FILE] < len(big) // 2
 
 
+def test_throttling_is_retried_and_then_an_outcome(warc):
+    data, caps = warc
+    with RangeServer({"/" + FILE: data}, failures=(503, 429)) as s:
+        got = RecordReader(Fetcher(replace(CFG, retries=2)), s.base_url).read(caps["page"])
+        assert isinstance(got, WarcResponse) and got.body == PAGE
+    with RangeServer({"/" + FILE: data}, failures=(429, 429)) as s:
+        got = RecordReader(Fetcher(CFG), s.base_url).read(caps["page"])
+        assert isinstance(got, RecordFailure) and got.outcome == "archive.rate_limited"
+        assert s.requests["/" + FILE] == 2  # CFG.retries = 1
+
+
 def test_a_record_longer_than_the_caps_is_not_requested(reader, server, warc):
     _, caps = warc
     before = sum(server.requests.values())

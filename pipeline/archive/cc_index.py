@@ -345,7 +345,10 @@ class JoinColumnarIndex(beam.PTransform):
         s, buckets = self.settings, self.buckets
         candidate_refs = (
             candidates
-            | "BatchCandidates" >> beam.BatchElements(max_batch_size=s.batch_rows)
+            | "BatchCandidates"
+            >> beam.BatchElements(
+                min_batch_size=min(4096, s.batch_rows), max_batch_size=s.batch_rows
+            )
             | "SpillCandidates" >> beam.FlatMap(spill_candidates, s, buckets)
             | "TagCandidates" >> beam.Map(_tagged, "c")
         )
