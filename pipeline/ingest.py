@@ -178,8 +178,8 @@ def build_pages_pipeline(
     from pipeline.spill import SpillDocuments, unspill
 
     units = p | "Units" >> beam.Create(unit_paths)
-    if cfg.fetch.backend == "live":
-        batches = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch)
+    if cfg.fetch.backend != "warc":
+        batches = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch, cfg.archive)
     else:
         candidates = (
             units | "Reshuffle" >> beam.Reshuffle() | "ReadUnits" >> beam.FlatMap(_read_unit)
@@ -244,10 +244,12 @@ class _UnitProgress:
 
 def run_ingest(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> IngestResult:
     """The ingest stage: run (or resume) both phases into ``layout``; what each made."""
+    from pipeline.archive.fetcher import check_sources
     from pipeline.fetch import check_warc_inputs
 
     if not is_complete(layout.shards):
         check_warc_inputs(cfg.fetch)
+        check_sources(cfg.fetch, cfg.archive)
     seconds: dict[str, float] = {}
     urls = run_urls(cfg, layout, seconds)
     if is_complete(layout.shards):
@@ -290,7 +292,7 @@ def _urls_phase(cfg: JobConfig, layout: RunLayout) -> None:
 def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progress: bool) -> None:
     from pipeline.spill import clear
 
-    show = progress and cfg.fetch.backend == "live"
+    show = progress and cfg.fetch.backend != "warc"
     clear(layout_spill(layout))  # what a killed run left
     with (
         _UnitProgress(layout.fetch, len(unit_paths), show),
@@ -298,7 +300,7 @@ def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progr
     ):
         build_pages_pipeline(p, cfg, unit_paths, layout)
     clear(layout_spill(layout))
-    if cfg.fetch.backend == "live" and not cfg.fetch.record_warc and is_complete(layout.shards):
+    if cfg.fetch.backend != "warc" and not cfg.fetch.record_warc and is_complete(layout.shards):
         from pipeline.fetch import discard_unit_warcs
 
         removed = discard_unit_warcs(layout.fetch)
