@@ -167,6 +167,11 @@ def _count_url(_: object) -> tuple[str, int]:
     return "fetch.urls", 1
 
 
+def _count_source(result: FetchResult) -> list[tuple[str, int]]:
+    """Pages fetched from each source (live, warc, an archive's name), for the manifest."""
+    return [(f"fetched.{result.source}", 1)] if result.ok else []
+
+
 def build_pages_pipeline(
     p: beam.Pipeline, cfg: JobConfig, unit_paths: list[str], layout: RunLayout
 ) -> None:
@@ -195,12 +200,13 @@ def build_pages_pipeline(
     deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
     drops = (failed, extract_drops, quality_drops, deduped.drops) | "AllDrops" >> beam.Flatten()
     urls = results | "CountUrls" >> beam.Map(_count_url)
+    sources = results | "CountSources" >> beam.FlatMap(_count_source)
     _ = {
         "documents": deduped.documents,
         "drops": drops,
         "extras": deduped.extras,
     } | "Commit" >> CommitShards(
-        layout.shards, cfg.output, cfg.to_dict(), counts=(urls,), resolve=unspill
+        layout.shards, cfg.output, cfg.to_dict(), counts=(urls, sources), resolve=unspill
     )
 
 

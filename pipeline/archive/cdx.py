@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
@@ -158,6 +159,7 @@ class CdxClient:
     def __init__(self, get, cache: LookupCache, limit: int):
         self.get, self.cache, self.limit = get, cache, limit
         self.queries = 0  # sent to a server (not answered from the cache)
+        self._lock = threading.Lock()
 
     def lookup(self, source: ArchiveSource, url: str, target: int) -> list[Capture]:
         """The captures ``source`` lists for ``url`` nearest to ``target``; ArchiveFailure
@@ -175,7 +177,8 @@ class CdxClient:
         return parse_cdx(source.name, body)
 
     def _ask(self, source: ArchiveSource, query: str) -> bytes:
-        self.queries += 1
+        with self._lock:
+            self.queries += 1
         resp = request(self.get, source, query)
         if resp.status == 404:  # Common Crawl's index answers 404 "No Captures found"
             return b""

@@ -133,9 +133,9 @@ class ArchiveFetcher:
                     candidate,
                     f"fetch.{e.reason}",
                     status=e.status,
-                    final_url=e.url,
                     error=f"{source.name}: {e}",
                     source=source.name,
+                    record=e.url,
                 )
                 break
             except Exception as e:  # a bug costs one URL, logged in full
@@ -197,11 +197,12 @@ class ArchiveFetcher:
             raise ArchiveFailure("unsupported", f"{source.name}: WARC range reads are not built")
         replay = f"{source.content}/{capture.timestamp}id_/{capture.url}"
         resp = request(self.http.get, source, replay, PAGE)
+        listed = capture.digest.removeprefix("sha1:").upper()
         if (
             resp.status == 200
-            and len(capture.digest) == 32
+            and len(listed) == 32
             and not resp.header("content-encoding")
-            and payload_digest(resp.body) != capture.digest.upper()
+            and payload_digest(resp.body) != listed
         ):
             raise ArchiveFailure(
                 "bad_record", f"{replay}: payload does not match the listed digest (damaged?)"
