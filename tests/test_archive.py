@@ -162,6 +162,10 @@ def test_a_cdx_server_that_answers_garbage_or_is_down_is_a_counted_outcome(tmp_p
     with FakeArchive([(200, {}, b"<html>not a CDX answer</html>")]) as archive:
         (r,) = fetch(archive, [f"{NEWS}/a"], tmp_path)
     assert r.outcome == "archive.bad_record"
+    huge = cdx_line(f"{NEWS}/a", "20170601000000") * 100
+    with FakeArchive([(200, {}, huge)]) as archive:  # past fetch.max_bytes
+        (r,) = fetch(archive, [f"{NEWS}/a"], tmp_path, replace(FETCH, max_bytes=len(huge) // 2))
+    assert r.outcome == "archive.bad_record" and "exceeds" in r.error
     with FakeArchive([(500, {}, b"")]) as archive:
         (r,) = fetch(archive, [f"{NEWS}/a"], tmp_path)
     assert r.outcome == "archive.unreachable"

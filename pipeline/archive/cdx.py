@@ -179,7 +179,10 @@ class CdxClient:
     def _ask(self, source: ArchiveSource, query: str) -> bytes:
         with self._lock:
             self.queries += 1
-        resp = request(self.get, source, query)
+        try:
+            resp = request(self.get, source, query)
+        except FetchFailure as e:  # past the caps, or an undecodable body
+            raise ArchiveFailure("bad_record", f"{source.name}: unusable CDX answer ({e})") from e
         if resp.status == 404:  # Common Crawl's index answers 404 "No Captures found"
             return b""
         if resp.status != 200:
