@@ -120,11 +120,16 @@ class FilterConfig:
         )
 
 
+BACKENDS = ("live", "warc", "archive", "live+archive")
+
+
 @dataclass(frozen=True)
 class FetchConfig:
-    """How pages are fetched: live over HTTP, or replayed from WARC files."""
+    """How pages are fetched: live over HTTP, replayed from WARC files, or read from web
+    archives (``archive``; ``live+archive`` falls back to them when a live fetch finds the page
+    dead). The archives and how they are read are the ``[archive]`` section."""
 
-    backend: Literal["live", "warc"] = "live"
+    backend: Literal["live", "warc", "archive", "live+archive"] = "live"
     warc_inputs: tuple[str, ...] = ()
     """WARC files, globs or directories to replay responses from (backend='warc')."""
     record_warc: bool = False
@@ -175,11 +180,11 @@ class FetchConfig:
 
     def __post_init__(self) -> None:
         _check(
-            self.backend in ("live", "warc"),
+            self.backend in BACKENDS,
             "fetch",
             "backend",
             self.backend,
-            "must be 'live' or 'warc'",
+            f"must be one of {list(BACKENDS)}",
         )
         for name in ("concurrency", "per_host_concurrency", "max_bytes", "max_decompressed_bytes"):
             value = getattr(self, name)
@@ -225,6 +230,152 @@ class FetchConfig:
         """``allow_addresses`` parsed, with what the deprecated boolean stands for."""
         legacy = ("0.0.0.0/0", "::/0") if self.allow_private_addresses else ()
         return parse_allow_list(self.allow_addresses + legacy)
+
+
+KNOWN_ARCHIVES = {
+    "wayback": ("https://web.archive.org/cdx/search/cdx", "replay:https://web.archive.org/web"),
+    "commoncrawl": (
+        "https://index.commoncrawl.org/{crawl}-index",
+        "warc:https://data.commoncrawl.org/",
+    ),
+}
+"""The archives known by name: their CDX endpoint and content route."""
+
+
+@dataclass(frozen=True)
+class ArchiveSource:
+    """One entry of ``archive.sources``, parsed: where to look a URL up and read its bytes.
+
+    ``route`` is ``replay`` (``CONTENT/<timestamp>id_/<url>``, the original bytes, as pywb and
+    the Wayback Machine serve them) or ``warc`` (the record by byte range at ``CONTENT +
+    filename``, as Common Crawl serves it).
+    """
+
+    name: str
+    cdx_url: str
+    route: Literal["replay", "warc"]
+    content: str
+
+
+def parse_archive_source(entry: str) -> ArchiveSource:
+    """``wayback``, ``commoncrawl:CC-MAIN-2017-51``, ``NAME=CDX_URL`` (replay next to the CDX
+    endpoint, as pywb lays it out: ``.../coll/cdx`` replays at ``.../coll``) or
+    ``NAME=CDX_URL CONTENT`` with CONTENT ``replay:URL`` or ``warc:URL``; ValueError if not."""
+    name, eq, rest = entry.strip().partition("=")
+    name = name.strip()
+    if not eq:
+        base, _, crawl = name.partition(":")
+        if base not in KNOWN_ARCHIVES:
+            raise ValueError(
+                f"{entry!r}: not a known archive {sorted(KNOWN_ARCHIVES)} nor NAME=CDX_URL"
+            )
+        if (base == "commoncrawl") != bool(crawl):
+            why = "name a crawl: commoncrawl:CC-MAIN-2017-51" if crawl == "" else "takes no ':'"
+            raise ValueError(f"{entry!r}: {base} {why}")
+        cdx, content = KNOWN_ARCHIVES[base]
+        rest = f"{cdx.format(crawl=crawl)} {content}"
+    if not name or not all(ch.isalnum() or ch in "-_.:" for ch in name):
+        raise ValueError(f"{entry!r}: the name must be letters, digits, '-', '_', '.' or ':'")
+    cdx_url, _, content = rest.strip().partition(" ")
+    if not cdx_url.startswith(("http://", "https://")):
+        raise ValueError(f"{entry!r}: the CDX endpoint must be an http(s) URL")
+    content = content.strip()
+    if not content:
+        prefix = cdx_url.rstrip("/")
+        for suffix in ("/cdx", "-cdx", "/cdx/search/cdx"):
+            if prefix.endswith(suffix):
+                content = "replay:" + prefix[: -len(suffix)]
+                break
+        else:
+            raise ValueError(f"{entry!r}: say where captures are read: CDX_URL replay:URL|warc:URL")
+    route, _, where = content.partition(":")
+    if route not in ("replay", "warc") or not where.startswith(("http://", "https://")):
+        raise ValueError(f"{entry!r}: content must be replay:URL or warc:URL, not {content!r}")
+    return ArchiveSource(name, cdx_url, route, where.rstrip("/") if route == "replay" else where)
+
+
+def parse_as_of(value: str) -> int | None:
+    """``submission`` -> None (each URL's submission time); ``YYYY-MM-DD`` -> unix s (00:00 UTC)."""
+    if value == "submission":
+        return None
+    import datetime as dt
+
+    day = dt.datetime.strptime(value, "%Y-%m-%d")
+    return int(day.replace(tzinfo=dt.UTC).timestamp())
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """Web archives to read pages from (``fetch.backend`` ``archive`` or ``live+archive``).
+
+    Each URL is looked up in ``sources`` in order (one CDX query per source, cached); the first
+    source with a usable capture (HTTP 200, or a revisit of one, or a redirect leading to one)
+    within ``max_skew_days`` of the target time gives the page. Requests go through the live
+    fetcher's guard and caps; these settings throttle them per archive host, since public
+    archives refuse clients that ask too fast.
+    """
+
+    sources: tuple[str, ...] = ("wayback",)
+    """In order: ``wayback``, ``commoncrawl:CC-MAIN-YYYY-WW`` (one crawl's index), or any CDX
+    server as ``NAME=CDX_URL`` (a pywb collection: ``local=http://host:8080/coll/cdx``), with an
+    optional content route after a space: ``replay:URL`` (``URL/<ts>id_/<url>``) or ``warc:URL``
+    (WARC records by byte range at ``URL<filename>``)."""
+    as_of: str = "submission"
+    """Target time of a capture: ``submission`` (the URL's first submission) or ``YYYY-MM-DD``
+    (``2017-12-31``: the web as WebText saw it)."""
+    max_skew_days: float = 365.0
+    """A capture further than this from the target time is not used (``archive.too_far``)."""
+    max_captures: int = 25
+    """Captures asked per CDX query (the nearest to the target time first)."""
+    requests_per_s: float = 1.0
+    """Request starts per second to one archive host, from one worker."""
+    concurrency: int = 2
+    """Requests in flight to one archive host, from one worker."""
+    retries: int = 4
+    """Retries of a request that got 429, 5xx or a connection error."""
+    backoff_s: float = 2.0
+    """First retry wait, doubled each retry; a 429's or 503's Retry-After replaces it."""
+    max_retry_after_s: float = 120.0
+    """A longer Retry-After ends the retries (``archive.rate_limited``)."""
+    cache_dir: str = ""
+    """Where CDX answers are kept, so a rerun does not ask again; empty: ``RUN/fetch/lookups``."""
+    columnar_index: str = ""
+    """Common Crawl's columnar URL index (Parquet) to join candidates against, instead of a CDX
+    query per URL; empty: CDX queries."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.sources), "archive", "sources", self.sources, "name at least one archive")
+        names = []
+        for entry in self.sources:
+            try:
+                names.append(parse_archive_source(entry).name)
+            except ValueError as e:
+                raise ConfigError(f"archive.sources: {e}") from e
+        _check(
+            len(set(names)) == len(names), "archive", "sources", self.sources, "names must differ"
+        )
+        try:
+            parse_as_of(self.as_of)
+        except ValueError:
+            _check(False, "archive", "as_of", self.as_of, "must be 'submission' or YYYY-MM-DD")
+        for name in ("max_skew_days", "requests_per_s"):
+            value = getattr(self, name)
+            _check(value > 0, "archive", name, value, "must be positive")
+        for name in ("max_captures", "concurrency"):
+            value = getattr(self, name)
+            _check(value > 0, "archive", name, value, "must be positive")
+        for name in ("retries", "backoff_s", "max_retry_after_s"):
+            value = getattr(self, name)
+            _check(value >= 0, "archive", name, value, "must be >= 0")
+
+    @property
+    def archives(self) -> tuple[ArchiveSource, ...]:
+        return tuple(parse_archive_source(e) for e in self.sources)
+
+    @property
+    def target_time(self) -> int | None:
+        """The fixed target time (unix s), or None: each URL's submission time."""
+        return parse_as_of(self.as_of)
 
 
 @dataclass(frozen=True)
@@ -666,6 +817,7 @@ class JobConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     fetch: FetchConfig = field(default_factory=FetchConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)

@@ -65,8 +65,10 @@ class FetchResult:
     content_type: str = ""
     body: bytes = b""
     encoding: str | None = None
-    fetch_time: int = 0
+    fetch_time: int = 0  # unix s the bytes were fetched: by us, or by the archive (capture time)
     error: str = ""
+    source: str = "live"  # where the bytes came from: live, warc, or the archive's name
+    record: str = ""  # their address: the capture's replay URL, or WARC file and offset
 
     @property
     def ok(self) -> bool:

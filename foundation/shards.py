@@ -23,7 +23,9 @@ import pyarrow.parquet as pq
 from foundation import storage
 from foundation.errors import WebtextError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: text shards say where each page's bytes came from (``source``, ``record``). Shards of
+version 1 lack those columns and still read (as null)."""
 MANIFEST = "_manifest.json"
 REJECTED = "_manifest.rejected.json"
 """Written instead of the manifest when a commit check vetoes the stage (the reason inside)."""
@@ -53,8 +55,12 @@ TEXT_SCHEMA = pa.schema(
         pa.field("n_chars", pa.int64(), nullable=False),
         pa.field("n_words", pa.int64(), nullable=False),
         pa.field("content_hash", pa.string(), nullable=False),  # of the normalised text
-        pa.field("fetch_time", pa.int64(), nullable=False),  # unix s
+        pa.field("fetch_time", pa.int64(), nullable=False),  # unix s; an archive's capture time
         pa.field("http_status", pa.int32(), nullable=False),
+        # Provenance (version 2): "live", "warc" or the archive's name; the record's address
+        # (an archive's replay URL, or WARC file@offset; "" when fetched live).
+        pa.field("source", pa.string()),
+        pa.field("record", pa.string()),
     ]
 )
 

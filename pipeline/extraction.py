@@ -105,6 +105,8 @@ def _row(result: FetchResult, text: str, title: str | None, date: str | None) ->
         "content_hash": content_hash(text),
         "fetch_time": result.fetch_time,
         "http_status": result.status,
+        "source": result.source,
+        "record": result.record,
     }
 
 

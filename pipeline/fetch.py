@@ -1,11 +1,14 @@
-"""The fetch stage as Beam transforms: live and checkpointed per unit, or replayed from WARC.
+"""The fetch stage as Beam transforms: live or from web archives and checkpointed per unit, or
+replayed from WARC.
 
-    FetchUnits(cfg, fetch_dir): PCollection[str] (RUN/urls/part-*.parquet) -> list[FetchResult]
+    FetchUnits(cfg, fetch_dir, archive): PCollection[str] (RUN/urls/part-*.parquet)
+        -> list[FetchResult]
     ReplayWarc(cfg, fetch_dir): PCollection[Candidate] (+ cfg.warc_inputs) -> list[FetchResult]
 
 Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEMA`, Parquet):
 
-* live: unit ``RUN/urls/part-00007.parquet`` writes ``RUN/fetch/part-00007.warc.zst`` (every
+* live (and the archive backends, :mod:`pipeline.archive.fetcher`, which fetch through the same
+  interface): unit ``RUN/urls/part-00007.parquet`` writes ``RUN/fetch/part-00007.warc.zst`` (every
   fetched response, :mod:`pipeline.warc`) and THEN ``RUN/fetch/part-00007.log.parquet``, each
   atomically. The log marks the unit complete: a rerun replays a complete unit from its log and
   WARC (same FetchResults, no request), so a killed job refetches only unfinished units. The
@@ -44,7 +47,7 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import apache_beam as beam
@@ -52,7 +55,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from foundation import storage
-from foundation.config import FetchConfig
+from foundation.config import ArchiveConfig, FetchConfig
 from foundation.errors import WebtextError
 from foundation.records import Candidate, FetchResult, candidate_from_row
 from foundation.shards import read_table, write_table
@@ -93,6 +96,10 @@ LOG_SCHEMA = pa.schema(
         pa.field("elapsed", pa.float64(), nullable=False),
         pa.field("queued_s", pa.float64(), nullable=False),
         pa.field("fetching_s", pa.float64(), nullable=False),
+        # Provenance: "live", "warc" or the archive's name; the record's address (an archive's
+        # replay URL). Logs written before these columns read as live.
+        pa.field("source", pa.string()),
+        pa.field("record", pa.string()),
     ]
 )
 REPLAY_LOG_ROWS = 100_000
@@ -116,6 +123,8 @@ def log_row(
         "elapsed": elapsed,
         "queued_s": queued_s,
         "fetching_s": fetching_s,
+        "source": result.source,
+        "record": result.record,
     }
 
 
@@ -164,6 +173,8 @@ def replay_unit(candidates: list[Candidate], warc_path: str, log_path: str) -> l
                 encoding=row["encoding"],
                 fetch_time=row["fetch_time"],
                 error=row["error"],
+                source="live" if row.get("source") is None else row["source"],
+                record=row.get("record") or "",
             )
         )
     return out
@@ -194,15 +205,15 @@ class _FetchUnitFn(beam.DoFn):
     """One unit file -> its FetchResults in lists (:data:`PAGE_BATCH`), fetched live or replayed
     from its checkpoint."""
 
-    def __init__(self, cfg: FetchConfig, fetch_dir: str):
-        self.cfg, self.fetch_dir = cfg, fetch_dir
+    def __init__(self, cfg: FetchConfig, fetch_dir: str, archive: ArchiveConfig):
+        self.cfg, self.fetch_dir, self.archive = cfg, fetch_dir, archive
         self.fetched_units = Metrics.counter(self.__class__, "units_fetched")
         self.replayed_units = Metrics.counter(self.__class__, "units_replayed")
 
     def setup(self) -> None:
-        from pipeline.http_client import Fetcher
+        from pipeline.archive.fetcher import make_fetcher
 
-        self.fetcher = Fetcher(self.cfg)
+        self.fetcher = make_fetcher(self.cfg, self.archive, self.fetch_dir)
 
     def teardown(self) -> None:
         self.fetcher.close()
@@ -260,19 +271,21 @@ class _FetchUnitFn(beam.DoFn):
 
 
 class FetchUnits(beam.PTransform):
-    """Unit files -> FetchResults, live, resumable per unit (see the module docstring)."""
+    """Unit files -> FetchResults, live or from archives (``cfg.backend``), resumable per unit
+    (see the module docstring)."""
 
-    def __init__(self, cfg: FetchConfig, fetch_dir: str):
+    def __init__(self, cfg: FetchConfig, fetch_dir: str, archive: ArchiveConfig | None = None):
         super().__init__()
-        if cfg.backend != "live":
-            raise ValueError(f"FetchUnits fetches live; fetch.backend is {cfg.backend!r}")
+        if cfg.backend == "warc":
+            raise ValueError("FetchUnits fetches; fetch.backend 'warc' replays (ReplayWarc)")
         self.cfg, self.fetch_dir = cfg, fetch_dir
+        self.archive = archive or ArchiveConfig()
 
     def expand(self, units):
         return (
             units
             | "SpreadUnits" >> beam.Reshuffle()
-            | "FetchUnit" >> beam.ParDo(_FetchUnitFn(self.cfg, self.fetch_dir))
+            | "FetchUnit" >> beam.ParDo(_FetchUnitFn(self.cfg, self.fetch_dir, self.archive))
         )
 
 
@@ -327,6 +340,7 @@ def result_from_response(candidate: Candidate, resp: WarcResponse, cfg: FetchCon
         "final_url": resp.target_uri,
         "status": resp.status,
         "fetch_time": resp.timestamp,
+        "source": "warc",
     }
     try:
         if not 200 <= resp.status < 300:
@@ -389,7 +403,8 @@ def replay_hit(hit: Hit, cfg: FetchConfig) -> FetchResult:
             if hashlib.sha1(resp.body).hexdigest() != entry.digest:
                 damaged = "its payload changed since the WARC was indexed"
             else:
-                return result_from_response(c, resp, cfg)
+                result = result_from_response(c, resp, cfg)
+                return replace(result, record=f"{entry.path}@{entry.offset}")
     return FetchResult(
         c,
         DAMAGED,
@@ -397,6 +412,8 @@ def replay_hit(hit: Hit, cfg: FetchConfig) -> FetchResult:
         final_url=entry.target_uri,
         fetch_time=entry.timestamp,
         error=f"{entry.path} at offset {entry.offset}: {damaged}",
+        source="warc",
+        record=f"{entry.path}@{entry.offset}",
     )
 
 

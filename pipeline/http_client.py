@@ -15,8 +15,8 @@ do the waiting; urllib3 does HTTP. What each request goes through:
 * robots.txt (:mod:`pipeline.robots`) for the origin of every hop;
 * redirects followed by hand (each hop is a new guarded request), ``max_redirects`` at most;
 * retries with exponential backoff (``backoff_s * 2**attempt``) for 429, 5xx, timeouts and
-  connection errors; a 429's Retry-After is honoured up to ``max_retry_after_s`` and a longer
-  one ends the retries; other 4xx are final;
+  connection errors; a 429's or 503's Retry-After is honoured up to ``max_retry_after_s`` and a
+  longer one ends the retries; other 4xx are final;
 * caps: connect/read timeouts per socket operation and ``total_timeout_s`` per request (one
   attempt of one hop), checked between body reads with the socket timeout shortened to what is
   left, so a server dripping a byte a second is cut off on time; ``deadline_s`` per URL, over
@@ -33,6 +33,10 @@ decode_error, content_encoding, content_type, http_<status>, error (an unexpecte
 with the URL). ``timeout`` is a per-operation or per-attempt cap; ``deadline`` is
 ``deadline_s``, and its error says the stage it ended in ("waiting for a slot for host X",
 "reading the body of URL", "waiting 4.0s to retry after HTTP 503"...).
+
+Other clients (the web archives' CDX queries and replays, :mod:`pipeline.archive`) send their
+requests through :meth:`Fetcher.get`: the same guard, gate, retries and caps, without robots.txt
+or redirects (they follow them by their own rules), under one clock per URL (:meth:`begin`).
 
 Each exchange also says where its URL's time went: ``queued_s`` waiting for per-host slots and
 ``fetching_s`` holding one (connecting, sending, reading), summed over robots.txt, hops and
@@ -77,6 +81,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
 CHUNK = 64 * 1024
 ByteRange = tuple[int, int] | None  # (first byte, length) of a Range request
+PAGE, ROBOTS, DATA = "page", "robots", "data"
+"""What a body is, which sets its rules: a page (HTML only, ``max_bytes``), robots.txt (cut at
+MAX_ROBOTS_BYTES, as RFC 9309 allows) or data (any type, ``max_bytes``; a CDX answer)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class SlotTimeout(Exception):
 
 
 @dataclass
-class _Response:
+class Response:
     url: str
     status: int
     reason: str
@@ -210,6 +217,21 @@ def parse_retry_after(value: str, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def completed(
+    fn: Callable[[Candidate], Exchange], candidates: list[Candidate], concurrency: int
+) -> Iterator[tuple[int, Exchange]]:
+    """(index, ``fn(candidate)``) as each ends, up to ``concurrency`` at a time, hosts
+    interleaved; closing the iterator early cancels the calls that have not started."""
+    workers = max(1, min(concurrency, len(candidates)))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+    try:
+        futures = {pool.submit(fn, candidates[i]): i for i in interleave_by_host(candidates)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def split_url(url: str):
     """``urlsplit`` and the port of an absolute http(s) URL, or FetchFailure("bad_url")."""
     try:
@@ -273,22 +295,30 @@ class Fetcher:
             yield exchange
 
     def _completed(self, candidates: list[Candidate]) -> Iterator[tuple[int, Exchange]]:
-        workers = max(1, min(self.cfg.concurrency, len(candidates)))
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
-        try:
-            futures = {
-                pool.submit(self.fetch_one, candidates[i]): i
-                for i in interleave_by_host(candidates)
-            }
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        return completed(self.fetch_one, candidates, self.cfg.concurrency)
 
     # --- one ------------------------------------------------------------------------------
 
-    def fetch_one(self, candidate: Candidate) -> Exchange:
+    def begin(self) -> URLClock:
+        """Start the clock of a URL on this thread: what follows counts against its deadline."""
         clock = self._local.clock = URLClock(self.cfg.deadline_s)
+        return clock
+
+    def get(self, url: str, kind: str = DATA) -> Response:
+        """One guarded GET under the caps and retries of ``cfg``, no robots.txt, no redirects
+        followed (a 3xx comes back as is), on the clock :meth:`begin` started; raises
+        FetchFailure. A non-2xx status is returned, its body unread."""
+        split_url(url)
+        resp = self._with_retries(url, kind)
+        if kind == PAGE and 200 <= resp.status < 300:
+            try:
+                resp.content_type = fetch_rules.check_sniffed(resp.content_type, resp.body)
+            except FetchFailure as e:
+                raise FetchFailure(e.reason, str(e), resp.status, resp.url) from e
+        return resp
+
+    def fetch_one(self, candidate: Candidate) -> Exchange:
+        clock = self.begin()
         start = clock.start
         try:
             resp = self._follow(candidate.url)
@@ -348,7 +378,7 @@ class Fetcher:
         the server answers anything but 206 for that range (a 200 with the whole file is closed
         unread), ``too_large`` past ``length`` bytes, ``http_<status>`` for an error status."""
         self._local.clock = URLClock(self.cfg.deadline_s)
-        resp = self._follow(url, robots=False, page=False, byte_range=(start, length))
+        resp = self._follow(url, robots=False, kind=DATA, byte_range=(start, length))
         if resp.status != 206:
             if 200 <= resp.status < 300:
                 msg = f"HTTP {resp.status} to a Range request: the server ignores Range"
@@ -368,15 +398,15 @@ class Fetcher:
         log.info("fetch.%s (first of its kind): %s: %s", reason, url, message)
 
     def _follow(
-        self, url: str, robots: bool = True, page: bool = True, byte_range: ByteRange = None
-    ) -> _Response:
+        self, url: str, robots: bool = True, kind: str = PAGE, byte_range: ByteRange = None
+    ) -> Response:
         for hop in range(self.cfg.max_redirects + 1):
             split_url(url)
             if hop:
                 self._clock.check(f"following redirect {hop} to {url}", url)
             if robots and self.robots is not None:
                 self.robots.check(url)
-            resp = self._with_retries(url, page, byte_range)
+            resp = self._with_retries(url, kind, byte_range)
             location = resp.header("location")
             if resp.status not in REDIRECTS or not location:
                 return resp
@@ -386,16 +416,16 @@ class Fetcher:
         )
 
     def _fetch_robots(self, robots_url: str) -> tuple[int, bytes]:
-        resp = self._follow(robots_url, robots=False, page=False)
+        resp = self._follow(robots_url, robots=False, kind=ROBOTS)
         return resp.status, resp.body
 
-    def _with_retries(self, url: str, page: bool, byte_range: ByteRange = None) -> _Response:
+    def _with_retries(self, url: str, kind: str, byte_range: ByteRange = None) -> Response:
         cfg = self.cfg
         for attempt in range(cfg.retries + 1):
             last = attempt == cfg.retries
             backoff = cfg.backoff_s * 2**attempt
             try:
-                resp = self._request(url, page, byte_range)
+                resp = self._request(url, kind, byte_range)
             except FetchFailure as e:
                 if last or not e.retry:
                     raise
@@ -403,7 +433,7 @@ class Fetcher:
                 continue
             if last or not (resp.status == 429 or 500 <= resp.status < 600):
                 return resp
-            if resp.status == 429:
+            if resp.status in (429, 503):
                 asked = parse_retry_after(resp.header("retry-after"), time.time())
                 if asked is not None and asked > cfg.max_retry_after_s:
                     return resp
@@ -419,7 +449,7 @@ class Fetcher:
 
     # --- one request ----------------------------------------------------------------------
 
-    def _request(self, url: str, page: bool, byte_range: ByteRange = None) -> _Response:
+    def _request(self, url: str, kind: str, byte_range: ByteRange = None) -> Response:
         cfg = self.cfg
         parts, port = split_url(url)
         try:
@@ -438,7 +468,7 @@ class Fetcher:
         headers = {
             "Host": host_header,
             "User-Agent": cfg.user_agent,
-            "Accept": ACCEPT if page else "text/plain,*/*;q=0.1",
+            "Accept": ACCEPT if kind == PAGE else "text/plain,*/*;q=0.1",
             "Accept-Encoding": BodyDecoder.ACCEPT,
         }
         if byte_range is not None:
@@ -455,7 +485,7 @@ class Fetcher:
         try:
             deadline = held + cfg.total_timeout_s
             raw = self._open(target, parts.scheme, path, headers, url)
-            resp = _Response(
+            resp = Response(
                 url=url,
                 status=raw.status,
                 reason=raw.reason or "",
@@ -467,7 +497,7 @@ class Fetcher:
             try:
                 # A server that ignores Range answers 200 with the whole file: nothing is read.
                 if raw.status == 206 if byte_range is not None else 200 <= raw.status < 300:
-                    resp.body, drained = self._read_body(raw, resp, deadline, page, byte_range)
+                    resp.body, drained = self._read_body(raw, resp, deadline, kind, byte_range)
             finally:
                 if not drained:  # unread bytes would corrupt the next request on it
                     raw.close()
@@ -530,22 +560,23 @@ class Fetcher:
     def _read_body(
         self,
         raw: urllib3.BaseHTTPResponse,
-        resp: _Response,
+        resp: Response,
         deadline: float,
-        page: bool,
+        kind: str,
         byte_range: ByteRange = None,
     ) -> tuple[bytes, bool]:
         """The decoded body, and whether the response was read to its end."""
         cfg = self.cfg
-        capped = page or byte_range is not None  # past the limit: too_large, not cut
-        limit = byte_range[1] if byte_range else cfg.max_bytes if page else MAX_ROBOTS_BYTES
-        if page:
+        limit = MAX_ROBOTS_BYTES if kind == ROBOTS else cfg.max_bytes
+        if byte_range:
+            limit = byte_range[1]
+        if kind == PAGE:
             try:
                 fetch_rules.check_content_type(resp.content_type)
             except FetchFailure as e:
                 raise FetchFailure(e.reason, str(e), resp.status, resp.url) from e
         declared = resp.header("content-length")
-        if capped and declared.isdigit() and int(declared) > limit:
+        if kind != ROBOTS and declared.isdigit() and int(declared) > limit:
             raise FetchFailure(
                 "too_large", f"Content-Length {declared} exceeds {limit}", resp.status, resp.url
             )
@@ -583,7 +614,7 @@ class Fetcher:
                 return b"".join(chunks), True
             size += len(chunk)
             if size > limit:
-                if not capped:  # robots.txt past the cap: parse what fits, as RFC 9309 allows
+                if kind == ROBOTS:  # past the cap: parse what fits, as RFC 9309 allows
                     return b"".join(chunks), False
                 raise FetchFailure(
                     "too_large", f"body exceeds {limit} bytes", resp.status, resp.url

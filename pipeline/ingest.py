@@ -182,6 +182,11 @@ def _logged_urls(log_file: ShardFile) -> tuple[str, int]:
     return "fetch.urls", log_file.rows
 
 
+def _count_source(result: FetchResult) -> list[tuple[str, int]]:
+    """Pages fetched from each source (live, warc, an archive's name), for the manifest."""
+    return [(f"fetched.{result.source}", 1)] if result.ok else []
+
+
 def build_pages_pipeline(
     p: beam.Pipeline, cfg: JobConfig, unit_paths: list[str], layout: RunLayout
 ) -> None:
@@ -193,8 +198,8 @@ def build_pages_pipeline(
     from pipeline.spill import SpillDocuments, unspill
 
     units = p | "Units" >> beam.Create(unit_paths)
-    if cfg.fetch.backend == "live":
-        batches = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch)
+    if cfg.fetch.backend != "warc":
+        batches = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch, cfg.archive)
         results = batches | "Results" >> beam.FlatMap(list)
         urls = results | "CountUrls" >> beam.Map(_count_url)
     else:
@@ -212,6 +217,7 @@ def build_pages_pipeline(
     docs = docs | "Spill" >> SpillDocuments(layout_spill(layout))  # what follows carries ids
     deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
     drops = (failed, extract_drops, quality_drops, deduped.drops) | "AllDrops" >> beam.Flatten()
+    sources = results | "CountSources" >> beam.FlatMap(_count_source)
     _ = {
         "documents": deduped.documents,
         "drops": drops,
@@ -220,7 +226,7 @@ def build_pages_pipeline(
         layout.shards,
         cfg.output,
         cfg.to_dict(),
-        counts=(urls,),
+        counts=(urls, sources),
         resolve=unspill,
         drop_log=DropLog(drops_dir(layout.shards), cfg.output.max_drops_per_rule),
     )
@@ -266,10 +272,12 @@ class _UnitProgress:
 
 def run_ingest(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> IngestResult:
     """The ingest stage: run (or resume) both phases into ``layout``; what each made."""
+    from pipeline.archive.fetcher import check_sources
     from pipeline.fetch import check_warc_inputs
 
     if not is_complete(layout.shards):
         check_warc_inputs(cfg.fetch)
+        check_sources(cfg.fetch, cfg.archive)
     seconds: dict[str, float] = {}
     urls = run_urls(cfg, layout, seconds)
     if is_complete(layout.shards):
@@ -333,7 +341,7 @@ def _urls_phase(cfg: JobConfig, layout: RunLayout) -> None:
 def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progress: bool) -> None:
     from pipeline.spill import clear
 
-    show = progress and cfg.fetch.backend == "live"
+    show = progress and cfg.fetch.backend != "warc"
     clear(layout_spill(layout))  # what a killed run left
     with (
         _UnitProgress(layout.fetch, len(unit_paths), show),
@@ -341,7 +349,7 @@ def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progr
     ):
         build_pages_pipeline(p, cfg, unit_paths, layout)
     clear(layout_spill(layout))
-    if cfg.fetch.backend == "live" and not cfg.fetch.record_warc and is_complete(layout.shards):
+    if cfg.fetch.backend != "warc" and not cfg.fetch.record_warc and is_complete(layout.shards):
         from pipeline.fetch import discard_unit_warcs
 
         removed = discard_unit_warcs(layout.fetch)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dedup.exact import EXACT
 from dedup.transforms import NEAR, NEAR_EXISTING
 from pipeline import extraction, quality
+from pipeline.archive.fetcher import FAILURE_ORDER
 from pipeline.fetch import DAMAGED
 
 SOURCE_RULES = (
@@ -61,9 +62,12 @@ FETCH_RULES = (
     "fetch.deadline",
     "fetch.error",
     "fetch.not_in_warc",
+    "fetch.no_range",  # a WARC byte range answered without its range (Common Crawl's route)
     DAMAGED,
 )
 """Every way a fetch fails but an HTTP status: ``fetch.http_<status>`` is one per status."""
+ARCHIVE_RULES = tuple(f"archive.{reason}" for reason in FAILURE_ORDER)
+"""Every way an archive lookup or read fails (the archive backends, issue 18)."""
 EXTRACT_RULES = (
     extraction.EMPTY,
     extraction.BINARY,
@@ -74,7 +78,7 @@ EXTRACT_RULES = (
 )
 QUALITY_RULES = (quality.TOO_SHORT, quality.TOO_LONG, quality.LANGUAGE)
 DEDUP_RULES = (EXACT, NEAR, NEAR_EXISTING)
-PAGES_PHASE = (*FETCH_RULES, *EXTRACT_RULES, *QUALITY_RULES, *DEDUP_RULES)
+PAGES_PHASE = (*FETCH_RULES, *ARCHIVE_RULES, *EXTRACT_RULES, *QUALITY_RULES, *DEDUP_RULES)
 """Candidate URLs -> documents (the shards manifest's counts)."""
 
 URLS_FETCHED = "fetch.urls"
@@ -92,8 +96,10 @@ def with_zeros(counts: Mapping[str, int], rules: tuple[str, ...]) -> dict[str, i
 
 
 def fetch_failures(counts: Mapping[str, int]) -> int:
-    """URLs whose fetch failed, whatever the reason (an HTTP error status, robots.txt, ...)."""
-    return sum(n for name, n in counts.items() if name.startswith("fetch.") and name not in TOTALS)
+    """URLs whose fetch failed, whatever the reason (an HTTP error status, robots.txt, no archived
+    capture, ...)."""
+    failed = ("fetch.", "archive.")
+    return sum(n for name, n in counts.items() if name.startswith(failed) and name not in TOTALS)
 
 
 def largest(counts: Mapping[str, int], prefix: str = "", n: int = 3) -> str:

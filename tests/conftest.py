@@ -42,3 +42,24 @@ def hostile():
 
     with HostileServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def archive_world(tmp_path_factory):
+    """A real pywb on 127.0.0.1 over the WARCs of tests/archive_world.py, and the live page
+    server some of whose links are dead: started once per session (pywb takes seconds)."""
+    from tests.archive_world import ArchiveWorld, damage, live_pages, write_warcs
+    from tests.page_server import PageServer
+    from webtext.archive_server import PywbMissing, PywbServer, free_port, pywb_executable
+
+    try:
+        pywb_executable("wayback")
+    except PywbMissing as e:
+        pytest.skip(str(e))
+    root = tmp_path_factory.mktemp("archive")
+    with PageServer(live_pages()) as live:
+        dead = f"http://127.0.0.1:{free_port()}"
+        warcs = write_warcs(root / "warcs", live.base_url, dead)
+        with PywbServer(root / "pywb", {"arch": warcs}) as pywb:
+            damage(root / "pywb" / "collections" / "arch")
+            yield ArchiveWorld(pywb, live, dead)

@@ -52,4 +52,6 @@ def doc(doc_id: str, text: str, karma: int = 5, created: int = 1000, sub: str = 
         "content_hash": hashlib.sha256(text.encode()).hexdigest(),
         "fetch_time": 0,
         "http_status": 200,
+        "source": "live",
+        "record": "",
     }

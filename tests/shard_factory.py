@@ -38,6 +38,8 @@ def text_row(text: str, index: int, **fields: Any) -> dict[str, Any]:
         "content_hash": hashlib.sha256(text.encode()).hexdigest(),
         "fetch_time": 1_500_000_100,
         "http_status": 200,
+        "source": "live",
+        "record": "",
     }
     row.update(fields)
     return row

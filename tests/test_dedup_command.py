@@ -162,3 +162,27 @@ def test_dedup_that_keeps_nothing_fails_after_committing_its_output(tmp_path, ca
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("webtext dedup: no documents kept out of 0; dedup: "), last
     assert Manifest.load(str(out)).rows == 0  # committed: the job wrote what it had
+
+
+def test_shards_of_schema_version_1_still_read(tmp_path, capsys):
+    """Text shards written before provenance (version 1: no source, no record columns) are
+    still read by every stage; what they write is the current version, provenance null."""
+    import pyarrow as pa
+
+    from foundation.shards import SCHEMA_VERSION, TEXT_SCHEMA
+
+    v1 = pa.schema([f for f in TEXT_SCHEMA if f.name not in ("source", "record")])
+    docs = [doc("a", prose(21)), doc("b", prose(22))]
+    directory = tmp_path / "old"
+    rows = [{k: v for k, v in d.items() if k in v1.names} for d in docs]
+    path = f"{directory}/{shard_name(0, 'parquet')}"
+    files = [write_table(pa.Table.from_pylist(rows, schema=v1), path, "parquet")]
+    Manifest(kind="text", format="parquet", files=files, schema_version=1).save(str(directory))
+    assert Manifest.load(str(directory)).schema_version == 1
+
+    out = tmp_path / "out"
+    assert main(["dedup", str(directory), "--out", str(out), *IN_PROCESS]) == 0
+    assert _ids(out) == {"a", "b"}
+    assert Manifest.load(str(out)).schema_version == SCHEMA_VERSION == 2
+    table = read_table(Manifest.load(str(out)).paths(str(out))[0])
+    assert table.column("source").to_pylist() == [None, None]

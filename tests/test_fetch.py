@@ -154,7 +154,9 @@ def test_replay_from_recorded_warcs_equals_live(hostile, units, tmp_path):
     assert by_id[missing.doc_id].outcome == "fetch.not_in_warc"
     for r in live:
         if r.ok:  # same body, charset, type, status and final URL (redirects included)
-            assert by_id[r.candidate.doc_id] == r
+            replayed = by_id[r.candidate.doc_id]
+            assert replayed.source == "warc" and ".warc.zst@" in replayed.record  # file@offset
+            assert replace(replayed, source="live", record="") == r
         else:  # failures were not recorded
             assert by_id[r.candidate.doc_id].outcome == "fetch.not_in_warc"
     log_dir = os.path.join(replay_run, "fetch", "replay")

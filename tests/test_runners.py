@@ -107,6 +107,7 @@ def _ingest(
             "fetch.per_host_delay_s": 0.0,
             "fetch.per_host_concurrency": 8,
             "quality.min_words": 100,
+            **overrides,
         },
     )
     run_ingest(cfg, RunLayout.at(cfg.output.run_dir), progress=False)
@@ -169,6 +170,25 @@ def test_dask_cluster_gives_the_same_documents(served_dump, reference, dask_clus
 def test_dask_replay_gives_the_live_documents(served_dump, reference, dask_cluster):
     tmp, dump = served_dump
     assert _replayed(tmp, "dask-replay", dump, _on_dask(dask_cluster)) == reference
+
+
+def test_dask_cluster_gives_the_same_documents_from_an_archive(
+    archive_world, dask_cluster, tmp_path
+):
+    """The archive backend (a real pywb, tests/archive_world.py) on Dask and on the FnApiRunner."""
+    from tests.archive_world import NEWS, SUBMITTED
+    from tests.test_archive import ARCHIVE
+
+    paths = ("story", "moved", "rev", "flaky", "gone", "never")
+    subs = [submission(i, f"{NEWS}/{p}", created_utc=SUBMITTED) for i, p in enumerate(paths)]
+    dump = tmp_path / "RS_archived.zst"
+    write_dump(dump, subs)
+    archived = {"fetch.backend": "archive", "archive.sources": (archive_world.source,)}
+    archived |= {f"archive.{k}": v for k, v in ARCHIVE.items()}
+    reference = _ingest(tmp_path / "fnapi", dump, **archived)
+    assert {d["source"] for d in reference} == {"local"}
+    assert len(reference) == 4  # gone: only a 404 capture; never: not archived
+    assert _ingest(tmp_path / "dask", dump, _on_dask(dask_cluster), **archived) == reference
 
 
 def test_on_dask_extraction_runs_its_children_in_parallel(dask_cluster, tmp_path):

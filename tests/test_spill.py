@@ -22,6 +22,7 @@ def doc(i: int) -> dict:
         "domain": "a", "submissions": [sub], "karma": 3, "created_utc": i, "title": f"t{i}",
         "date": None, "text": f"text {i} " * 50, "language": "en", "n_chars": 10, "n_words": 2,
         "content_hash": f"{i:064x}", "fetch_time": 0, "http_status": 200,
+        "source": "live", "record": "",
     }  # fmt: skip
 
 

@@ -126,10 +126,13 @@ def _ingest_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
     for name in JUDGING_FIELDS:
         section, _, field_name = name.partition(".")
         del d[section][field_name]
-    return {
+    inputs = {
         **{s: d[s] for s in INGEST_SECTIONS},
         "output": {k: d["output"][k] for k in OUTPUT_FIELDS},
     }
+    if cfg.fetch.backend in ("archive", "live+archive"):  # runs that read no archive stay fresh
+        inputs["archive"] = d["archive"]
+    return inputs
 
 
 def _ingest_complete(cfg: JobConfig, layout: RunLayout) -> bool:

@@ -25,7 +25,12 @@ class StageStatus:
 
 
 def _dir_bytes(path: str) -> int:
-    return sum(storage.size(storage.join(path, n)) for n in storage.listdir(path))
+    """Bytes of the files under ``path``, subdirectories included (the archive lookups)."""
+    total = 0
+    for name in storage.listdir(path):
+        child = storage.join(path, name)
+        total += _dir_bytes(child) if storage.is_dir(child) else storage.size(child)
+    return total
 
 
 def _manifest_stage(name: str, path: str, unit: str) -> StageStatus:
@@ -44,21 +49,35 @@ def _manifest_stage(name: str, path: str, unit: str) -> StageStatus:
     return StageStatus(name, MISSING, "")
 
 
+def _pages_by_source(layout: RunLayout) -> str:
+    """``; pages: live 120, wayback 31`` from the shards manifest, once the pages phase is done
+    (its ``fetched.<source>`` counts); "" before, or for a run made before they were counted."""
+    if not storage.exists(storage.join(layout.shards, MANIFEST)):
+        return ""
+    try:
+        counts = Manifest.load(layout.shards).counts
+    except ShardError:
+        return ""
+    prefix = "fetched."
+    pages = [f"{k[len(prefix) :]} {n:,}" for k, n in sorted(counts.items()) if k.startswith(prefix)]
+    return f"; pages: {', '.join(pages)}" if pages else ""
+
+
 def _fetch_stage(layout: RunLayout) -> StageStatus:
     path = layout.fetch
     replay = storage.join(path, "replay")
     if storage.exists(replay) and storage.listdir(replay):
         logs = len(storage.listdir(replay))
-        return StageStatus(
-            "fetch", DONE, f"replayed from WARC ({logs} log files)", _dir_bytes(replay)
-        )
+        detail = f"replayed from WARC ({logs} log files){_pages_by_source(layout)}"
+        return StageStatus("fetch", DONE, detail, _dir_bytes(replay))
     done = sum(n.endswith(".log.parquet") for n in storage.listdir(path))
     urls = layout.urls
     total = len(Manifest.load(urls).files) if storage.exists(storage.join(urls, MANIFEST)) else 0
     if not done:
         return StageStatus("fetch", MISSING, f"0/{total} units" if total else "")
     state = DONE if total and done >= total else PARTIAL
-    return StageStatus("fetch", state, f"{done}/{total} units", _dir_bytes(path))
+    detail = f"{done}/{total} units{_pages_by_source(layout)}"
+    return StageStatus("fetch", state, detail, _dir_bytes(path))
 
 
 def _report_stage(name: str, path: str, describe) -> StageStatus:

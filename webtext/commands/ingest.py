@@ -9,7 +9,7 @@ from webtext.commands.options import add_config_flags, resolve_config, write_res
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("source", "filter", "fetch", "extract", "quality", "dedup", "output")
+SECTIONS = ("source", "filter", "fetch", "archive", "extract", "quality", "dedup", "output")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,272 @@
+"""The archive backends: pages read from web archives, with the live fetcher's interface.
+
+    list[Candidate] --ArchiveFetcher.stream--> Exchange per candidate, as each ends
+    list[Candidate] --LiveThenArchive.stream--> the same, live first, archives for dead links
+
+Both have ``stream`` and ``close`` like :class:`pipeline.http_client.Fetcher`, so the per-unit
+checkpoints of :mod:`pipeline.fetch` (WARC + log, resume without asking again) work unchanged.
+
+For each candidate, the sources of ``[archive]`` are tried in order. In one source: look the URL
+up (:mod:`pipeline.archive.cdx`), choose the capture nearest to the target time (the
+submission's, or ``archive.as_of``), and read it through its content route (``replay``: the
+original bytes at ``CONTENT/<timestamp>id_/<url>``). A redirect capture leads to the capture of
+its target, looked up anew, within ``fetch.max_redirects``. The page then passes the live rules
+(content type, size, decompression caps). Every request goes through a :class:`Fetcher` built
+from the fetch settings with the archive's politeness (``requests_per_s`` and ``concurrency``
+per archive host, ``retries``, ``backoff_s``, Retry-After on 429/503) and without robots.txt:
+the SSRF guard and ``fetch.allow_addresses`` apply to archive hosts as to any other.
+
+Outcomes: ``fetched`` (``source`` = the archive's name, ``fetch_time`` = the capture time,
+``record`` = the replay URL), ``archive.<reason>`` (no_capture, too_far, rate_limited,
+unreachable, blocked_address, bad_record, too_many_redirects, error) or the live rules'
+``fetch.<reason>`` for a capture that is not a usable page. When every source fails, the
+outcome is the most actionable failure (one a rerun may cure first) and the error lists each
+source's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from urllib.parse import urljoin
+
+from foundation import storage
+from foundation.config import ArchiveConfig, ArchiveSource, ConfigError, FetchConfig
+from foundation.records import Candidate, FetchResult
+from pipeline.archive.capture import Capture
+from pipeline.archive.cdx import (
+    REDIRECT_STATUSES,
+    ArchiveFailure,
+    CdxClient,
+    LookupCache,
+    choose,
+    request,
+    status_failure,
+    unix_time,
+)
+from pipeline.fetch_rules import FetchFailure, detect_charset
+from pipeline.http_client import PAGE, Exchange, Fetcher, Response, completed
+
+log = logging.getLogger(__name__)
+
+FAILURE_ORDER = (
+    "rate_limited",
+    "unreachable",
+    "blocked_address",
+    "error",
+    "bad_record",
+    "too_many_redirects",
+    "too_far",
+    "no_capture",
+)
+"""Which source's failure a candidate's outcome names when all fail: the first in this order."""
+
+DEAD = frozenset({"fetch.dns", "fetch.connection", "fetch.http_404", "fetch.http_410"})
+
+
+def is_dead(outcome: str) -> bool:
+    """A live outcome that says the page is gone (archives may still have it): no such host,
+    refused or reset connections, 404/410, 5xx after the retries. A robots refusal is not."""
+    if outcome in DEAD:
+        return True
+    code = outcome.removeprefix("fetch.http_")
+    return code != outcome and code.isdigit() and 500 <= int(code) < 600
+
+
+def lookups_dir(cfg: ArchiveConfig, fetch_dir: str) -> str:
+    return cfg.cache_dir or storage.join(fetch_dir, "lookups")
+
+
+def archive_fetch_config(fetch: FetchConfig, archive: ArchiveConfig) -> FetchConfig:
+    """The fetch settings with the archive's politeness, for requests to archive hosts."""
+    return replace(
+        fetch,
+        per_host_concurrency=archive.concurrency,
+        per_host_delay_s=1.0 / archive.requests_per_s,
+        retries=archive.retries,
+        backoff_s=archive.backoff_s,
+        max_retry_after_s=archive.max_retry_after_s,
+        respect_robots=False,
+    )
+
+
+def payload_digest(body: bytes) -> str:
+    """The CDX form of a payload digest: base32 of its SHA-1."""
+    return base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")
+
+
+class ArchiveFetcher:
+    """See the module docstring. Thread-safe; call :meth:`close` when done."""
+
+    def __init__(self, fetch: FetchConfig, archive: ArchiveConfig, cache_dir: str, guard=None):
+        self.fetch_cfg, self.cfg = fetch, archive
+        self.http = Fetcher(archive_fetch_config(fetch, archive), guard)
+        self.cdx = CdxClient(self.http.get, LookupCache(cache_dir), archive.max_captures)
+        self.sources = archive.archives
+        self.target = archive.target_time
+        self.max_skew_s = archive.max_skew_days * 86400
+
+    def close(self) -> None:
+        self.http.close()
+
+    def stream(self, candidates: list[Candidate]) -> Iterator[Exchange]:
+        for _, exchange in completed(self.fetch_one, candidates, self.fetch_cfg.concurrency):
+            yield exchange
+
+    def fetch_one(self, candidate: Candidate) -> Exchange:
+        clock = self.http.begin()
+        target = candidate.created_utc if self.target is None else self.target
+        failures: list[tuple[ArchiveSource, ArchiveFailure]] = []
+        result = None
+        for source in self.sources:
+            try:
+                resp, capture = self._from(source, candidate.url, target)
+            except ArchiveFailure as e:
+                failures.append((source, e))
+                continue
+            except FetchFailure as e:  # the capture is there but not a usable page
+                result = FetchResult(
+                    candidate,
+                    f"fetch.{e.reason}",
+                    status=e.status,
+                    error=f"{source.name}: {e}",
+                    source=source.name,
+                    record=e.url,
+                )
+                break
+            except Exception as e:  # a bug costs one URL, logged in full
+                log.exception("unexpected error reading %s from %s", candidate.url, source.name)
+                failures.append((source, ArchiveFailure("error", repr(e))))
+                continue
+            body = resp.body
+            result = FetchResult(
+                candidate,
+                "fetched",
+                status=resp.status,
+                final_url=capture.url,
+                content_type=resp.content_type,
+                body=body,
+                encoding=detect_charset(resp.header("content-type"), body),
+                fetch_time=unix_time(capture.timestamp),
+                source=source.name,
+                record=resp.url,
+            )
+            return Exchange(
+                result,
+                resp.reason,
+                tuple(resp.headers),
+                tuple(resp.request_headers),
+                time.monotonic() - clock.start,
+                clock.queued_s,
+                clock.fetching_s,
+            )
+        if result is None:
+            result = failed(candidate, failures)
+        return Exchange(
+            result,
+            elapsed=time.monotonic() - clock.start,
+            queued_s=clock.queued_s,
+            fetching_s=clock.fetching_s,
+        )
+
+    def _from(self, source: ArchiveSource, url: str, target: int) -> tuple[Response, Capture]:
+        """The page ``source`` holds for ``url`` at ``target``, following redirect captures."""
+        for _hop in range(self.fetch_cfg.max_redirects + 1):
+            capture = choose(self.cdx.lookup(source, url, target), target, self.max_skew_s)
+            resp = self._read(source, capture)
+            if resp.status in REDIRECT_STATUSES:
+                location = resp.header("location").strip()
+                if not location:
+                    raise ArchiveFailure("bad_record", f"{resp.url}: a redirect with no Location")
+                url = urljoin(capture.url, location)
+                continue
+            if resp.status != 200:
+                raise ArchiveFailure(*status_failure(source, resp.status, resp.url))
+            return resp, capture
+        raise ArchiveFailure(
+            "too_many_redirects",
+            f"{source.name}: more than {self.fetch_cfg.max_redirects} redirect captures",
+        )
+
+    def _read(self, source: ArchiveSource, capture: Capture) -> Response:
+        if source.route != "replay":
+            raise ArchiveFailure("unsupported", f"{source.name}: WARC range reads are not built")
+        replay = f"{source.content}/{capture.timestamp}id_/{capture.url}"
+        resp = request(self.http.get, source, replay, PAGE)
+        listed = capture.digest.removeprefix("sha1:").upper()
+        if (
+            resp.status == 200
+            and len(listed) == 32
+            and not resp.header("content-encoding")
+            and payload_digest(resp.body) != listed
+        ):
+            raise ArchiveFailure(
+                "bad_record", f"{replay}: payload does not match the listed digest (damaged?)"
+            )
+        return resp
+
+
+def failed(candidate: Candidate, failures: list[tuple[ArchiveSource, ArchiveFailure]]):
+    """The FetchResult of a candidate no source could give (see the module docstring)."""
+
+    def rank(item: tuple[ArchiveSource, ArchiveFailure]) -> int:
+        reason = item[1].reason
+        return FAILURE_ORDER.index(reason) if reason in FAILURE_ORDER else 0
+
+    reason = min(failures, key=rank)[1].reason
+    error = "; ".join(f"{s.name}: {e}" for s, e in failures)
+    return FetchResult(candidate, f"archive.{reason}", error=error, source="")
+
+
+class LiveThenArchive:
+    """Live first; the dead links (:func:`is_dead`) go to the archives. A link the archives do
+    not have either keeps the archives' outcome, with the live one in its error."""
+
+    def __init__(self, live: Fetcher, archive: ArchiveFetcher):
+        self.live, self.archive = live, archive
+
+    def close(self) -> None:
+        self.live.close()
+        self.archive.close()
+
+    def stream(self, candidates: list[Candidate]) -> Iterator[Exchange]:
+        dead: dict[str, FetchResult] = {}
+        for exchange in self.live.stream(candidates):
+            r = exchange.result
+            if is_dead(r.outcome):
+                dead[r.candidate.doc_id] = r
+            else:
+                yield exchange
+        for exchange in self.archive.stream([r.candidate for r in dead.values()]):
+            r = exchange.result
+            if not r.ok:
+                live = dead[r.candidate.doc_id]
+                error = f"live: {live.outcome} ({live.error}); {r.error}"
+                exchange = replace(exchange, result=replace(r, error=error))
+            yield exchange
+
+
+def check_sources(fetch: FetchConfig, archive: ArchiveConfig) -> None:
+    """Stop a job before it starts when a source needs what this build cannot do yet."""
+    if fetch.backend in ("archive", "live+archive"):
+        for source in archive.archives:
+            if source.route != "replay":
+                raise ConfigError(
+                    f"archive.sources: {source.name!r} reads WARC records by byte range, "
+                    "which this build does not do yet; use an archive that replays (wayback, "
+                    "or a CDX server as NAME=CDX_URL)"
+                )
+
+
+def make_fetcher(fetch: FetchConfig, archive: ArchiveConfig, fetch_dir: str):
+    """The fetcher of ``fetch.backend`` (live, archive or live+archive) for one worker."""
+    if fetch.backend == "live":
+        return Fetcher(fetch)
+    archived = ArchiveFetcher(fetch, archive, lookups_dir(archive, fetch_dir))
+    if fetch.backend == "archive":
+        return archived
+    return LiveThenArchive(Fetcher(fetch), archived)
