@@ -12,6 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from dedup.urls import canonicalize, doc_id
 from foundation.config import FilterConfig
+from foundation.droplog import DropLog
 from foundation.records import Candidate, Drop, Submission, SubmissionRef, candidate_from_row
 from pipeline.candidates import fold
 from pipeline.postings import SHARD_KEY, DedupUrls
@@ -144,7 +145,7 @@ def _total(kv: tuple[str, list[int]]) -> tuple[str, int]:
 
 def dedup_urls(batches, spill: Path):
     """Submission batches through DedupUrls -> (Candidates, (reason, n) totals)."""
-    deduped = batches | DedupUrls(CFG, str(spill))
+    deduped = batches | DedupUrls(CFG, str(spill), DropLog(str(spill / "drops")))
     cands = deduped["candidates"] | "Read" >> beam.FlatMap(_candidates_in)
     counts = deduped["counts"] | "ByReason" >> beam.GroupByKey() | "Total" >> beam.Map(_total)
     return cands, counts
@@ -202,7 +203,7 @@ def test_dedup_urls_transform(tmp_path):
 
 def test_dedup_urls_rejects_other_configs(tmp_path):
     with pytest.raises(ValueError, match="FilterConfig"):
-        DedupUrls({"min_karma": 3}, str(tmp_path))
+        DedupUrls({"min_karma": 3}, str(tmp_path), DropLog(str(tmp_path / "drops")))
 
 
 def test_real_dumps_to_candidates(corpus: Path, tmp_path):
