@@ -308,6 +308,19 @@ def check_ingest(cfg: JobConfig, result: IngestResult) -> None:
         )
 
 
+def check_urls(urls: Manifest, directory: str) -> None:
+    """Fail loudly on a URL phase that found nothing to fetch (``--urls-only``; a full ingest
+    fails the same way at its end, with no documents)."""
+    from pipeline.rules import largest
+
+    if urls.rows == 0:
+        read = urls.counts.get("source.submissions", 0)
+        raise NoOutputError(
+            f"no candidate URLs from {read:,} submissions ({largest(urls.counts)}); "
+            f"the counts are in {directory}"
+        )
+
+
 def run_urls(cfg: JobConfig, layout: RunLayout, seconds: dict[str, float]) -> Manifest:
     """The URL phase alone: run it unless complete (adding its time to ``seconds``)."""
     if is_complete(layout.urls):

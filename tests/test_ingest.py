@@ -300,3 +300,23 @@ def test_a_crawl_where_every_fetch_fails_ends_with_an_error_after_writing_its_sh
     with pytest.raises(RunError, match=r"^ingest: 5 of 5 fetches failed \(100%\)"):
         run_job(_config(run_dir, dump), until="tokenize", progress=False)
     assert not (run_dir / "contamination").exists()
+
+
+def test_a_url_phase_that_finds_nothing_to_fetch_ends_with_an_error(tmp_path, capsys):
+    """``--urls-only`` on a dump whose every link a rule removes: exit 1, naming the rules."""
+    from webtext.cli import main
+
+    dump = tmp_path / "RS_none.zst"
+    links = [submission(i, f"https://en.wikipedia.org/wiki/P{i}") for i in range(3)]
+    write_dump(dump, [*links, submission(3, "https://example.com/a", score=1)])
+    run_dir = tmp_path / "run"
+
+    assert main([*_ingest_command(run_dir, dump)[3:], "--urls-only"]) == 1
+    out, err = capsys.readouterr()
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        "webtext ingest: no candidate URLs from 4 submissions "
+        f"(url.wikipedia 3, submission.low_karma 1); the counts are in {run_dir / 'urls'}"
+    ), err
+    assert re.search(r"^\s+url\.wikipedia\s+3$", out, re.M), out
+    assert Manifest.load(str(run_dir / "urls")).rows == 0  # committed: a rerun does not redo it

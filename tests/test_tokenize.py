@@ -210,3 +210,15 @@ def test_cli_tokenize_of_shards_without_documents_is_one_clear_error(tmp_path, c
     assert main(["tokenize", str(src), "--out", str(tmp_path / "tokens"), "--no-progress"]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == f"webtext tokenize: the text shards in {src} hold no documents to tokenize"
+
+
+def test_cli_tokenize_of_documents_without_text_is_one_clear_error(tmp_path, capsys):
+    """Shards whose documents are all empty: the token shards are written (their counts say
+    why) and the command fails instead of handing the trainer nothing."""
+    src, out = tmp_path / "shards", tmp_path / "tokens"
+    make_text_shards(src, ["", ""], shard_docs=2)
+    argv = ["tokenize", str(src), "--out", str(out), "--vocab-size", "280", "--no-progress"]
+    assert main(argv) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("webtext tokenize: no tokens: tokenized 0 documents (0.0 MB)"), last
+    assert Manifest.load(str(out)).counts["empty_docs"] == 2

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from foundation.layout import RunLayout
-    from pipeline.ingest import check_ingest, run_ingest, run_urls
+    from pipeline.ingest import check_ingest, check_urls, run_ingest, run_urls
     from webtext.summary import ingest_summary, urls_summary
 
     fixed = {"output.run_dir": args.run_dir}
@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         urls = run_urls(cfg, layout, seconds)
         write_resolved_config(cfg, layout, "ingest")
         print(urls_summary(urls, seconds, layout.urls))
+        check_urls(urls, layout.urls)
         return 0
     result = run_ingest(cfg, layout, progress=not args.no_progress)
     write_resolved_config(cfg, layout, "ingest")
