@@ -345,21 +345,27 @@ def result_from_response(candidate: Candidate, resp: WarcResponse, cfg: FetchCon
     try:
         if not 200 <= resp.status < 300:
             raise FetchFailure(f"http_{resp.status}", f"HTTP {resp.status} in the WARC")
-        content_type = resp.header("content-type")
-        fetch_rules.check_content_type(content_type)
-        body = fetch_rules.decode_body(
-            resp.header("content-encoding"), [resp.body], cfg.max_bytes, cfg.max_decompressed_bytes
-        )
-        kind = fetch_rules.check_sniffed(content_type, body)
+        kind, body = stored_page(resp, cfg)
     except FetchFailure as e:
         return FetchResult(outcome=f"fetch.{e.reason}", error=str(e), **base)
     return FetchResult(
         outcome="fetched",
         content_type=kind,
         body=body,
-        encoding=fetch_rules.detect_charset(content_type, body),
+        encoding=fetch_rules.detect_charset(resp.header("content-type"), body),
         **base,
     )
+
+
+def stored_page(resp: WarcResponse, cfg: FetchConfig) -> tuple[str, bytes]:
+    """The sniffed content type and decoded body of a stored 2xx response, under the live
+    fetcher's rules (content type, size and decompression caps); FetchFailure if it is no page."""
+    content_type = resp.header("content-type")
+    fetch_rules.check_content_type(content_type)
+    body = fetch_rules.decode_body(
+        resp.header("content-encoding"), [resp.body], cfg.max_bytes, cfg.max_decompressed_bytes
+    )
+    return fetch_rules.check_sniffed(content_type, body), body
 
 
 @dataclass(frozen=True)

@@ -130,18 +130,32 @@ def damage(collection: Path) -> None:
     path.write_bytes(data.replace(b"Article 12", b"Articlf 12"))
 
 
+def data_files(collection: Path) -> dict[str, bytes]:
+    """The collection's WARC files by the path a Range server serves them at: the ``filename``
+    its CDX index lists, as Common Crawl's index names files on its data server."""
+    return {f"/{p.name}": p.read_bytes() for p in sorted((collection / "archive").iterdir())}
+
+
 @dataclass
 class ArchiveWorld:
-    """What the session fixture started: pywb over the captures, and the live server."""
+    """What the session fixture started: pywb over the captures, a Range server over the same
+    WARC files, and the live server."""
 
     pywb: object  # webtext.archive_server.PywbServer
     live: PageServer
     dead: str  # http://127.0.0.1:PORT with nothing listening
+    data: object = None  # tests.range_server.RangeServer
 
     @property
     def source(self) -> str:
-        """The ``archive.sources`` entry of the pywb collection."""
+        """The ``archive.sources`` entry of the pywb collection (replay route)."""
         return f"local={self.pywb.cdx_url('arch')}"
+
+    @property
+    def cc_source(self) -> str:
+        """The same index as Common Crawl is read: CDX from pywb (the software CC's index server
+        runs), records by byte range from the data server."""
+        return f"cc={self.pywb.cdx_url('arch')} warc:{self.data.base_url}/"
 
 
 def live_pages() -> dict[str, bytes]:

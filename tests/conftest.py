@@ -46,10 +46,12 @@ def hostile():
 
 @pytest.fixture(scope="session")
 def archive_world(tmp_path_factory):
-    """A real pywb on 127.0.0.1 over the WARCs of tests/archive_world.py, and the live page
-    server some of whose links are dead: started once per session (pywb takes seconds)."""
-    from tests.archive_world import ArchiveWorld, damage, live_pages, write_warcs
+    """A real pywb on 127.0.0.1 over the WARCs of tests/archive_world.py, the same WARC files
+    served by Range (Common Crawl's data server), and the live page server some of whose links
+    are dead: started once per session (pywb takes seconds)."""
+    from tests.archive_world import ArchiveWorld, damage, data_files, live_pages, write_warcs
     from tests.page_server import PageServer
+    from tests.range_server import RangeServer
     from webtext.archive_server import PywbMissing, PywbServer, free_port, pywb_executable
 
     try:
@@ -62,4 +64,5 @@ def archive_world(tmp_path_factory):
         warcs = write_warcs(root / "warcs", live.base_url, dead)
         with PywbServer(root / "pywb", {"arch": warcs}) as pywb:
             damage(root / "pywb" / "collections" / "arch")
-            yield ArchiveWorld(pywb, live, dead)
+            with RangeServer(data_files(root / "pywb" / "collections" / "arch")) as data:
+                yield ArchiveWorld(pywb, live, dead, data)

@@ -112,6 +112,41 @@ def test_damaged_and_non_html_captures(archive_world, tmp_path):
     assert pdf.outcome == "fetch.content_type"  # the live rules apply to archived bytes
 
 
+def test_the_common_crawl_route_reads_the_same_pages_by_byte_range(archive_world, tmp_path):
+    """CDX from pywb (CC's index software), each record by Range from the data server: the same
+    page as replay, redirect captures followed, a revisit resolved to its original's payload,
+    damage and content rules the same outcomes; provenance names the file and offset."""
+    paths = ("story", "moved", "rev", "flaky", "gone", "damaged", "pdf", "never-archived")
+    urls = [f"{NEWS}/{p}" for p in paths]
+    replayed = fetch(archive_world, urls, tmp_path)
+    asked = len(archive_world.data.ranges)
+    ranged = fetch(archive_world.cc_source, urls, tmp_path)
+    fields = ("outcome", "body", "final_url", "fetch_time", "content_type", "encoding")
+    for url, r, c in zip(urls, replayed, ranged, strict=True):
+        assert [getattr(c, f) for f in fields] == [getattr(r, f) for f in fields], url
+    story, moved, rev = ranged[:3]
+    assert story.outcome == "fetched" and story.source == "cc"
+    file, offset = story.record.rsplit("@", 1)
+    assert file == f"{archive_world.data.base_url}/news.warc.gz" and int(offset) > 0
+    assert moved.body == article_html(ARTICLES["/landing", 2017])
+    assert rev.body == article_html(ARTICLES["/rev", 2014])
+    assert ranged[5].outcome == "archive.bad_record" and "Digest" in ranged[5].error
+    new_ranges = archive_world.data.ranges[asked:]
+    assert new_ranges and all(r.startswith("bytes=") for r in new_ranges)
+    capped = fetch(archive_world.cc_source, urls[1:2], tmp_path, replace(FETCH, max_redirects=0))
+    assert capped[0].outcome == "archive.too_many_redirects"
+
+
+def test_a_data_server_without_the_record_or_down_is_a_counted_outcome(archive_world, tmp_path):
+    cdx = archive_world.pywb.cdx_url("arch")
+    (missing,) = fetch(
+        f"cc={cdx} warc:{archive_world.data.base_url}/gone/", [f"{NEWS}/story"], tmp_path
+    )
+    assert missing.outcome == "archive.bad_record" and "404" in missing.error
+    (down,) = fetch(f"cc={cdx} warc:{archive_world.dead}/", [f"{NEWS}/story"], tmp_path)
+    assert down.outcome == "archive.unreachable" and "cc:" in down.error
+
+
 def test_sources_are_tried_in_order(archive_world, tmp_path):
     with FakeArchive([(200, {}, b"")]) as empty:
         cfg = ArchiveConfig(sources=(empty.source, archive_world.source), **ARCHIVE)

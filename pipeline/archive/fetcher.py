@@ -9,16 +9,20 @@ checkpoints of :mod:`pipeline.fetch` (WARC + log, resume without asking again) w
 For each candidate, the sources of ``[archive]`` are tried in order. In one source: look the URL
 up (:mod:`pipeline.archive.cdx`), choose the capture nearest to the target time (the
 submission's, or ``archive.as_of``), and read it through its content route (``replay``: the
-original bytes at ``CONTENT/<timestamp>id_/<url>``). A redirect capture leads to the capture of
-its target, looked up anew, within ``fetch.max_redirects``. The page then passes the live rules
+original bytes at ``CONTENT/<timestamp>id_/<url>``; ``warc``, Common Crawl's: the WARC record
+at the capture's filename, offset and length, by one Range request to ``CONTENT + filename``,
+:mod:`pipeline.archive.records`, a revisit record resolved to the capture whose payload it
+repeats, looked up in the same index). A redirect capture leads to the capture of its target,
+looked up anew, within ``fetch.max_redirects``. The page then passes the live rules
 (content type, size, decompression caps). Every request goes through a :class:`Fetcher` built
 from the fetch settings with the archive's politeness (``requests_per_s`` and ``concurrency``
 per archive host, ``retries``, ``backoff_s``, Retry-After on 429/503) and without robots.txt:
 the SSRF guard and ``fetch.allow_addresses`` apply to archive hosts as to any other.
 
 Outcomes: ``fetched`` (``source`` = the archive's name, ``fetch_time`` = the capture time,
-``record`` = the replay URL), ``archive.<reason>`` (no_capture, too_far, rate_limited,
-unreachable, blocked_address, bad_record, too_many_redirects, error) or the live rules'
+``record`` = the replay URL, or ``DATA_URL/filename@offset``), ``archive.<reason>``
+(no_capture, too_far, rate_limited, unreachable, blocked_address, bad_record,
+too_many_redirects, error) or the live rules'
 ``fetch.<reason>`` for a capture that is not a usable page. When every source fails, the
 outcome is the most actionable failure (one a rerun may cure first) and the error lists each
 source's.
@@ -109,6 +113,11 @@ class ArchiveFetcher:
         self.sources = archive.archives
         self.target = archive.target_time
         self.max_skew_s = archive.max_skew_days * 86400
+        from pipeline.archive.records import RecordReader
+
+        self.records = {
+            s.name: RecordReader(self.http, s.content) for s in self.sources if s.route == "warc"
+        }
 
     def close(self) -> None:
         self.http.close()
@@ -193,8 +202,8 @@ class ArchiveFetcher:
         )
 
     def _read(self, source: ArchiveSource, capture: Capture) -> Response:
-        if source.route != "replay":
-            raise ArchiveFailure("unsupported", f"{source.name}: WARC range reads are not built")
+        if source.route == "warc":
+            return self._read_record(source, capture)
         replay = f"{source.content}/{capture.timestamp}id_/{capture.url}"
         resp = request(self.http.get, source, replay, PAGE)
         listed = capture.digest.removeprefix("sha1:").upper()
@@ -208,6 +217,61 @@ class ArchiveFetcher:
                 "bad_record", f"{replay}: payload does not match the listed digest (damaged?)"
             )
         return resp
+
+    def _read_record(self, source: ArchiveSource, capture: Capture) -> Response:
+        """The WARC record ``capture`` names, by byte range from the source's data server
+        (Common Crawl's route), a revisit resolved to its payload, a 2xx under the live rules."""
+        from pipeline.archive.records import RecordFailure
+        from pipeline.fetch import stored_page
+
+        reader = self.records[source.name]
+        got = reader.read_resolved(capture, lambda revisit: self._original(source, revisit))
+        address = f"{reader.url_of(capture)}@{capture.offset}"
+        if isinstance(got, RecordFailure):
+            raise record_failure(source, got, address)
+        resp = Response(address, got.status, "", list(got.headers), got.header("content-type"))
+        if 200 <= got.status < 300:
+            try:
+                resp.content_type, resp.body = stored_page(got, self.fetch_cfg)
+            except FetchFailure as e:
+                raise FetchFailure(e.reason, str(e), got.status, address) from e
+        return resp
+
+    def _original(self, source: ArchiveSource, revisit) -> Capture | None:
+        """The capture a revisit record repeats: the 200 capture of its referred URL with its
+        payload digest, at its referred date when the record gives one, else the nearest."""
+        when = revisit.refers_to_timestamp or revisit.capture.timestamp
+        digest = revisit.digest.removeprefix("sha1:").upper()
+        captures = self.cdx.lookup(source, revisit.refers_to_uri, unix_time(when))
+        same = [
+            c
+            for c in captures
+            if c.status == 200
+            and (not c.digest or c.digest.removeprefix("sha1:").upper() == digest)
+        ]
+        if not same:
+            return None
+        target = unix_time(when)
+        return min(same, key=lambda c: (abs(unix_time(c.timestamp) - target), c.timestamp))
+
+
+def record_failure(source: ArchiveSource, failure, address: str) -> Exception:
+    """A record read that gave no response, in the backends' vocabulary: the live rules'
+    ``fetch.*`` as FetchFailure, the rest as ArchiveFailure (a data server that cannot be
+    reached is ``unreachable``; one that does not give the record the index names, or gives it
+    damaged, ``bad_record``)."""
+    kind, _, reason = failure.outcome.partition(".")
+    message = f"{source.name}: {failure.error}"
+    if kind == "fetch":
+        return FetchFailure(reason, message, url=address)
+    code = reason.removeprefix("http_")
+    if reason in ("dns", "connection", "timeout", "tls", "bad_url", "deadline") or (
+        code.isdigit() and int(code) >= 500
+    ):
+        reason = "unreachable"
+    elif reason not in ("rate_limited", "blocked_address", "bad_record"):
+        reason = "bad_record"  # a 404 or 416 for an indexed record, no range, no original
+    return ArchiveFailure(reason, message)
 
 
 def failed(candidate: Candidate, failures: list[tuple[ArchiveSource, ArchiveFailure]]):
@@ -251,15 +315,12 @@ class LiveThenArchive:
 
 
 def check_sources(fetch: FetchConfig, archive: ArchiveConfig) -> None:
-    """Stop a job before it starts when a source needs what this build cannot do yet."""
-    if fetch.backend in ("archive", "live+archive"):
-        for source in archive.archives:
-            if source.route != "replay":
-                raise ConfigError(
-                    f"archive.sources: {source.name!r} reads WARC records by byte range, "
-                    "which this build does not do yet; use an archive that replays (wayback, "
-                    "or a CDX server as NAME=CDX_URL)"
-                )
+    """Stop a job before it starts when its archive settings ask what this build cannot do."""
+    if fetch.backend in ("archive", "live+archive") and archive.columnar_index:
+        raise ConfigError(
+            "archive.columnar_index: joining candidates to Common Crawl's columnar index inside "
+            "a job is not built yet; leave it empty (each URL is then looked up by CDX query)"
+        )
 
 
 def make_fetcher(fetch: FetchConfig, archive: ArchiveConfig, fetch_dir: str):
