@@ -340,8 +340,10 @@ class ArchiveConfig:
     cache_dir: str = ""
     """Where CDX answers are kept, so a rerun does not ask again; empty: ``RUN/fetch/lookups``."""
     columnar_index: str = ""
-    """Common Crawl's columnar URL index (Parquet) to join candidates against, instead of a CDX
-    query per URL; empty: CDX queries."""
+    """Common Crawl's columnar URL index (Parquet files, a directory or a glob, local or
+    ``s3://commoncrawl/cc-index/table/cc-main/warc/crawl=CC-MAIN-YYYY-WW/``) to join all
+    candidates against once, instead of a CDX query per URL to the first source read by byte
+    range; empty: CDX queries."""
 
     def __post_init__(self) -> None:
         _check(bool(self.sources), "archive", "sources", self.sources, "name at least one archive")
@@ -367,6 +369,14 @@ class ArchiveConfig:
         for name in ("retries", "backoff_s", "max_retry_after_s"):
             value = getattr(self, name)
             _check(value >= 0, "archive", name, value, "must be >= 0")
+        _check(
+            not self.columnar_index or any(s.route == "warc" for s in self.archives),
+            "archive",
+            "columnar_index",
+            self.columnar_index,
+            "its captures are read by byte range: archive.sources must name a crawl read so "
+            "(commoncrawl:CC-MAIN-YYYY-WW, or NAME=CDX_URL warc:DATA_URL)",
+        )
 
     @property
     def archives(self) -> tuple[ArchiveSource, ...]:

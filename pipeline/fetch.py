@@ -230,19 +230,28 @@ class _FetchUnitFn(beam.DoFn):
                 self.replayed_units.inc()
                 yield from batched(results, PAGE_BATCH)
                 return
-        yield from batched(self._fetch(candidates, warc_path, log_path), PAGE_BATCH)
+        found = None
+        if self.cfg.backend in ("archive", "live+archive"):
+            from pipeline.archive.captures import unit_captures
+
+            found = unit_captures(self.archive, self.fetch_dir, unit_path)
+        yield from batched(self._fetch(candidates, warc_path, log_path, found), PAGE_BATCH)
         self.fetched_units.inc()
 
-    def _fetch(self, candidates: list[Candidate], warc_path: str, log_path: str):
+    def _fetch(self, candidates: list[Candidate], warc_path: str, log_path: str, found=None):
         """Each result goes downstream as soon as it is fetched and recorded, so extraction runs
         while the unit's other requests are in flight; the log, which marks the unit complete,
-        is written after the WARC is closed. A bundle that fails midway commits none of them."""
+        is written after the WARC is closed. A bundle that fails midway commits none of them.
+        ``found``: the unit's captures from the columnar join (:mod:`pipeline.archive.captures`)."""
         from pipeline.warc import WarcRecorder
 
         start = time.monotonic()
         rows, fetched = [], 0
         with WarcRecorder(warc_path, unit_compression(self.cfg.record_warc)) as recorder:
-            for e in self.fetcher.stream(candidates):
+            stream = (
+                self.fetcher.stream(candidates, found) if found else self.fetcher.stream(candidates)
+            )
+            for e in stream:
                 r = e.result
                 if r.ok:
                     fetched += 1

@@ -277,7 +277,7 @@ def run_ingest(cfg: JobConfig, layout: RunLayout, progress: bool = True) -> Inge
 
     if not is_complete(layout.shards):
         check_warc_inputs(cfg.fetch)
-        check_sources(cfg.fetch, cfg.archive)
+        check_sources(cfg.fetch, cfg.archive, layout.fetch)
     seconds: dict[str, float] = {}
     urls = run_urls(cfg, layout, seconds)
     if is_complete(layout.shards):
@@ -356,6 +356,10 @@ def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progr
 
     show = progress and cfg.fetch.backend != "warc"
     clear(layout_spill(layout))  # what a killed run left
+    if cfg.fetch.backend in ("archive", "live+archive") and cfg.archive.columnar_index:
+        from pipeline.archive.captures import find_captures
+
+        find_captures(cfg.archive, layout.fetch, unit_paths, beam_options(cfg.output))
     with (
         _UnitProgress(layout.fetch, len(unit_paths), show),
         beam.Pipeline(options=beam_options(cfg.output)) as p,

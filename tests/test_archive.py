@@ -261,6 +261,7 @@ def test_dead_outcomes():
         ({"as_of": "2017-13-01"}, "archive.as_of"),
         ({"max_skew_days": 0}, "archive.max_skew_days"),
         ({"requests_per_s": -1}, "archive.requests_per_s"),
+        ({"columnar_index": "/cc/table"}, "archive.columnar_index"),  # wayback: no byte ranges
     ],
 )
 def test_bad_archive_settings_name_the_setting(settings, named):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import apache_beam as beam
 import pytest
@@ -108,3 +109,84 @@ def test_ingest_recovers_dead_links_from_the_archive_with_provenance(archive_wor
     assert (counts["fetched.live"], counts["fetched.local"]) == (1, 2)
     assert counts["archive.no_capture"] == 1
     assert "pages: live 1, local 2" in format_status(str(run), run_status(str(run)))
+
+
+def columnar_index(world, urls: list[str], path) -> str:
+    """A Parquet index laid out as Common Crawl's columnar table, of what pywb lists for
+    ``urls``: the same captures, files, offsets and lengths as its CDX server gives."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.archive.cc_index import surt_key
+    from tests.test_cc_index import CC_SCHEMA
+
+    rows = []
+    for url in urls:
+        query = urllib.parse.urlencode({"url": url, "output": "json"}, quote_via=urllib.parse.quote)
+        with urllib.request.urlopen(f"{world.pywb.cdx_url('arch')}?{query}", timeout=10) as r:
+            lines = [json.loads(line) for line in r.read().splitlines() if line.strip()]
+        for c in lines:
+            rows.append(
+                {
+                    "url_surtkey": surt_key(c["url"]),
+                    "url": c["url"],
+                    "fetch_time": datetime.strptime(c["timestamp"], "%Y%m%d%H%M%S").replace(
+                        tzinfo=UTC
+                    ),
+                    "fetch_status": int(c["status"]) if c.get("status", "-").isdigit() else 0,
+                    "content_digest": c.get("digest", ""),
+                    "content_mime_type": c.get("mime", ""),
+                    "content_mime_detected": c.get("mime", ""),
+                    "warc_filename": c["filename"],
+                    "warc_record_offset": int(c["offset"]),
+                    "warc_record_length": int(c["length"]),
+                }
+            )
+    folder = path / "subset=warc"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=CC_SCHEMA), folder / "part-0.parquet")
+    return str(path)
+
+
+def test_the_columnar_route_finds_each_units_captures_in_one_join(archive_world, tmp_path):
+    """Candidates joined to a columnar index once, per unit, then read by byte range without a
+    CDX query; the join's spill is removed, and a rerun does not join again."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.archive.captures import captures_dir, find_captures, join_settings
+    from pipeline.archive.cc_index import IndexInputError
+    from pipeline.archive.fetcher import check_sources
+
+    run = str(tmp_path / "run")
+    paths = ("story", "flaky", "gone", "pdf", "never-archived")
+    cands = [replace(candidate(f"{NEWS}/{p}"), created_utc=SUBMITTED) for p in paths]
+    units = [write_unit(run, 0, cands[:3]), write_unit(run, 1, cands[3:])]
+    index = columnar_index(archive_world, [c.url for c in cands], tmp_path / "table")
+    archive = ArchiveConfig(sources=(archive_world.cc_source,), columnar_index=index, **ARCHIVE)
+    fetch_dir = os.path.join(run, "fetch")
+    options = PipelineOptions(["--runner=FnApiRunner"])
+    assert find_captures(archive, fetch_dir, units, options) == 2
+    assert sorted(os.listdir(captures_dir(fetch_dir))) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+    assert find_captures(archive, fetch_dir, units, options) == 0  # a rerun keeps them
+    assert not os.path.exists(join_settings(archive, fetch_dir).spill_dir)
+    with pytest.raises(IndexInputError, match="no Parquet file"):
+        check_sources(ARCHIVED, replace(archive, columnar_index=str(tmp_path / "none")), fetch_dir)
+
+    got = {r.candidate.url.rsplit("/", 1)[1]: r for r in run_units(units, run, archive)}
+    assert (got["story"].outcome, got["story"].source) == ("fetched", "cc")
+    assert got["story"].body == article_html(ARTICLES["/story", 2017])
+    assert got["story"].record.startswith(f"{archive_world.data.base_url}/news.warc.gz@")
+    assert got["story"].fetch_time == unix_time("20170601000000")
+    assert got["flaky"].body == article_html(ARTICLES["/flaky", 2016])  # the nearest 200
+    for missing in ("gone", "never-archived"):
+        assert got[missing].outcome == "archive.no_capture"
+        assert "columnar index" in got[missing].error
+    assert got["pdf"].outcome == "fetch.content_type"
+    assert lookups(run) == 0  # no CDX query was needed

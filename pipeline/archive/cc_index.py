@@ -73,8 +73,10 @@ INDEX_SCHEMA = pa.schema(
         ("length", pa.int64()),
     ]
 )
-CANDIDATE_SCHEMA = URL_SCHEMA.append(pa.field("key", pa.string())).append(
-    pa.field("target", pa.int64())
+CANDIDATE_SCHEMA = (
+    URL_SCHEMA.append(pa.field("key", pa.string()))
+    .append(pa.field("target", pa.int64()))
+    .append(pa.field("tag", pa.int64()))
 )
 _IPC = pa.ipc.IpcWriteOptions(compression="lz4")
 
@@ -108,6 +110,7 @@ class IndexHit:
     candidate: Candidate
     capture: Capture | None
     outcome: str = ""  # "" when found, else NO_CAPTURE or TOO_FAR
+    tag: int = -1  # what the candidate came in with (a job's fetch unit), -1 if nothing
 
 
 def surt_key(url: str) -> str | None:
@@ -127,7 +130,7 @@ def timestamp14(unix: int) -> str:
 # --- spilling ---------------------------------------------------------------------------------
 
 
-def _name(parts: Iterable[str]) -> str:
+def spill_name(parts: Iterable[str]) -> str:
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=10).hexdigest()
 
 
@@ -136,9 +139,18 @@ def spill_by_bucket(
 ) -> Iterator[tuple[int, tuple[str, int]]]:
     """Write ``table`` to an Arrow file at ``path``, one record batch per hash bucket of its
     ``keys``: ``(bucket, (path, batch number))`` for each."""
+    of = np.fromiter((bucket_of(k, buckets) for k in keys), np.int64, len(keys))
+    yield from spill_groups(table, of, path)
+
+
+def spill_groups(
+    table: pa.Table, of: np.ndarray, path: str
+) -> Iterator[tuple[int, tuple[str, int]]]:
+    """Write ``table`` to an Arrow file at ``path``, one record batch per group number (``of``,
+    one per row, >= 0): ``(group, (path, batch number))`` for each."""
     if not table.num_rows:
         return
-    of = np.fromiter((bucket_of(k, buckets) for k in keys), np.int64, len(keys))
+    buckets = int(of.max()) + 1
     order = np.argsort(of, kind="stable")
     table = table.take(pa.array(order)).combine_chunks()
     counts = np.bincount(of, minlength=buckets)
@@ -156,20 +168,25 @@ def spill_by_bucket(
 
 
 def spill_candidates(
-    batch: list[Candidate], settings: JoinSettings, buckets: int
+    batch: list[Candidate | tuple[int, Candidate]], settings: JoinSettings, buckets: int
 ) -> Iterator[tuple[int, tuple[str, int]]]:
-    """A batch of candidates -> its spill file's ``(bucket, ref)``s. An unparsable URL cannot
-    have a capture: it is given its own key that no index row has."""
+    """A batch of candidates, or of ``(tag, candidate)`` pairs whose tag the hits keep ->
+    its spill file's ``(bucket, ref)``s. An unparsable URL cannot have a capture: it is given
+    its own key that no index row has."""
     rows, keys = [], []
-    for c in batch:
+    for item in batch:
+        tag, c = item if isinstance(item, tuple) else (-1, item)
         row = candidate_to_row(c)
         row["key"] = surt_key(c.url) or f"\x00{c.doc_id}"
         row["target"] = c.created_utc if settings.as_of is None else settings.as_of
+        row["tag"] = tag
         rows.append(row)
         keys.append(row["key"])
     table = pa.Table.from_pylist(rows, schema=CANDIDATE_SCHEMA)
-    path = storage.join(settings.spill_dir, "candidates", _name(c.doc_id for c in batch) + ".arrow")
-    yield from spill_by_bucket(table, keys, buckets, path)
+    name = spill_name(row["doc_id"] for row in rows) + ".arrow"
+    yield from spill_by_bucket(
+        table, keys, buckets, storage.join(settings.spill_dir, "candidates", name)
+    )
 
 
 def expand_index(spec: str) -> list[str]:
@@ -248,7 +265,7 @@ def spill_index(
     path, group = task
     f = _open(path)
     columns = index_columns(path, f.schema_arrow.names)
-    base = _name([path, str(group)])
+    base = spill_name([path, str(group)])
     batches = f.iter_batches(batch_size=settings.batch_rows, row_groups=[group], columns=columns)
     for i, batch in enumerate(batches):
         table = _index_table(batch)
@@ -261,7 +278,7 @@ def spill_index(
 # --- the join ------------------------------------------------------------------------------------
 
 
-def _read_batch(ref: tuple[str, int]) -> pa.RecordBatch:
+def read_batch(ref: tuple[str, int]) -> pa.RecordBatch:
     path, i = ref
     fs, p = storage.resolve(path)
     with fs.open_input_file(p) as f:
@@ -278,7 +295,7 @@ def join_bucket(
         sides[side].append(ref)
     if not sides["c"]:
         return
-    candidates = [row for ref in sorted(sides["c"]) for row in _read_batch(ref).to_pylist()]
+    candidates = [row for ref in sorted(sides["c"]) for row in read_batch(ref).to_pylist()]
     by_key: dict[str, list[int]] = {}
     for i, row in enumerate(candidates):
         by_key.setdefault(row["key"], []).append(i)
@@ -287,7 +304,7 @@ def join_bucket(
     best: list[tuple | None] = [None] * len(candidates)
     seen = [False] * len(candidates)
     for ref in sorted(sides["i"]):
-        batch = _read_batch(ref)
+        batch = read_batch(ref)
         for cap in batch.filter(pc.is_in(batch.column("key"), value_set=keys)).to_pylist():
             for i in by_key[cap["key"]]:
                 seen[i] = True
@@ -300,7 +317,7 @@ def join_bucket(
         if best[i] is None:
             outcome = TOO_FAR if seen[i] else NO_CAPTURE
             Metrics.counter("archive", outcome).inc()
-            yield IndexHit(candidate, None, outcome)
+            yield IndexHit(candidate, None, outcome, row["tag"])
             continue
         cap = best[i][1]
         Metrics.counter("archive.index", "found").inc()
@@ -317,6 +334,7 @@ def join_bucket(
                 offset=cap["offset"],
                 length=cap["length"],
             ),
+            tag=row["tag"],
         )
 
 
@@ -326,7 +344,8 @@ def _tagged(item: tuple[int, tuple[str, int]], side: str) -> tuple[int, tuple]:
 
 
 class JoinColumnarIndex(beam.PTransform):
-    """PCollection[Candidate] -> PCollection[IndexHit], one per candidate (module docstring).
+    """PCollection[Candidate] -> PCollection[IndexHit], one per candidate (module docstring);
+    elements may also be ``(tag, Candidate)`` pairs, whose int tag the hit keeps.
 
     ``expected_candidates`` (the URL stage's count, in its manifest) sets the number of buckets
     before the pipeline runs: counting inside it would make the spill wait on the count, and the

@@ -34,12 +34,12 @@ import base64
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from urllib.parse import urljoin
 
 from foundation import storage
-from foundation.config import ArchiveConfig, ArchiveSource, ConfigError, FetchConfig
+from foundation.config import ArchiveConfig, ArchiveSource, FetchConfig
 from foundation.records import Candidate, FetchResult
 from pipeline.archive.capture import Capture
 from pipeline.archive.cdx import (
@@ -68,6 +68,15 @@ FAILURE_ORDER = (
     "no_capture",
 )
 """Which source's failure a candidate's outcome names when all fail: the first in this order."""
+
+WHY = {
+    "archive.no_capture": "no capture with status 200 in the columnar index",
+    "archive.too_far": "the columnar index's nearest capture is past archive.max_skew_days",
+}
+"""The error of a candidate the columnar join found no capture for, by outcome."""
+
+Found = Mapping[str, Capture | str]
+"""Candidates' captures by doc id, as the columnar join found them (an outcome where none)."""
 
 DEAD = frozenset({"fetch.dns", "fetch.connection", "fetch.http_404", "fetch.http_410"})
 
@@ -118,22 +127,33 @@ class ArchiveFetcher:
         self.records = {
             s.name: RecordReader(self.http, s.content) for s in self.sources if s.route == "warc"
         }
+        from pipeline.archive.captures import columnar_source
+
+        columnar = columnar_source(archive)
+        self.columnar = columnar.name if columnar else None
 
     def close(self) -> None:
         self.http.close()
 
-    def stream(self, candidates: list[Candidate]) -> Iterator[Exchange]:
-        for _, exchange in completed(self.fetch_one, candidates, self.fetch_cfg.concurrency):
+    def stream(self, candidates: list[Candidate], found: Found | None = None) -> Iterator[Exchange]:
+        """Each candidate's Exchange as it ends; ``found`` (by doc id, from the columnar join,
+        :mod:`pipeline.archive.captures`) replaces the columnar source's CDX queries."""
+
+        def one(candidate: Candidate) -> Exchange:
+            return self.fetch_one(candidate, None if found is None else found.get(candidate.doc_id))
+
+        for _, exchange in completed(one, candidates, self.fetch_cfg.concurrency):
             yield exchange
 
-    def fetch_one(self, candidate: Candidate) -> Exchange:
+    def fetch_one(self, candidate: Candidate, found: Capture | str | None = None) -> Exchange:
         clock = self.http.begin()
         target = candidate.created_utc if self.target is None else self.target
         failures: list[tuple[ArchiveSource, ArchiveFailure]] = []
         result = None
         for source in self.sources:
+            first = found if source.name == self.columnar else None
             try:
-                resp, capture = self._from(source, candidate.url, target)
+                resp, capture = self._from(source, candidate.url, target, first)
             except ArchiveFailure as e:
                 failures.append((source, e))
                 continue
@@ -182,10 +202,18 @@ class ArchiveFetcher:
             fetching_s=clock.fetching_s,
         )
 
-    def _from(self, source: ArchiveSource, url: str, target: int) -> tuple[Response, Capture]:
-        """The page ``source`` holds for ``url`` at ``target``, following redirect captures."""
-        for _hop in range(self.fetch_cfg.max_redirects + 1):
-            capture = choose(self.cdx.lookup(source, url, target), target, self.max_skew_s)
+    def _from(
+        self, source: ArchiveSource, url: str, target: int, first: Capture | str | None = None
+    ) -> tuple[Response, Capture]:
+        """The page ``source`` holds for ``url`` at ``target``, following redirect captures;
+        ``first``: the URL's capture (or why there is none) as the columnar index gave it."""
+        for hop in range(self.fetch_cfg.max_redirects + 1):
+            if hop == 0 and isinstance(first, str):
+                raise ArchiveFailure(first.removeprefix("archive."), WHY.get(first, first))
+            if hop == 0 and first is not None:
+                capture = first
+            else:
+                capture = choose(self.cdx.lookup(source, url, target), target, self.max_skew_s)
             resp = self._read(source, capture)
             if resp.status in REDIRECT_STATUSES:
                 location = resp.header("location").strip()
@@ -297,7 +325,7 @@ class LiveThenArchive:
         self.live.close()
         self.archive.close()
 
-    def stream(self, candidates: list[Candidate]) -> Iterator[Exchange]:
+    def stream(self, candidates: list[Candidate], found: Found | None = None) -> Iterator[Exchange]:
         dead: dict[str, FetchResult] = {}
         for exchange in self.live.stream(candidates):
             r = exchange.result
@@ -305,7 +333,7 @@ class LiveThenArchive:
                 dead[r.candidate.doc_id] = r
             else:
                 yield exchange
-        for exchange in self.archive.stream([r.candidate for r in dead.values()]):
+        for exchange in self.archive.stream([r.candidate for r in dead.values()], found):
             r = exchange.result
             if not r.ok:
                 live = dead[r.candidate.doc_id]
@@ -314,13 +342,13 @@ class LiveThenArchive:
             yield exchange
 
 
-def check_sources(fetch: FetchConfig, archive: ArchiveConfig) -> None:
-    """Stop a job before it starts when its archive settings ask what this build cannot do."""
-    if fetch.backend in ("archive", "live+archive") and archive.columnar_index:
-        raise ConfigError(
-            "archive.columnar_index: joining candidates to Common Crawl's columnar index inside "
-            "a job is not built yet; leave it empty (each URL is then looked up by CDX query)"
-        )
+def check_sources(fetch: FetchConfig, archive: ArchiveConfig, fetch_dir: str) -> None:
+    """Stop a job before it starts over archive settings it cannot use (a columnar index
+    without a source read by byte range, or one that matches no file or lacks a column)."""
+    if fetch.backend in ("archive", "live+archive"):
+        from pipeline.archive.captures import check_columnar
+
+        check_columnar(archive, fetch_dir)
 
 
 def make_fetcher(fetch: FetchConfig, archive: ArchiveConfig, fetch_dir: str):
