@@ -120,18 +120,20 @@ class FilterConfig:
         )
 
 
-BACKENDS = ("live", "warc", "archive", "live+archive")
+BACKENDS = ("live", "warc", "archive", "live+archive", "warc+archive")
 
 
 @dataclass(frozen=True)
 class FetchConfig:
     """How pages are fetched: live over HTTP, replayed from WARC files, or read from web
     archives (``archive``; ``live+archive`` falls back to them when a live fetch finds the page
-    dead). The archives and how they are read are the ``[archive]`` section."""
+    dead, ``warc+archive`` when the WARC has no page for it: not in it, or a 404, 410 or 5xx).
+    The archives and how they are read are the ``[archive]`` section."""
 
-    backend: Literal["live", "warc", "archive", "live+archive"] = "live"
+    backend: Literal["live", "warc", "archive", "live+archive", "warc+archive"] = "live"
     warc_inputs: tuple[str, ...] = ()
-    """WARC files, globs or directories to replay responses from (backend='warc')."""
+    """WARC files, globs or directories to replay responses from (backend 'warc' or
+    'warc+archive')."""
     record_warc: bool = False
     """Live backend: keep the per-unit WARCs (``RUN/fetch/part-*.warc.gz``) after the run, so
     extraction can be rerun without refetching. They are always written, as the resume
@@ -177,6 +179,16 @@ class FetchConfig:
     """Deprecated (use ``allow_addresses``; removed in the next release): True allows every
     non-public address except link-local and cloud-metadata ones, as
     ``allow_addresses = ["0.0.0.0/0", "::/0"]`` does."""
+
+    @property
+    def replays(self) -> bool:
+        """Whether pages are replayed from ``warc_inputs`` rather than fetched per unit."""
+        return self.backend in ("warc", "warc+archive")
+
+    @property
+    def reads_archives(self) -> bool:
+        """Whether the ``[archive]`` section is read (alone, or for dead links)."""
+        return self.backend in ("archive", "live+archive", "warc+archive")
 
     def __post_init__(self) -> None:
         _check(
@@ -306,7 +318,8 @@ def parse_as_of(value: str) -> int | None:
 
 @dataclass(frozen=True)
 class ArchiveConfig:
-    """Web archives to read pages from (``fetch.backend`` ``archive`` or ``live+archive``).
+    """Web archives to read pages from (``fetch.backend`` ``archive``, ``live+archive`` or
+    ``warc+archive``).
 
     Each URL is looked up in ``sources`` in order (one CDX query per source, cached); the first
     source with a usable capture (HTTP 200, or a revisit of one, or a redirect leading to one)

@@ -231,7 +231,7 @@ class _FetchUnitFn(beam.DoFn):
                 yield from batched(results, PAGE_BATCH)
                 return
         found = None
-        if self.cfg.backend in ("archive", "live+archive"):
+        if self.cfg.reads_archives:
             from pipeline.archive.captures import unit_captures
 
             found = unit_captures(self.archive, self.fetch_dir, unit_path)
@@ -285,8 +285,10 @@ class FetchUnits(beam.PTransform):
 
     def __init__(self, cfg: FetchConfig, fetch_dir: str, archive: ArchiveConfig | None = None):
         super().__init__()
-        if cfg.backend == "warc":
-            raise ValueError("FetchUnits fetches; fetch.backend 'warc' replays (ReplayWarc)")
+        if cfg.replays:
+            raise ValueError(
+                f"FetchUnits fetches; fetch.backend {cfg.backend!r} replays (ReplayWarc)"
+            )
         self.cfg, self.fetch_dir = cfg, fetch_dir
         self.archive = archive or ArchiveConfig()
 
@@ -308,7 +310,7 @@ class WarcInputError(WebtextError, FileNotFoundError):
 def check_warc_inputs(cfg: FetchConfig) -> None:
     """Raise WarcInputError for the first WARC input that matches nothing, before any pipeline
     runs (replay expands them on the workers, after the whole URL phase)."""
-    if cfg.backend == "warc":
+    if cfg.replays:
         for spec in cfg.warc_inputs:
             expand_warc_input(spec)
 
@@ -472,19 +474,48 @@ class WriteFetchLog(beam.PTransform):
         )
 
 
+class _RecoverDeadFn(beam.DoFn):
+    """Lists of replayed FetchResults -> the same lists, the links the WARC has no page for
+    read from the archives (:func:`pipeline.archive.fetcher.recover_dead`); lookups are cached
+    under the fetch directory, so a rerun does not ask again."""
+
+    def __init__(self, cfg: FetchConfig, archive: ArchiveConfig, fetch_dir: str):
+        self.cfg, self.archive, self.fetch_dir = cfg, archive, fetch_dir
+
+    def setup(self) -> None:
+        from pipeline.archive.fetcher import ArchiveFetcher, lookups_dir
+
+        cache = lookups_dir(self.archive, self.fetch_dir)
+        self.fetcher = ArchiveFetcher(self.cfg, self.archive, cache)
+
+    def teardown(self) -> None:
+        self.fetcher.close()
+
+    def process(self, results: list[FetchResult]):
+        from pipeline.archive.fetcher import recover_dead
+
+        yield recover_dead(results, self.fetcher)
+
+
 class ReplayWarc(beam.PTransform):
-    """Candidates -> lists of FetchResults read from ``cfg.warc_inputs`` (module docstring).
+    """Candidates -> lists of FetchResults read from ``cfg.warc_inputs`` (module docstring);
+    with ``fetch.backend = "warc+archive"`` what the WARC has no page for is read from the
+    archives of ``archive``.
 
     With ``fetch_dir`` the fetch log goes to ``FETCH_DIR/replay/``; ``self.log_files`` is then the
     PCollection of its ShardFiles, which the caller must feed to its commit step (on Dask,
     nothing else makes the log be written).
     """
 
-    def __init__(self, cfg: FetchConfig, fetch_dir: str | None = None):
+    def __init__(
+        self, cfg: FetchConfig, fetch_dir: str | None = None, archive: ArchiveConfig | None = None
+    ):
         super().__init__()
         if not cfg.warc_inputs:
             raise ValueError("ReplayWarc needs fetch.warc_inputs (WARC files, globs or dirs)")
-        self.cfg, self.fetch_dir = cfg, fetch_dir
+        if cfg.backend == "warc+archive" and (fetch_dir is None or archive is None):
+            raise ValueError("fetch.backend 'warc+archive' needs fetch_dir and the archive config")
+        self.cfg, self.fetch_dir, self.archive = cfg, fetch_dir, archive
         self.log_files = None
 
     def expand(self, candidates):
@@ -512,6 +543,10 @@ class ReplayWarc(beam.PTransform):
             | "HitLists" >> beam.FlatMap(_hit_lists)
             | "ReadRecords" >> beam.Map(replay_hits, cfg)
         )
+        if cfg.backend == "warc+archive":
+            results = results | "RecoverDead" >> beam.ParDo(
+                _RecoverDeadFn(cfg, self.archive, self.fetch_dir)
+            )
         if self.fetch_dir is not None:
             self.log_files = (
                 results

@@ -198,7 +198,7 @@ def build_pages_pipeline(
     from pipeline.spill import SpillDocuments, unspill
 
     units = p | "Units" >> beam.Create(unit_paths)
-    if cfg.fetch.backend != "warc":
+    if not cfg.fetch.replays:
         batches = units | "Fetch" >> FetchUnits(cfg.fetch, layout.fetch, cfg.archive)
         results = batches | "Results" >> beam.FlatMap(list)
         urls = results | "CountUrls" >> beam.Map(_count_url)
@@ -206,7 +206,7 @@ def build_pages_pipeline(
         candidates = (
             units | "Reshuffle" >> beam.Reshuffle() | "ReadUnits" >> beam.FlatMap(_read_unit)
         )
-        replay = ReplayWarc(cfg.fetch, layout.fetch)
+        replay = ReplayWarc(cfg.fetch, layout.fetch, cfg.archive)
         batches = candidates | "Replay" >> replay
         results = batches | "Results" >> beam.FlatMap(list)
         urls = replay.log_files | "CountUrls" >> beam.Map(_logged_urls)
@@ -354,9 +354,9 @@ def _urls_phase(cfg: JobConfig, layout: RunLayout) -> None:
 def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progress: bool) -> None:
     from pipeline.spill import clear
 
-    show = progress and cfg.fetch.backend != "warc"
+    show = progress and not cfg.fetch.replays
     clear(layout_spill(layout))  # what a killed run left
-    if cfg.fetch.backend in ("archive", "live+archive") and cfg.archive.columnar_index:
+    if cfg.fetch.reads_archives and not cfg.fetch.replays and cfg.archive.columnar_index:
         from pipeline.archive.captures import find_captures
 
         find_captures(cfg.archive, layout.fetch, unit_paths, beam_options(cfg.output))
@@ -366,7 +366,7 @@ def _pages_phase(cfg: JobConfig, layout: RunLayout, unit_paths: list[str], progr
     ):
         build_pages_pipeline(p, cfg, unit_paths, layout)
     clear(layout_spill(layout))
-    if cfg.fetch.backend != "warc" and not cfg.fetch.record_warc and is_complete(layout.shards):
+    if not cfg.fetch.replays and not cfg.fetch.record_warc and is_complete(layout.shards):
         from pipeline.fetch import discard_unit_warcs
 
         removed = discard_unit_warcs(layout.fetch)

@@ -159,6 +159,18 @@ def test_warc_has_every_response(responses: dict, truth: dict) -> None:
         assert url not in responses
 
 
+def test_links_dead_in_the_crawl_are_in_the_archive_warc(demo: DemoPaths, responses, truth):
+    archived = truth["cases"]["archived"]
+    with open(demo.archive_warc, "rb") as f:
+        kept = {
+            rec.rec_headers.get_header("WARC-Target-URI"): int(rec.http_headers.get_statuscode())
+            for rec in ArchiveIterator(f)
+            if rec.rec_type == "response"
+        }
+    assert kept == dict.fromkeys(archived, 200) and truth["archive_captures"] == len(archived)
+    assert [responses[u][0] if u in responses else None for u in archived] == [404, None] * 3
+
+
 def test_submission_filters_are_planted(submissions: list[dict], truth: dict) -> None:
     cases = truth["cases"]
     by_url: dict[str, list[dict]] = {}

@@ -11,9 +11,9 @@ import pytest
 
 from foundation.config import with_overrides
 from webtext.cli import main
-from webtext.commands.demo import demo_config
+from webtext.commands.demo import ARCHIVE_NAME, demo_archive, demo_config, recorded_archive
 from webtext.run import RunError, run_job
-from webtext.status import DONE, MISSING, run_status
+from webtext.status import DONE, MISSING, format_status, run_status
 
 SMALL = {
     "model.n_embd": 32,
@@ -35,13 +35,42 @@ def _mtime(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """The demo job, made small, whose first run fails at contamination (a missing test set)."""
+    """The demo job, made small, whose first run fails at contamination (a missing test set);
+    its web archive (pywb) serves while the module runs."""
+    from webtext.archive_server import PywbMissing, pywb_executable
+
+    try:
+        pywb_executable("wayback")
+    except PywbMissing as e:
+        pytest.skip(str(e))
     root = tmp_path_factory.mktemp("run")
-    cfg = with_overrides(demo_config(str(root)), SMALL)
-    broken = with_overrides(cfg, {"contamination.test_sets": (f"lost={root}/no-such-file.txt",)})
-    with pytest.raises(RunError, match=r"contamination.*no-such-file\.txt"):
-        run_job(broken, progress=False)
-    return cfg
+    with demo_archive(str(root)) as archive:
+        cfg = with_overrides(demo_config(str(root), archive=archive), SMALL)
+        broken = with_overrides(
+            cfg, {"contamination.test_sets": (f"lost={root}/no-such-file.txt",)}
+        )
+        with pytest.raises(RunError, match=r"contamination.*no-such-file\.txt"):
+            run_job(broken, progress=False)
+        yield cfg
+
+
+def test_links_dead_in_the_warc_are_recovered_from_the_demo_archive(job):
+    from foundation.shards import Manifest, read_shards
+
+    run = Path(job.output.run_dir)
+    truth = json.loads((run.parent / "input" / "truth.json").read_text())
+    archived = truth["cases"]["archived"]
+    counts = Manifest.load(str(run / "shards")).counts
+    assert counts[f"fetched.{ARCHIVE_NAME}"] == len(archived) == 6
+    docs = {d["url"]: d for d in read_shards(str(run / "shards")).to_pylist()}
+    for url in archived:
+        assert docs[url]["source"] == ARCHIVE_NAME and docs[url]["record"].endswith(url)
+    assert sum(d["source"] == "warc" for d in docs.values()) == len(docs) - len(archived)
+    assert counts["archive.no_capture"] == len(truth["cases"]["not_found"]) + len(
+        truth["cases"]["missing_from_warc"]
+    )
+    assert f"{ARCHIVE_NAME} 6" in format_status(str(run), run_status(str(run)))
+    assert recorded_archive(str(run.parent)) == job.archive.sources[0]
 
 
 def test_a_failed_stage_keeps_what_finished_and_a_rerun_resumes_after_it(job):

@@ -60,9 +60,12 @@ class PywbServer:
         manager = pywb_executable("wb-manager")
         self.root.mkdir(parents=True, exist_ok=True)
         for name, warcs in self.collections.items():
-            if not (self.root / "collections" / name).exists():
+            collection = self.root / "collections" / name
+            if not collection.exists():
                 self._run([manager, "init", name])
-            self._run([manager, "add", name, *map(str, warcs)])
+            new = [str(w) for w in warcs if not (collection / "archive" / Path(w).name).exists()]
+            if new:  # a collection kept from an earlier start has them indexed already
+                self._run([manager, "add", name, *new])
         self.port = free_port()
         with open(self.root / "wayback.log", "wb") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(

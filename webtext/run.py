@@ -130,7 +130,7 @@ def _ingest_inputs(cfg: JobConfig, layout: RunLayout) -> Any:
         **{s: d[s] for s in INGEST_SECTIONS},
         "output": {k: d["output"][k] for k in OUTPUT_FIELDS},
     }
-    if cfg.fetch.backend in ("archive", "live+archive"):  # runs that read no archive stay fresh
+    if cfg.fetch.reads_archives:  # runs that read no archive stay fresh
         inputs["archive"] = d["archive"]
     return inputs
 

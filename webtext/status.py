@@ -58,9 +58,10 @@ def _pages_by_source(layout: RunLayout) -> str:
         counts = Manifest.load(layout.shards).counts
     except ShardError:
         return ""
-    prefix = "fetched."
-    pages = [f"{k[len(prefix) :]} {n:,}" for k, n in sorted(counts.items()) if k.startswith(prefix)]
-    return f"; pages: {', '.join(pages)}" if pages else ""
+    from webtext.summary import pages_by_source
+
+    pages = pages_by_source(counts)
+    return f"; pages: {pages}" if pages else ""
 
 
 def _fetch_stage(layout: RunLayout) -> StageStatus:

@@ -41,6 +41,15 @@ def urls_summary(urls: Manifest, seconds: Mapping[str, float], directory: str) -
     )
 
 
+def pages_by_source(counts: Mapping[str, int]) -> str:
+    """``demo-archive 6, warc 312`` from a shards manifest's ``fetched.<source>`` counts; ""
+    for a run made before they were counted."""
+    prefix = "fetched."
+    return ", ".join(
+        f"{k[len(prefix) :]} {n:,}" for k, n in sorted(counts.items()) if k.startswith(prefix)
+    )
+
+
 def ingest_summary(result: IngestResult) -> str:
     from pipeline.rules import PAGES_PHASE, URL_PHASE
 
@@ -58,6 +67,7 @@ def ingest_summary(result: IngestResult) -> str:
         table(
             [
                 ("documents written", f"{docs:,}"),
+                *[("pages by source", p) for p in [pages_by_source(shards.counts)] if p],
                 ("shard files", f"{len(shards.files):,}"),
                 ("shard bytes", f"{text_bytes:,}"),
                 *[(f"{k} seconds", f"{v:.1f}") for k, v in result.seconds.items()],

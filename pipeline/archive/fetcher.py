@@ -39,7 +39,7 @@ from dataclasses import replace
 from urllib.parse import urljoin
 
 from foundation import storage
-from foundation.config import ArchiveConfig, ArchiveSource, FetchConfig
+from foundation.config import ArchiveConfig, ArchiveSource, ConfigError, FetchConfig
 from foundation.records import Candidate, FetchResult
 from pipeline.archive.capture import Capture
 from pipeline.archive.cdx import (
@@ -78,12 +78,15 @@ WHY = {
 Found = Mapping[str, Capture | str]
 """Candidates' captures by doc id, as the columnar join found them (an outcome where none)."""
 
-DEAD = frozenset({"fetch.dns", "fetch.connection", "fetch.http_404", "fetch.http_410"})
+DEAD = frozenset(
+    {"fetch.dns", "fetch.connection", "fetch.http_404", "fetch.http_410", "fetch.not_in_warc"}
+)
 
 
 def is_dead(outcome: str) -> bool:
-    """A live outcome that says the page is gone (archives may still have it): no such host,
-    refused or reset connections, 404/410, 5xx after the retries. A robots refusal is not."""
+    """A live or replayed outcome that says the page is gone (archives may still have it): no
+    such host, refused or reset connections, 404/410, 5xx after the retries, no record in the
+    replayed WARC. A robots refusal is not."""
     if outcome in DEAD:
         return True
     code = outcome.removeprefix("fetch.http_")
@@ -335,17 +338,41 @@ class LiveThenArchive:
                 yield exchange
         for exchange in self.archive.stream([r.candidate for r in dead.values()], found):
             r = exchange.result
-            if not r.ok:
-                live = dead[r.candidate.doc_id]
-                error = f"live: {live.outcome} ({live.error}); {r.error}"
-                exchange = replace(exchange, result=replace(r, error=error))
-            yield exchange
+            yield replace(exchange, result=after_dead(dead[r.candidate.doc_id], r))
+
+
+def after_dead(first: FetchResult, archived: FetchResult) -> FetchResult:
+    """The result of a dead link sent to the archives: the archived page, or the archives'
+    outcome with the first one (live or replayed) in its error."""
+    if archived.ok:
+        return archived
+    return replace(
+        archived, error=f"{first.source}: {first.outcome} ({first.error}); {archived.error}"
+    )
+
+
+def recover_dead(results: list[FetchResult], fetcher: ArchiveFetcher) -> list[FetchResult]:
+    """``results`` in their order, the dead ones (:func:`is_dead`) replaced by what the archives
+    give (``fetch.backend = "warc+archive"``: what the replayed WARC has no page for)."""
+    dead = {r.candidate.doc_id: r for r in results if is_dead(r.outcome)}
+    if not dead:
+        return results
+    got = {
+        e.result.candidate.doc_id: after_dead(dead[e.result.candidate.doc_id], e.result)
+        for e in fetcher.stream([r.candidate for r in dead.values()])
+    }
+    return [got.get(r.candidate.doc_id, r) for r in results]
 
 
 def check_sources(fetch: FetchConfig, archive: ArchiveConfig, fetch_dir: str) -> None:
     """Stop a job before it starts over archive settings it cannot use (a columnar index
     without a source read by byte range, or one that matches no file or lacks a column)."""
-    if fetch.backend in ("archive", "live+archive"):
+    if fetch.reads_archives:
+        if fetch.replays and archive.columnar_index:
+            raise ConfigError(
+                "archive.columnar_index: joined for fetch units only; with fetch.backend "
+                "'warc+archive' the WARC's dead links are looked up by CDX query (leave it empty)"
+            )
         from pipeline.archive.captures import check_columnar
 
         check_columnar(archive, fetch_dir)

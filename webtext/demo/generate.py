@@ -7,6 +7,7 @@ gives the same bytes every time. ``generate_demo(dir)`` writes::
     DIR/RS_demo.zst          NDJSON submissions, zstd with a 256 MiB window (readers need
                              max_window_size=2**31, like the real dumps)
     DIR/pages.warc.gz        HTTP responses for the linked pages (warcinfo + response records)
+    DIR/archive.warc.gz      what a web archive kept of links that are dead in the crawl
     DIR/test_sets/           held-out text for the contamination demo, and index.json
     DIR/truth.json           every planted case, so tests can check what the pipeline did
     DIR/demo.json            the parameters and file checksums (reruns with the same ones skip)
@@ -16,7 +17,9 @@ passes when summed), self posts, NSFW posts, Wikipedia and Wikimedia links, medi
 hosts, non-http and malformed URLs, one article under several URL spellings, syndicated exact
 copies, lightly edited near-copies, pages under the 128-word threshold, German and French pages
 (one in ISO-8859-1), 404s, redirects, a PDF, links missing from the crawl, and a few malformed
-lines. The WARC stores each page under its primary spelling (https, no ``www.``, no trailing
+lines; and links dead in the crawl (404 or missing) whose earlier captures a web archive holds
+(``archive.warc.gz``, which the demo serves with pywb). The WARC stores each page under its
+primary spelling (https, no ``www.``, no trailing
 slash, no query); replay must look pages up by canonical URL.
 """
 
@@ -41,6 +44,9 @@ log = logging.getLogger(__name__)
 
 DUMP_NAME = "RS_demo.zst"
 WARC_NAME = "pages.warc.gz"
+ARCHIVE_WARC_NAME = "archive.warc.gz"
+ARCHIVED_LINKS = 6
+"""Dead links of the crawl that the demo's web archive recovers (half 404, half missing)."""
 ZSTD_WINDOW_LOG = 28
 """Larger than zstd's default decoder limit (2**27), as in the real dumps (2**31)."""
 BASE_TIME = 1_556_668_800  # 2019-05-01T00:00:00Z
@@ -418,6 +424,7 @@ class DemoPaths:
     warc: str
     test_sets: str
     truth: str
+    archive_warc: str
 
 
 @dataclass
@@ -729,12 +736,31 @@ class _Builder:
         return a
 
     def serve(self, a: _Article, host: str | None = None, charset: str = "utf-8",
-              header_charset: bool = True, url: str | None = None) -> None:  # fmt: skip
+              header_charset: bool = True, url: str | None = None,
+              into: list[_Response] | None = None) -> None:  # fmt: skip
         host = host or a.url.split("/")[2]
         related = [self.w.headline(self.topic()) for _ in range(4)]
         page = render_html(a, host, related, charset)
         ts = a.published + 3600
-        self.demo.responses.append(_html_response(url or a.url, page, ts, charset, header_charset))
+        into = self.demo.responses if into is None else into
+        into.append(_html_response(url or a.url, page, ts, charset, header_charset))
+
+    def archived(self, seed: int) -> list[_Response]:
+        """Links dead in the crawl whose pages a web archive captured an hour after they were
+        published: half answer 404 in the crawl's WARC, half are missing from it. Their own
+        random stream leaves every other case as it was."""
+        self.rng = random.Random(seed + 2)
+        self.w = _Writer(self.rng)
+        captures: list[_Response] = []
+        self.demo.cases["archived"] = []
+        for i in range(ARCHIVED_LINKS):
+            a = self.article(self.rng.choice(NEWS_HOSTS))
+            self.serve(a, into=captures)
+            if i % 2 == 0:
+                self.demo.responses.append(_not_found(a.url, BASE_TIME))
+            self.submit(a.url)
+            self.demo.cases["archived"].append(a.url)
+        return captures
 
     def submit(self, url: str, score: int | None = None, **extra: Any) -> dict[str, Any]:
         sid = _b36(self.next_id)
@@ -976,7 +1002,7 @@ def _record_id(seed: int, url: str, n: int) -> str:
     return f"<urn:uuid:{uuid.UUID(bytes=digest)}>"
 
 
-def _warc_bytes(demo: _Demo, seed: int) -> bytes:
+def _warc_bytes(responses: list[_Response], seed: int, name: str) -> bytes:
     """The responses as one gzipped WARC, with fixed dates and record ids (byte-reproducible)."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
@@ -989,7 +1015,7 @@ def _warc_bytes(demo: _Demo, seed: int) -> bytes:
         [
             ("WARC-Type", "warcinfo"),
             ("WARC-Record-ID", _record_id(seed, "warcinfo", 0)),
-            ("WARC-Filename", WARC_NAME),
+            ("WARC-Filename", name),
             ("WARC-Date", "2019-05-01T00:00:00Z"),
         ],
         protocol="WARC/1.0",
@@ -1004,7 +1030,7 @@ def _warc_bytes(demo: _Demo, seed: int) -> bytes:
             warc_content_type="application/warc-fields",
         )
     )
-    for n, r in enumerate(demo.responses, start=1):
+    for n, r in enumerate(responses, start=1):
         warc_date = datetime.fromtimestamp(r.ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         http = StatusAndHeaders(f"{r.status} {r.reason}", r.headers, protocol="HTTP/1.1")
         record = writer.create_warc_record(
@@ -1068,6 +1094,7 @@ def _expected(cases: dict[str, Any]) -> dict[str, int]:
         + len(cases["short"])
         + len(cases["non_english"])
         + len(cases["redirects"])
+        + len(cases["archived"])  # recovered from the web archive
     )
     after_quality = fetched - len(cases["short"])
     after_exact = after_quality - len(cases["exact_duplicates"])
@@ -1095,6 +1122,7 @@ def generate_demo(
         warc=storage.join(out_dir, WARC_NAME),
         test_sets=storage.join(out_dir, "test_sets"),
         truth=storage.join(out_dir, "truth.json"),
+        archive_warc=storage.join(out_dir, ARCHIVE_WARC_NAME),
     )
     params = {
         "generator": _generator_digest(),
@@ -1107,12 +1135,18 @@ def generate_demo(
         log.info("demo data in %s is up to date", out_dir)
         return paths
 
-    demo = _Builder(seed).build(n_submissions)
+    builder = _Builder(seed)
+    demo = builder.build(n_submissions)
+    captures = builder.archived(seed)
     rng = random.Random(seed + 1)
     sets = _test_sets(demo, rng)
     dump, bad_lines = _dump_bytes(demo, rng, bad_fraction)
-    warc = _warc_bytes(demo, seed)
-    files: dict[str, bytes] = {DUMP_NAME: dump, WARC_NAME: warc}
+    warc = _warc_bytes(demo.responses, seed, WARC_NAME)
+    files: dict[str, bytes] = {
+        DUMP_NAME: dump,
+        WARC_NAME: warc,
+        ARCHIVE_WARC_NAME: _warc_bytes(captures, seed, ARCHIVE_WARC_NAME),
+    }
     index = {}
     for name, (text, meta) in sets.items():
         files[f"test_sets/{name}.txt"] = text.encode("utf-8")
@@ -1124,6 +1158,7 @@ def generate_demo(
         "submissions": len(demo.submissions),
         "bad_lines": bad_lines,
         "warc_responses": len(demo.responses),
+        "archive_captures": len(captures),
         "cases": demo.cases,
         "words": {u: a.words for u, a in sorted(demo.articles.items())},
         "expected": _expected(demo.cases),
@@ -1183,4 +1218,4 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m webtext.demo.generate OUT_DIR")
     p = generate_demo(sys.argv[1])
-    sys.stdout.write(f"{p.dump}\n{p.warc}\n{p.test_sets}\n{p.truth}\n")
+    sys.stdout.write(f"{p.dump}\n{p.warc}\n{p.archive_warc}\n{p.test_sets}\n{p.truth}\n")
