@@ -1,20 +1,30 @@
-"""Archived pages: the columnar-index join rate (candidates against a Common Crawl-shaped index).
+"""Archived pages: the archive backends' page rate against live fetching, the share of dead
+links recovered, and the columnar-index join rate (candidates against a Common Crawl-shaped
+index) with its memory as the candidates grow.
 
-The generator writes, streaming and seeded, a Parquet index laid out as Common Crawl's table
-(``crawl=CC-MAIN-2017-51/subset=warc/part-*.parquet``, its column names and types; row groups of
-``ROW_GROUP`` rows): ``index_rows`` captures of ``index_rows / 2`` URLs over ``HOSTS`` hosts,
-two captures a URL at seeded times in 2016-2019, 5% of them not status 200. The candidates,
-``candidates`` of them as URL unit files (``URL_SCHEMA``), link 70% to indexed URLs and 30% to
-URLs the index lacks, posted at seeded times in 2017. Then a child process runs
+Fetch part (:mod:`bench.archive_fetch`): the fetch stage on Beam's local runner (``--workers``),
+live from a local page server, then the same pages from a local pywb (the ``archive`` backend),
+by Common Crawl's route (CDX from pywb, records by Range), and ``live+archive`` over a fixture
+whose dead links the archive mostly holds; ``ratio`` = archive pages/s over live pages/s,
+measured in this process one after the other; ``recovered`` = dead links recovered / dead links.
+
+Join part: the generator writes, streaming and seeded, a Parquet index laid out as Common
+Crawl's table (``crawl=CC-MAIN-2017-51/subset=warc/part-*.parquet``, its column names and types;
+row groups of ``ROW_GROUP`` rows): ``index_rows`` captures of ``index_rows / 2`` URLs over
+``HOSTS`` hosts, two captures a URL at seeded times in 2016-2019, 5% of them not status 200. The
+candidates, ``candidates`` of them as URL unit files (``URL_SCHEMA``), link 70% to indexed URLs
+and 30% to URLs the index lacks, posted at seeded times in 2017. Then a child process runs
 :class:`pipeline.archive.cc_index.JoinColumnarIndex` on Beam's local runner (multi-processing,
 ``--workers``) and counts the outcomes, under :func:`bench.process_tree.run_measured` (the peak
-RSS of the whole process tree, sampled every 0.5 s).
+RSS of the whole process tree, sampled every 0.5 s). ``--growth`` first joins a quarter of the
+candidates against the same index: ``mem_growth`` is the peak at 4x the candidates over it.
 
-    python bench/archive.py [--candidates 1000000] [--index-rows 10000000] [--growth]
+    python bench/archive.py [--fetch-pages 3000] [--candidates 1000000] [--index-rows 10000000]
+        [--growth]
 
-Last line: ``archive_speed: join_urls_per_s=... join_s=... join_cpu_s=... join_peak_mb=...
-found=...`` (the issue's ``ratio`` and ``recovered`` parts measure the archive fetch backend,
-which this bench does not run yet: they are not printed).
+Last line: ``archive_speed: ratio=... cc_ratio=... recovered=... live_pages_per_s=...
+archive_pages_per_s=... cpu_ratio=... join_urls_per_s=... join_s=... join_cpu_s=...
+join_peak_mb=... found=... [mem_growth=... time_growth=...]``.
 """
 
 from __future__ import annotations
@@ -159,18 +169,17 @@ def write_candidates(n: int, index_rows: int, directory: Path, seed: int) -> lis
     return paths
 
 
-def generate(candidates: int, index_rows: int, work: Path, seed: int = 7) -> tuple[Path, Path]:
+def generate_index(index_rows: int, work: Path, seed: int = 7) -> Path:
     from surt import surt
 
     start = time.perf_counter()
     write_index(index_rows, work / "index", seed)
-    write_candidates(candidates, index_rows, work / "units", seed)
     urls, keys = _keys_and_urls(list(range(0, 1000, 7)), [h * 13 for h in range(0, 1000, 7)])
     assert [surt(u) for u in urls.to_pylist()] == keys.to_pylist()
     size = sum(p.stat().st_size for p in (work / "index").rglob("*.parquet"))
-    print(f"generated {index_rows} index rows ({size / 1e6:.0f} MB Parquet) and {candidates} "
-          f"candidates in {time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
-    return work / "index", work / "units"
+    print(f"generated {index_rows} index rows ({size / 1e6:.0f} MB Parquet) "
+          f"in {time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
+    return work / "index"
 
 
 def child(index: str, units: str, spill: str, out: str, workers: int) -> None:
@@ -219,9 +228,13 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(candidates: int, index_rows: int, work: Path, workers: int) -> dict[str, float]:
+def measure_join(
+    candidates: int, index_rows: int, index: Path, work: Path, workers: int
+) -> dict[str, float]:
+    """The join of ``candidates`` (generated under ``work``) against ``index``, in a child."""
     work.mkdir(parents=True, exist_ok=True)
-    index, units = generate(candidates, index_rows, work)
+    units = work / "units"
+    write_candidates(candidates, index_rows, units, seed=7)
     out = work / "counts.json"
     job = [str(index), str(units), str(work / "spill"), str(out), str(workers)]
     argv = ["env", f"PYTHONPATH={ROOT}", str(VENV_BIN / "python"), __file__, "--child", *job]
@@ -251,21 +264,37 @@ def main() -> None:
         child(index, units, spill, out, int(workers))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--candidates", type=int, default=1_000_000)
+    parser.add_argument("--fetch-pages", type=int, default=3000, help="0: no fetch runs")
+    parser.add_argument("--candidates", type=int, default=1_000_000, help="0: no join")
     parser.add_argument("--index-rows", type=int, default=10_000_000)
-    parser.add_argument("--growth", action="store_true", help="also run 4x both: mem_growth")
+    parser.add_argument(
+        "--growth", action="store_true", help="also join a quarter of the candidates: mem_growth"
+    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench_archive") as tmp:
-        result = measure(args.candidates, args.index_rows, Path(tmp) / "x1", args.workers)
-        if args.growth:
-            import shutil
+    result: dict[str, float] = {}
+    if args.fetch_pages:
+        from bench.archive_fetch import measure_fetch
 
-            shutil.rmtree(Path(tmp) / "x1")
-            big = measure(4 * args.candidates, 4 * args.index_rows, Path(tmp) / "x4", args.workers)
-            result["mem_growth"] = round(big["join_peak_mb"] / result["join_peak_mb"], 2)
-            result["time_growth"] = round(big["join_s"] / result["join_s"], 2)
-    print_context(candidates=args.candidates, index_rows=args.index_rows, workers=args.workers)
+        result.update(measure_fetch(args.fetch_pages, args.workers))
+    if args.candidates:
+        with tempfile.TemporaryDirectory(prefix="bench_archive") as tmp:
+            index = generate_index(args.index_rows, Path(tmp))
+            sizes = [args.candidates // 4] if args.growth else []
+            joins = [
+                measure_join(n, args.index_rows, index, Path(tmp) / f"c{n}", args.workers)
+                for n in [*sizes, args.candidates]
+            ]
+        result.update(joins[-1])
+        if args.growth:
+            result["mem_growth"] = round(joins[1]["join_peak_mb"] / joins[0]["join_peak_mb"], 2)
+            result["time_growth"] = round(joins[1]["join_s"] / joins[0]["join_s"], 2)
+    print_context(
+        fetch_pages=args.fetch_pages,
+        candidates=args.candidates,
+        index_rows=args.index_rows,
+        workers=args.workers,
+    )
     print("archive_speed: " + " ".join(f"{k}={v:g}" for k, v in result.items()))
 
 

@@ -48,8 +48,15 @@ def free_port() -> int:
 class PywbServer:
     """``collections`` ({name: [WARC files]}) served by pywb from ``root`` while in a ``with``."""
 
-    def __init__(self, root: Path, collections: dict[str, list[Path]], start_s: float = 60.0):
+    def __init__(
+        self,
+        root: Path,
+        collections: dict[str, list[Path]],
+        start_s: float = 60.0,
+        threads: int = 4,
+    ):
         self.root, self.collections, self.start_s = Path(root), collections, start_s
+        self.threads = threads  # requests pywb serves at once (its -t; 4 is its default)
         self.port = 0
         self.process: subprocess.Popen | None = None
 
@@ -69,7 +76,15 @@ class PywbServer:
         self.port = free_port()
         with open(self.root / "wayback.log", "wb") as log:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                [pywb_executable("wayback"), "-p", str(self.port), "-b", "127.0.0.1"],
+                [
+                    pywb_executable("wayback"),
+                    "-p",
+                    str(self.port),
+                    "-b",
+                    "127.0.0.1",
+                    "-t",
+                    str(self.threads),
+                ],
                 cwd=self.root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
