@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.archive_fetch import TreeCpu, measure_fetch  # noqa: E402
 from bench.context import print_context  # noqa: E402
 from bench.process_tree import VENV_BIN, run_measured  # noqa: E402
 
@@ -223,11 +223,6 @@ def _write_counts(counts: list, out: str) -> None:
     Path(out).write_text(json.dumps(dict(counts)))
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def measure_join(
     candidates: int, index_rows: int, index: Path, work: Path, workers: int
 ) -> dict[str, float]:
@@ -238,9 +233,9 @@ def measure_join(
     out = work / "counts.json"
     job = [str(index), str(units), str(work / "spill"), str(out), str(workers)]
     argv = ["env", f"PYTHONPATH={ROOT}", str(VENV_BIN / "python"), __file__, "--child", *job]
-    cpu = children_cpu()
-    m = run_measured(argv, cwd=str(ROOT))
-    cpu = children_cpu() - cpu
+    with TreeCpu() as tree:
+        m = run_measured(argv, cwd=str(ROOT))
+    cpu = tree.seconds
     if m.returncode != 0:
         raise RuntimeError(f"join failed ({m.returncode}):\n{m.output[-3000:]}")
     counts = json.loads(out.read_text())
@@ -274,8 +269,6 @@ def main() -> None:
     args = parser.parse_args()
     result: dict[str, float] = {}
     if args.fetch_pages:
-        from bench.archive_fetch import measure_fetch
-
         result.update(measure_fetch(args.fetch_pages, args.workers))
     if args.candidates:
         with tempfile.TemporaryDirectory(prefix="bench_archive") as tmp:

@@ -23,16 +23,18 @@ process one after the other against the same warm servers, over the same unit fi
 Politeness is the same for both sides (no per-host delay, ``CONCURRENCY`` requests in flight per
 host and worker): the rates compare the work per page, not the settings. A rate is pages /
 wall seconds of its pipeline, Beam's start-up included. Beside it, the CPU seconds of the Beam
-workers (the client: ``cpu_ratio`` is live's CPU per page over the archive's) and of pywb (one
-Python process: on a machine of 2 cores it is the archive side's bottleneck, not the client).
+workers (the client, :class:`TreeCpu`; ``cpu_ratio`` is live's CPU per page over the
+archive's) and of pywb (one Python process, the server: on a machine of 2 cores the archive
+side's bottleneck, not the client).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-import resource
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -179,10 +181,11 @@ def _runs(work: Path, base: str, pywb, data, fates: dict[int, str], workers: int
     for name, (urls, fcfg, acfg) in runs.items():
         run = work / name.replace("+", "_")
         units = _units(run, urls)
-        before = _children_cpu(), sum(server.cpu_times()[:2])
-        seconds, counts[name] = _fetch(units, run, fcfg, acfg, workers)
-        workers_cpu = _children_cpu() - before[0]
-        pywb_cpu = sum(server.cpu_times()[:2]) - before[1]
+        before = sum(server.cpu_times()[:2])
+        with TreeCpu(skip=(server.pid,)) as tree:
+            seconds, counts[name] = _fetch(units, run, fcfg, acfg, workers)
+        workers_cpu = tree.seconds
+        pywb_cpu = sum(server.cpu_times()[:2]) - before
         rates[name] = len(urls) / seconds
         cpu[name] = workers_cpu / len(urls) * 1000
         print(f"fetch {name}: {len(urls)} pages in {seconds:.1f} s = {rates[name]:.1f} pages/s; "
@@ -200,8 +203,38 @@ def _runs(work: Path, base: str, pywb, data, fates: dict[int, str], workers: int
     }
 
 
-def _children_cpu() -> float:
-    """CPU seconds of this process's finished children: the Beam workers of a run (pywb, still
-    running, is measured apart)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+class TreeCpu:
+    """CPU seconds of this process's descendants while in the ``with`` (the Beam workers of a
+    run), sampled every ``interval_s`` per process: Beam does not always wait for the workers it
+    stops, so ``RUSAGE_CHILDREN`` can miss them. ``skip``: pids measured apart (pywb). What a
+    process spends in its last interval is missed."""
+
+    def __init__(self, skip: tuple[int, ...] = (), interval_s: float = 0.5):
+        self.skip, self.interval_s = set(skip), interval_s
+        self.seen: dict[int, float] = {}
+        self.seconds = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while True:
+            for p in me.children(recursive=True):
+                if p.pid in self.skip:
+                    continue
+                with contextlib.suppress(psutil.Error):
+                    t = p.cpu_times()
+                    self.seen[p.pid] = max(self.seen.get(p.pid, 0.0), t.user + t.system)
+            if self._done.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> TreeCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.seconds = sum(self.seen.values())
