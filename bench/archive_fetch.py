@@ -45,7 +45,6 @@ FAR = 0.1  # of the dead links
 UNARCHIVED = 0.1  # of the dead links
 UNIT_PAGES = 250
 CONCURRENCY = 8
-PYWB_THREADS = 2 * CONCURRENCY  # as many as the workers' requests in flight
 SUBMITTED = int(datetime(2017, 5, 15, tzinfo=UTC).timestamp())
 
 
@@ -145,7 +144,7 @@ def measure_fetch(pages: int, workers: int, seed: int = 11) -> dict[str, float]:
             ]  # fmt: skip
             _warc(work / "pages.warc.gz", captures)
             collection = {"bench": [work / "pages.warc.gz"]}
-            with PywbServer(work / "pywb", collection, threads=PYWB_THREADS) as pywb:
+            with PywbServer(work / "pywb", collection) as pywb:
                 stored = work / "pywb" / "collections" / "bench" / "archive" / "pages.warc.gz"
                 with RangeServer({"/pages.warc.gz": stored.read_bytes()}) as data:
                     return _runs(work, base, pywb, data, fates, workers)
