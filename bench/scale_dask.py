@@ -287,6 +287,15 @@ def run_dedup(work: Path, shards: Path, beam_args: list[str], also) -> dict[str,
     return {**figures, "out": kept_ids(out)}
 
 
+def difference(local: list[tuple], dask: list[tuple]) -> str:
+    """What differs between two runs' candidates: how many, and the first few."""
+    only_local, only_dask = sorted(set(local) - set(dask)), sorted(set(dask) - set(local))
+    return (
+        f"ingest differs: {len(local)} local, {len(dask)} dask candidates; only local "
+        f"{len(only_local)} {only_local[:2]}; only dask {len(only_dask)} {only_dask[:2]}"
+    )
+
+
 def report(name: str, n: int, unit: str, fig: dict) -> None:
     worker = f", largest worker {fig['process_mb']:.0f} MB" if fig["process_mb"] else ""
     print(
@@ -324,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                 report("ingest local", args.subs, "subs", local)
                 report("ingest dask ", args.subs, "subs", dask)
                 result["ingest_equal"] = int(local["out"] == dask["out"])
+                if not result["ingest_equal"]:
+                    print(difference(local["out"], dask["out"]))
                 result["ingest_s"] = dask["s"]
                 peaks.append(dask["peak_mb"])
                 workers.append(dask["process_mb"])
