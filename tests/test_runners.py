@@ -170,8 +170,10 @@ def _on_dask(address: str) -> tuple[str, ...]:
 
 
 def test_dask_cluster_gives_the_same_documents(served_dump, reference, dask_cluster):
+    """Two readers of the dump: the URL phase in two Dask partitions (one of them empty)."""
     tmp, dump = served_dump
-    assert _ingest(tmp / "dask", dump, _on_dask(dask_cluster)) == reference
+    docs = _ingest(tmp / "dask", dump, _on_dask(dask_cluster), **{"source.readers": 2})
+    assert docs == reference
 
 
 def test_dask_replay_gives_the_live_documents(served_dump, reference, dask_cluster):
