@@ -10,8 +10,12 @@ CPU seconds and the peak RSS of the process tree (client + scheduler + workers, 
 The dask processes are always stopped. Figures and their history: docs/benchmarks.md.
 
     PYTHONPATH=$PWD python bench/scale_dask.py [--subs 100000] [--docs 5000] [--worker-mem 4GB]
+        [--readers 2] [--skip ingest|dedup]
 
-Last line: ``scale_dask: ingest_equal=1 dedup_equal=1 ingest_s=... dedup_s=... peak_mb=...``.
+On Dask the URL stage runs with ``source.readers`` readers per dump and a partition per reader,
+dedup with a partition per worker (``foundation.beam``); the local run uses the defaults.
+Last line: ``scale_dask: ingest_equal=1 dedup_equal=1 ingest_s=... dedup_s=... peak_mb=...
+worker_mb=...`` (worker_mb: the largest single dask worker's peak).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import signal
 import socket
@@ -178,19 +183,22 @@ def _wait_for_workers(address: str, n: int, procs: list[subprocess.Popen]) -> No
 
 
 def measured(argv: list[str], also: Sequence[psutil.Process] = ()) -> dict[str, float]:
-    """Run ``argv``; wall s, CPU s and peak RSS (MB) of its tree plus the ``also`` trees."""
+    """Run ``argv``; wall s, CPU s and peak RSS (MB) of its tree plus the ``also`` trees, and
+    the peak of the largest single ``also`` tree (a dask worker: what its memory limit sees)."""
     import os
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cpu0 = sum(_tree_cpu(p) for p in also)
     start = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    proc, peak, cpu, done = psutil.Process(child.pid), [0], [0.0], threading.Event()
+    proc, peak, cpu, done = psutil.Process(child.pid), [0, 0], [0.0], threading.Event()
 
     def sample() -> None:
         while not done.wait(0.5):
             with contextlib.suppress(psutil.Error):
-                peak[0] = max(peak[0], tree_rss(proc) + sum(tree_rss(p) for p in also))
+                each = [tree_rss(p) for p in also]
+                peak[0] = max(peak[0], tree_rss(proc) + sum(each))
+                peak[1] = max(peak[1], *each, 0)
                 cpu[0] = max(cpu[0], _tree_cpu(proc))
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -203,7 +211,12 @@ def measured(argv: list[str], also: Sequence[psutil.Process] = ()) -> dict[str, 
         raise RuntimeError(f"{argv[:4]} exited with {child.returncode}")
     seconds = time.perf_counter() - start
     cluster_cpu = sum(_tree_cpu(p) for p in also) - cpu0
-    return {"s": seconds, "cpu_s": cpu[0] + cluster_cpu, "peak_mb": peak[0] / 1e6}
+    return {
+        "s": seconds,
+        "cpu_s": cpu[0] + cluster_cpu,
+        "peak_mb": peak[0] / 1e6,
+        "process_mb": peak[1] / 1e6,
+    }
 
 
 def _tree_cpu(proc: psutil.Process) -> float:
@@ -218,13 +231,13 @@ def _tree_cpu(proc: psutil.Process) -> float:
 # --- the stages ----------------------------------------------------------------------------------
 
 
-def urls_job(run_dir: str, dump: str, beam_args: list[str]) -> None:
+def urls_job(run_dir: str, dump: str, readers: int, beam_args: list[str]) -> None:
     """The ingest URL stage alone (what ``webtext ingest`` runs first), as its pipeline."""
     import apache_beam as beam
 
     from foundation.beam import beam_options
     from foundation.config import JobConfig, with_overrides
-    from pipeline.ingest import build_urls_pipeline
+    from pipeline.ingest import URLS_ON_DASK, build_urls_pipeline
 
     cfg = with_overrides(
         JobConfig(),
@@ -233,9 +246,10 @@ def urls_job(run_dir: str, dump: str, beam_args: list[str]) -> None:
             "output.workers": 2,
             "output.beam_args": tuple(beam_args),
             "source.dumps": (dump,),
+            "source.readers": readers,
         },
     )
-    with beam.Pipeline(options=beam_options(cfg.output)) as p:
+    with beam.Pipeline(options=beam_options(cfg.output, URLS_ON_DASK)) as p:
         build_urls_pipeline(p, cfg, f"{run_dir}/urls")
 
 
@@ -255,9 +269,12 @@ def kept_ids(out_dir: Path) -> list[str]:
     return sorted(read_shards(str(out_dir), columns=["id"]).column("id").to_pylist())
 
 
-def run_ingest(work: Path, dump: Path, beam_args: list[str], also) -> dict[str, float]:
+def run_ingest(
+    work: Path, dump: Path, beam_args: list[str], also, readers: int = 1
+) -> dict[str, float]:
     run = work / ("dask" if beam_args else "local")
-    argv = [sys.executable, __file__, "--urls-job", str(run), str(dump), *beam_args]
+    argv = [sys.executable, __file__, "--urls-job", str(run), str(dump), str(readers)]
+    argv += beam_args
     figures = measured(argv, also)
     return {**figures, "out": candidates(run / "urls")}
 
@@ -270,10 +287,21 @@ def run_dedup(work: Path, shards: Path, beam_args: list[str], also) -> dict[str,
     return {**figures, "out": kept_ids(out)}
 
 
+def difference(local: list[tuple], dask: list[tuple]) -> str:
+    """What differs between two runs' candidates: how many, and the first few."""
+    only_local, only_dask = sorted(set(local) - set(dask)), sorted(set(dask) - set(local))
+    return (
+        f"ingest differs: {len(local)} local, {len(dask)} dask candidates; only local "
+        f"{len(only_local)} {only_local[:2]}; only dask {len(only_dask)} {only_dask[:2]}"
+    )
+
+
 def report(name: str, n: int, unit: str, fig: dict) -> None:
+    worker = f", largest worker {fig['process_mb']:.0f} MB" if fig["process_mb"] else ""
     print(
         f"{name}: {n} {unit}, {fig['s']:.1f} s ({n / fig['s']:.0f} {unit}/s), "
-        f"{fig['cpu_s']:.1f} CPU s, peak {fig['peak_mb']:.0f} MB"
+        f"{fig['cpu_s']:.1f} CPU s, peak {fig['peak_mb']:.0f} MB{worker}, "
+        f"load {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -282,13 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subs", type=int, default=100_000, help="submissions in the dump")
     parser.add_argument("--docs", type=int, default=5_000, help="documents to deduplicate")
     parser.add_argument("--worker-mem", default="4GB", help="each dask worker's memory limit")
+    parser.add_argument("--readers", type=int, default=2, help="source.readers on Dask")
     parser.add_argument("--skip", choices=("ingest", "dedup"), action="append", default=[])
     args = parser.parse_args(argv)
     # A SIGTERM (timeout, Ctrl-C in a container) unwinds through the finally that stops dask.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print_context(subs=args.subs, docs=args.docs, worker_mem=args.worker_mem)
     result = {"ingest_equal": -1, "dedup_equal": -1, "ingest_s": 0.0, "dedup_s": 0.0}
-    peaks = [0.0]
+    peaks, workers = [0.0], [0.0]
     with tempfile.TemporaryDirectory(prefix="scale-dask-") as tmp:
         work = Path(tmp)
         dump, shards = work / "RS_bench.zst", work / "shards"
@@ -299,12 +328,16 @@ def main(argv: list[str] | None = None) -> int:
         with dask_cluster(args.worker_mem) as (address, procs):
             on_dask = [DASK_RUNNER, f"--dask_client_address={address}"]
             if "ingest" not in args.skip:
-                local, dask = run_ingest(work, dump, [], ()), run_ingest(work, dump, on_dask, procs)
+                local = run_ingest(work, dump, [], ())
+                dask = run_ingest(work, dump, on_dask, procs, args.readers)
                 report("ingest local", args.subs, "subs", local)
                 report("ingest dask ", args.subs, "subs", dask)
                 result["ingest_equal"] = int(local["out"] == dask["out"])
+                if not result["ingest_equal"]:
+                    print(difference(local["out"], dask["out"]))
                 result["ingest_s"] = dask["s"]
                 peaks.append(dask["peak_mb"])
+                workers.append(dask["process_mb"])
                 print(
                     f"ingest: {len(local['out'])} candidates; local peak {local['peak_mb']:.0f} MB"
                 )
@@ -316,19 +349,20 @@ def main(argv: list[str] | None = None) -> int:
                 result["dedup_equal"] = int(local["out"] == dask["out"])
                 result["dedup_s"] = dask["s"]
                 peaks.append(dask["peak_mb"])
+                workers.append(dask["process_mb"])
                 print(
                     f"dedup: {len(local['out'])} of {args.docs} kept, equal={result['dedup_equal']}"
                 )
     print(
         f"scale_dask: ingest_equal={result['ingest_equal']} dedup_equal={result['dedup_equal']} "
         f"ingest_s={result['ingest_s']:.1f} dedup_s={result['dedup_s']:.1f} "
-        f"peak_mb={max(peaks):.0f}"
+        f"peak_mb={max(peaks):.0f} worker_mb={max(workers):.0f}"
     )
     return 0 if all(result[k] != 0 for k in ("ingest_equal", "dedup_equal")) else 1
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--urls-job":
-        urls_job(sys.argv[2], sys.argv[3], sys.argv[4:])
+        urls_job(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5:])
     else:
         sys.exit(main())

@@ -8,9 +8,10 @@
    (:mod:`dedup.buckets`): one exact entry (the content hash's digest, ref, karma, time) and one
    band entry (band hash, ref, band) per band. It emits only ``(shard, documents, sketched)``;
    ``ref`` is an int naming (shard, row).
-2. ``Buckets``: once every shard is scanned, the key space is cut into
-   ``ceil(documents / dedup.bucket_docs)`` buckets; each bucket task reads its range from every
-   shard's key file, so a task holds about ``bucket_docs`` documents' keys at any input size.
+2. ``Buckets``: once every shard is scanned (a Gather of the scans, :mod:`foundation.gather`;
+   no step reads a side input, which Dask would recompute per task), the key space is cut
+   into ``ceil(documents / dedup.bucket_docs)`` buckets; each bucket task reads its range from
+   every shard's key file, so a task holds about ``bucket_docs`` documents' keys at any size.
 3. Exact, per bucket: equal content hashes -> survivor by :func:`dedup.survivor.survivor_key`;
    the bucket's removed refs go to a file that LSH reads.
 4. Near, per bucket (after every exact bucket): the exact survivors' (band, band hash) groups
@@ -20,9 +21,10 @@
    components -> each cluster's survivor, chosen from the fields read by ref.
 5. Removed ids map to the document that now owns their submissions; the owners' extra
    submissions are read by ref and grouped by owner.
-6. ``Write`` reads each input shard again, drops the removed ids, gives owners their cluster's
-   submissions and writes output shard ``part-NNNNN`` with the input shard's number, all in one
-   step: document rows never enter a PCollection.
+6. ``Write``: the removed ids and the (owner, ref) of each inherited document are grouped by
+   shard number with the shard itself; one task per shard reads it again, drops the removed
+   ids, gives owners their cluster's submissions (read by ref) and writes output shard
+   ``part-NNNNN`` with the input shard's number: document rows never enter a PCollection.
 
 Per document, nothing crosses a shuffle until a document is found to be a duplicate: then its
 edges, cluster and move do. The removed set, the survivors and the report are those of
@@ -33,7 +35,7 @@ edges, cluster and move do. The removed set, the survivors and the report are th
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -49,7 +51,7 @@ from dedup.lsh import band_pairs, distinct_pairs, exact_groups, pair_buckets
 from dedup.minhash import band_hashes, banding, estimated_jaccard, jaccard, shingle_hashes
 from dedup.minhash import signatures as minhash_signatures
 from dedup.report import RemovedPair, snippet
-from dedup.spill import SpillReader, doc_ref, meta_blob, write_shard
+from dedup.spill import SpillReader, doc_ref, meta_blob, split_ref, write_shard
 from dedup.survivor import survivor_key
 from dedup.transforms import (
     BATCH,
@@ -62,6 +64,7 @@ from dedup.transforms import (
 )
 from foundation.config import DedupConfig, OutputConfig
 from foundation.drops import reason_one
+from foundation.gather import Gather, Spread
 from foundation.records import Drop
 from foundation.shards import TEXT_SCHEMA, ShardFile, read_table, shard_name, table_from_rows
 from foundation.storage import join, read_bytes, write_bytes
@@ -73,6 +76,8 @@ _M64 = (1 << 64) - 1
 # by id like the ids the in-memory transform pairs and clusters.
 ScanInfo = tuple[int, int, int]
 Node = tuple[str, int]
+Move = tuple[str, int, str, int]
+"""(removed id, its ref, the id that now owns its submissions, that document's ref)."""
 
 
 class DedupOutputs(NamedTuple):
@@ -122,15 +127,17 @@ def scan_shard(item: tuple[int, str], work: str, cfg: DedupConfig) -> Iterator[S
                 ]
 
     write_shard(work, shard, spill_rows())
+    write_bytes(_source_file(work, shard), path.encode("utf-8"))
     write_keys(work, shard, "exact", exact)
     write_keys(work, shard, "bands", np.array(bands, dtype=BAND_ENTRY))
     yield shard, table.num_rows, int(exact["sketched"].sum())
 
 
 def plan_buckets(
-    _: None, scanned: list[ScanInfo], bucket_docs: int
+    scanned: list[ScanInfo], bucket_docs: int
 ) -> Iterator[tuple[int, int, tuple[int, ...]]]:
-    """(bucket, bucket count, shard numbers) for each bucket, once every shard is scanned."""
+    """(bucket, bucket count, shard numbers) for each bucket, once every shard is scanned (a
+    Gather of the scans, not a side input: Dask recomputes those in every task)."""
     shards = tuple(sorted(s[0] for s in scanned))
     buckets = n_buckets(sum(s[1] for s in scanned), bucket_docs)
     for b in range(buckets):
@@ -153,7 +160,8 @@ class ExactBucket(beam.DoFn):
     """A bucket's content hashes -> every copy but the survivor (:func:`survivor_key` order).
 
     Yields ("move", (removed id, ref, survivor id, ref)), ("count", (name, n)) for near dedup's
-    input counts, and ("removed", path) of the bucket's removed refs, which LSH leaves out.
+    input counts, and ("removed", bucket) once the bucket's removed refs, which LSH leaves out,
+    are written (:func:`_removed_file`).
     """
 
     def __init__(self, work: str):
@@ -178,12 +186,16 @@ class ExactBucket(beam.DoFn):
                 yield "move", (doc_id, ref, keep_id, keep_ref)
         yield "count", ("documents_in", -len(removed))
         yield "count", ("documents_sketched", -sketched)
-        path = join(self.work, "exact", f"{bucket:05d}.npy")
-        _save(path, np.sort(np.array(removed, dtype=np.int64)))
-        yield "removed", path
+        _save(_removed_file(self.work, bucket), np.sort(np.array(removed, dtype=np.int64)))
+        yield "removed", bucket
 
     def teardown(self) -> None:
         self.spill.close()
+
+
+def _removed_file(work: str, bucket: int) -> str:
+    """The refs that exact bucket ``bucket`` removed."""
+    return join(work, "exact", f"{bucket:05d}.npy")
 
 
 def _save(path: str, array: np.ndarray) -> None:
@@ -220,7 +232,8 @@ class ExactDrop(beam.DoFn):
 class BandBucket(beam.DoFn):
     """A bucket's band entries -> candidate pairs, written to the pair buckets that own them.
 
-    Exact copies removed by exact dedup (the refs in ``removed`` files) are left out. Yields
+    Exact copies removed by exact dedup (the refs in every exact bucket's removed file) are
+    left out. Yields
     (pair bucket, this bucket) for each pair file written (:func:`_pair_file`).
     """
 
@@ -231,12 +244,12 @@ class BandBucket(beam.DoFn):
         self.spill = SpillReader(self.work)
 
     def process(
-        self, item: tuple[int, int, tuple[int, ...]], removed_files: list[str]
+        self, item: tuple[tuple[int, int, tuple[int, ...]], tuple[int, ...]]
     ) -> Iterator[tuple[int, str]]:
-        bucket, buckets, shards = item
+        (bucket, buckets, shards), exact_buckets = item
         entries = read_bucket(self.work, shards, "bands", BAND_ENTRY, bucket, buckets)
-        if removed_files:
-            removed = np.concatenate([_load(p) for p in removed_files])
+        if exact_buckets:
+            removed = np.concatenate([_load(_removed_file(self.work, b)) for b in exact_buckets])
             entries = entries[~np.isin(entries["ref"], removed)]
         pairs = band_pairs(entries, lambda ref: _id(self.spill, ref))
         for owner, part in pair_buckets(pairs, buckets):
@@ -245,6 +258,14 @@ class BandBucket(beam.DoFn):
 
     def teardown(self) -> None:
         self.spill.close()
+
+
+def with_removed(items: list[tuple[str, Any]]) -> Iterator[tuple[Any, tuple[int, ...]]]:
+    """Every band bucket with every exact bucket, once all have written their removed refs."""
+    removed = tuple(sorted(v for tag, v in items if tag == "removed"))
+    for tag, bucket in items:
+        if tag == "bucket":
+            yield bucket, removed
 
 
 def _pair_file(work: str, owner: int, bucket: int) -> str:
@@ -340,13 +361,11 @@ def _exact_child(move: tuple[str, int, str, int]) -> tuple[str, tuple[str, Any]]
     return move[2], ("child", move)
 
 
-def _near_parent(move: tuple[str, int, str, int]) -> tuple[str, tuple[str, Any]]:
-    return move[0], ("owner", move[2])
+def _near_parent(move: Move) -> tuple[str, tuple[str, Any]]:
+    return move[0], ("owner", (move[2], move[3]))
 
 
-def final_owners(
-    _survivor: str, tagged: Iterable[tuple[str, Any]]
-) -> Iterator[tuple[str, int, str]]:
+def final_owners(_survivor: str, tagged: Iterable[tuple[str, Any]]) -> Iterator[Move]:
     """Exact copies of a document that near dedup removed belong to the near survivor."""
     owner = None
     children = []
@@ -355,38 +374,26 @@ def final_owners(
             owner = value
         else:
             children.append(value)
-    for doc_id, ref, keep_id, _ in children:
-        yield doc_id, ref, owner or keep_id
+    for doc_id, ref, keep_id, keep_ref in children:
+        yield (doc_id, ref, *(owner or (keep_id, keep_ref)))
 
 
-def _move_owner(move: tuple[str, int, str, int]) -> tuple[str, int, str]:
-    return move[0], move[1], move[2]
+def _removed_in_shard(move: Move) -> tuple[int, tuple[str, Any]]:
+    return split_ref(move[1])[0], ("removed", move[0])
 
 
-def _removed_owner(move: tuple[str, int, str]) -> tuple[str, str]:
-    return move[0], move[2]
+def _inherited_in_shard(move: Move) -> tuple[int, tuple[str, Any]]:
+    return split_ref(move[3])[0], ("inherit", (move[2], move[1]))
 
 
-def _by_owner(move: tuple[str, int, str]) -> tuple[str, int]:
-    return move[2], move[1]
+def _shard_item(item: tuple[int, str]) -> tuple[int, tuple[str, Any]]:
+    return item[0], ("shard", None)
 
 
-class InheritedSubmissions(beam.DoFn):
-    """(owner id, refs of the documents it replaces) -> (owner id, their submissions)."""
-
-    def __init__(self, work: str):
-        self.work = work
-
-    def setup(self) -> None:
-        self.spill = SpillReader(self.work)
-
-    def process(self, item: tuple[str, Iterable[int]]) -> Iterator[tuple[str, list[dict]]]:
-        owner, refs = item
-        metas = sorted((self.spill.meta(r) for r in refs), key=survivor_key)
-        yield owner, [s for m in metas for s in m["submissions"]]
-
-    def teardown(self) -> None:
-        self.spill.close()
+def inherited_submissions(spill: SpillReader, refs: Iterable[int]) -> list[dict]:
+    """The submissions of the documents an owner replaces, in survivor order."""
+    metas = sorted((spill.meta(r) for r in refs), key=survivor_key)
+    return [s for m in metas for s in m["submissions"]]
 
 
 def merge_submissions(own: list[dict], inherited: list[dict]) -> list[dict]:
@@ -400,11 +407,48 @@ def merge_submissions(own: list[dict], inherited: list[dict]) -> list[dict]:
 # --- 5. filter and write, one step per shard -----------------------------------------------------
 
 
+class WriteShard(beam.DoFn):
+    """(shard, its changes) -> :func:`write_filtered`'s output shard.
+
+    The changes, grouped by shard number, are ("shard", None) for the shard itself,
+    ("removed", id) per removed document and ("inherit", (owner id, ref)) per document whose
+    submissions an owner in this shard takes over (read here, by ref, from the spill).
+    """
+
+    def __init__(self, work: str, out: str, fmt: str):
+        self.work, self.out, self.fmt = work, out, fmt
+
+    def setup(self) -> None:
+        self.spill = SpillReader(self.work)
+
+    def process(self, item: tuple[int, Iterable[tuple[str, Any]]]) -> Iterator[ShardFile]:
+        shard, changes = item
+        removed: set[str] = set()
+        replaced: dict[str, list[int]] = {}
+        for tag, value in changes:
+            if tag == "removed":
+                removed.add(value)
+            elif tag == "inherit":
+                replaced.setdefault(value[0], []).append(value[1])
+        inherited = {o: inherited_submissions(self.spill, refs) for o, refs in replaced.items()}
+        path = read_bytes(_source_file(self.work, shard)).decode("utf-8")
+        yield from write_filtered((shard, path), self.out, self.fmt, removed, inherited)
+
+    def teardown(self) -> None:
+        self.spill.close()
+
+
+def _source_file(work: str, shard: int) -> str:
+    """Where the scan notes the input shard's path (the writer reads it: only shard numbers
+    cross the shuffle)."""
+    return join(work, f"{shard:05d}.source")
+
+
 def write_filtered(
     item: tuple[int, str],
     out: str,
     fmt: str,
-    removed: dict[str, str],
+    removed: Collection[str],
     inherited: dict[str, list[dict]],
 ) -> Iterator[ShardFile]:
     """Read an input shard, drop removed ids, merge submissions, write the same-numbered shard."""
@@ -425,6 +469,14 @@ def write_filtered(
 
 
 # --- the transform -------------------------------------------------------------------------------
+
+
+def _tagged(value: Any, tag: str) -> tuple[str, Any]:
+    return tag, value
+
+
+def _band_bucket(item: tuple[tuple[int, int, tuple[int, ...]], tuple[int, ...]]) -> int:
+    return item[0][0]
 
 
 def _count(_: object, name: str) -> tuple[str, int]:
@@ -455,10 +507,10 @@ class DedupById(beam.PTransform):
         p = shards.pipeline
         scanned = shards | "Scan" >> beam.FlatMap(scan_shard, work, cfg)
         buckets = (
-            p
-            | "Plan" >> beam.Create([None])
-            | "Buckets" >> beam.FlatMap(plan_buckets, beam.pvalue.AsList(scanned), cfg.bucket_docs)
-            | "SpreadBuckets" >> beam.Reshuffle()
+            scanned
+            | "AllScans" >> Gather()
+            | "Buckets" >> beam.FlatMap(plan_buckets, cfg.bucket_docs)
+            | "SpreadBuckets" >> Spread()
         )
         drops, extras = [], []
         exact_moves = _empty(p, "NoExactMoves")
@@ -471,7 +523,7 @@ class DedupById(beam.PTransform):
             )
             exact_moves = exact["move"]
             drops.append(exact_moves | "ExactDrops" >> beam.ParDo(ExactDrop(work)))
-        moves = exact_moves | "ExactOwners" >> beam.Map(_move_owner)
+        moves = exact_moves
         if cfg.near:
             near = self._near(scanned, buckets, exact_moves, exact)
             drops.append(near["drop"])
@@ -484,21 +536,17 @@ class DedupById(beam.PTransform):
                 | "OwnerItems" >> beam.Flatten()
                 | "GroupOwners" >> beam.GroupByKey()
                 | "FinalOwners" >> beam.FlatMapTuple(final_owners),
-                near["move"] | "NearOwners" >> beam.Map(_move_owner),
+                near["move"],
             ) | "AllMoves" >> beam.Flatten()
-        inherited = (
-            moves
-            | "ByOwner" >> beam.Map(_by_owner)
-            | "GroupByOwner" >> beam.GroupByKey()
-            | "Inherited" >> beam.ParDo(InheritedSubmissions(work))
-        )
-        removed = moves | "RemovedIds" >> beam.Map(_removed_owner)
-        files = shards | "Write" >> beam.FlatMap(
-            write_filtered,
-            self.out,
-            self.output.format,
-            beam.pvalue.AsDict(removed),
-            beam.pvalue.AsDict(inherited),
+        files = (
+            (
+                shards | "ShardItems" >> beam.Map(_shard_item),
+                moves | "RemovedIds" >> beam.Map(_removed_in_shard),
+                moves | "Inherited" >> beam.Map(_inherited_in_shard),
+            )
+            | "Changes" >> beam.Flatten()
+            | "ByShard" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(WriteShard(work, self.out, self.output.format))
         )
         all_drops = drops | "AllDrops" >> beam.Flatten() if drops else _empty(p, "NoDrops")
         all_extras = extras | "AllExtras" >> beam.Flatten() if extras else _empty(p, "NoExtras")
@@ -507,9 +555,19 @@ class DedupById(beam.PTransform):
     def _near(self, scanned, buckets, exact_moves, exact) -> dict[str, Any]:
         cfg, work = self.cfg, self.work
         band = banding(cfg.threshold, cfg.num_perm, cfg.fn_weight, cfg.bands, cfg.rows)
+        band_work = (
+            (
+                buckets | "TagBuckets" >> beam.Map(_tagged, "bucket"),
+                exact["removed"] | "TagRemoved" >> beam.Map(_tagged, "removed"),
+            )
+            | "BandItems" >> beam.Flatten()
+            | "AfterExact" >> Gather()
+            | "WithRemoved" >> beam.FlatMap(with_removed)
+            | "SpreadBands" >> Spread(_band_bucket)
+        )
         verified = _split(
-            buckets
-            | "Bands" >> beam.ParDo(BandBucket(work), beam.pvalue.AsList(exact["removed"]))
+            band_work
+            | "Bands" >> beam.ParDo(BandBucket(work))
             | "GroupPairFiles" >> beam.GroupByKey()
             | "Verify" >> beam.ParDo(VerifyPairs(work, cfg.verify, cfg.threshold)),
             ("edge", "count"),

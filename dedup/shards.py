@@ -13,6 +13,7 @@ carries sketches for the index, and shards are re-partitioned by id.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -63,7 +64,7 @@ def run_dedup(cfg: JobConfig, layout: RunLayout, out: str) -> DedupResult:
         raise ConfigError(f"dedup output {out} must differ from the input shard directory")
     manifest = Manifest.load(layout.shards, "text")
     manifest.verify(layout.shards, checksums=False)
-    with beam.Pipeline(options=beam_options(cfg.output)) as p:
+    with beam.Pipeline(options=beam_options(cfg.output, dask_partitions(cfg))) as p:
         build_pipeline(p, cfg, manifest.paths(layout.shards), out)
     work = storage.join(out, WORK_DIR)
     if storage.exists(work):
@@ -72,6 +73,14 @@ def run_dedup(cfg: JobConfig, layout: RunLayout, out: str) -> DedupResult:
     if result.manifest.rows == 0:  # written and committed all the same: the report says why
         raise NoOutputError(f"no documents kept out of {manifest.rows:,}; {result}")
     return result
+
+
+def dask_partitions(cfg: JobConfig) -> str | None:
+    """On Dask, the shards are cut into ``output.workers`` partitions (each scanned and written
+    by one task) when deciding from ids, which has no side inputs; the in-memory path has."""
+    if cfg.dedup.index or cfg.dedup.write_index:
+        return None
+    return f"--dask_npartitions={cfg.output.workers or os.cpu_count() or 1}"
 
 
 def build_pipeline(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str) -> None:

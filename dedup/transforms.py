@@ -382,8 +382,9 @@ def _size(cluster: ClusterInfo) -> tuple[int, int]:
     return cluster.size, 1
 
 
-def _removed_pairs(cluster: ClusterInfo) -> Iterator[RemovedPair]:
-    yield from cluster.removed
+def _removed_pairs(cluster: ClusterInfo) -> Iterator[tuple[None, RemovedPair]]:
+    for pair in cluster.removed:
+        yield None, pair
 
 
 def _least_similar(pair: RemovedPair) -> tuple[float, str]:
@@ -396,6 +397,10 @@ def _sample_key(pair: RemovedPair) -> int:
 
 def _tagged(value: Any, tag: str) -> tuple[None, tuple[str, Any]]:
     return None, (tag, value)
+
+
+def _tagged_value(kv: tuple[None, Any], tag: str) -> tuple[None, tuple[str, Any]]:
+    return kv[0], (tag, kv[1])
 
 
 def _write_report(
@@ -435,6 +440,7 @@ class NearDedupReport(beam.PTransform):
 
     def expand(self, clusters):
         half = EXAMPLES // 2
+        # Keyed: a global Top yields from finish_bundle, which Beam's DaskRunner loses.
         removed = clusters | "RemovedPairs" >> beam.FlatMap(_removed_pairs)
         parts = (
             self.stats
@@ -445,11 +451,11 @@ class NearDedupReport(beam.PTransform):
             | "SumSizes" >> beam.CombinePerKey(sum)
             | "TagSizes" >> beam.Map(_tagged, "size"),
             removed
-            | "LeastSimilar" >> beam.combiners.Top.Smallest(half, key=_least_similar)
-            | "TagLeast" >> beam.Map(_tagged, "examples"),
+            | "LeastSimilar" >> beam.combiners.Top.SmallestPerKey(half, key=_least_similar)
+            | "TagLeast" >> beam.Map(_tagged_value, "examples"),
             removed
-            | "Sample" >> beam.combiners.Top.Smallest(EXAMPLES - half, key=_sample_key)
-            | "TagSample" >> beam.Map(_tagged, "examples"),
+            | "Sample" >> beam.combiners.Top.SmallestPerKey(EXAMPLES - half, key=_sample_key)
+            | "TagSample" >> beam.Map(_tagged_value, "examples"),
             self.params | "TagParams" >> beam.Map(_tagged, "params"),
         )
         return (

@@ -15,8 +15,18 @@ def harness_log_level() -> str:
     return "INFO" if logging.getLogger("apache_beam").isEnabledFor(logging.INFO) else "WARNING"
 
 
-def beam_options(cfg: OutputConfig) -> PipelineOptions:
-    """FnApiRunner in multi-processing mode on every core unless Beam args say otherwise."""
+def on_dask(beam_args: tuple[str, ...]) -> bool:
+    """Whether these Beam args pick Beam's DaskRunner."""
+    return any(a.startswith("--runner") and a.endswith("DaskRunner") for a in beam_args)
+
+
+def beam_options(cfg: OutputConfig, dask_partitions: str | None = None) -> PipelineOptions:
+    """FnApiRunner in multi-processing mode on every core unless Beam args say otherwise.
+
+    ``dask_partitions`` (``--dask_partition_size=1``, ``--dask_npartitions=N``): how a job that
+    has no side inputs cuts its Creates on Dask, the only place Dask splits work (see
+    docs/cluster.md); added only on Dask and only when the Beam args set neither option.
+    """
     workers = cfg.workers or os.cpu_count() or 1
     defaults = [
         "--runner=FnApiRunner",
@@ -24,5 +34,10 @@ def beam_options(cfg: OutputConfig) -> PipelineOptions:
         "--direct_running_mode=multi_processing",
         f"--default_sdk_harness_log_level={harness_log_level()}",
     ]
+    user_set = any(
+        a.startswith(("--dask_partition_size", "--dask_npartitions")) for a in cfg.beam_args
+    )
+    if dask_partitions and on_dask(cfg.beam_args) and not user_set:
+        defaults.append(dask_partitions)
     # Later flags win in Beam's argparse, so the user's --runner and the rest take precedence.
     return PipelineOptions([*defaults, *cfg.beam_args])

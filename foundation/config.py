@@ -68,10 +68,16 @@ class SourceConfig:
     """A dump is decompressed in one place into files of whole lines of about this size,
     which the workers parse in parallel (one element per file, so Beam's per-element cost is
     paid once per chunk, not per line)."""
+    readers: int = 1
+    """Readers per dump file: each decompresses the whole file and writes and parses every
+    ``readers``-th chunk. Runners that split work only where the pipeline starts (Dask) parse a
+    dump in this many tasks: set it to the number of workers there. 1 suits the local runner,
+    which spreads the chunks itself."""
 
     def __post_init__(self) -> None:
         _check(self.limit > 0, "source", "limit", self.limit, "must be positive")
         _check(self.chunk_mb > 0, "source", "chunk_mb", self.chunk_mb, "must be positive")
+        _check(self.readers > 0, "source", "readers", self.readers, "must be positive")
         _check(
             0.0 <= self.max_bad_fraction <= 1.0,
             "source",
@@ -98,9 +104,9 @@ class FilterConfig:
     blocklist: str | None = None
     """A file of domains to exclude, one per line; ``None`` uses the packaged default."""
     bucket_postings: int = 250_000
-    """URL dedup spills postings to hash buckets on disk and folds one bucket at a time: the
-    bucket count is the number of submissions / this, so it bounds a fold's memory (about
-    0.5 KB a posting) whatever the input's size."""
+    """URL dedup spills postings to hash buckets on disk and folds a run of buckets at a time:
+    the fold count is the number of kept postings / this (at most 4096), so it bounds a fold's
+    memory (about 0.5 KB a posting) whatever the input's size."""
 
     def __post_init__(self) -> None:
         _check(self.min_karma >= 0, "filter", "min_karma", self.min_karma, "must be >= 0")

@@ -139,6 +139,11 @@ def as_drops(part: DropFile) -> tuple[str, Any]:
     return "drops", part
 
 
+START = ("start", None)
+"""A commit item that adds nothing: the commit step's own input, so it runs on an empty run
+too (without a CombineGlobally default, which is a side input)."""
+
+
 @dataclass
 class CommitItems:
     """What a run produced for its manifest, folded as it arrives: files listed, counts summed.
@@ -172,7 +177,7 @@ class CommitItems:
             self.extra[name] = v
         elif tag == "drops":
             self.drops.append(value)
-        else:
+        elif tag != START[0]:
             raise ValueError(f"unknown commit item {tag!r}")
 
     def merge(self, other: CommitItems) -> None:
@@ -269,10 +274,11 @@ class CommitManifest(beam.PTransform):
         self.check, self.drop_log = check, drop_log
 
     def expand(self, items):
-        # CombineGlobally emits even for an empty input, so a run with no output still commits.
+        start = items.pipeline | "Start" >> beam.Create([START])
         return (
-            items
-            | "Fold" >> beam.CombineGlobally(_FoldItems())
+            (items, start)
+            | "WithStart" >> beam.Flatten()
+            | "Fold" >> beam.CombineGlobally(_FoldItems()).without_defaults()
             | "Commit"
             >> beam.Map(
                 commit_manifest,

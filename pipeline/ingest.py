@@ -42,6 +42,9 @@ from foundation.write import (
 log = logging.getLogger(__name__)
 
 BAD_EXAMPLES = 20
+URLS_ON_DASK = "--dask_partition_size=1"
+"""The URL phase on Dask: a partition per (dump file, reader) item, so ``source.readers``
+tasks parse a dump (the phase has no side inputs, which Dask would recompute per partition)."""
 
 
 class IngestError(WebtextError, RuntimeError):
@@ -64,6 +67,8 @@ class IngestResult:
 
 
 def _named(value: object, name: str) -> tuple[str, object]:
+    """Keyed for a per-key combine: a global one (Top.Smallest) yields from finish_bundle,
+    which Dask loses, and injects its default through a side input."""
     return name, value
 
 
@@ -108,7 +113,7 @@ def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None
     batches = []
     if cfg.source.dumps:
         chunks = storage.join(spill, "chunks")
-        split = SplitDumps(cfg.source.dumps, chunks, cfg.source.chunk_mb << 20)
+        split = SplitDumps(cfg.source.dumps, chunks, cfg.source.chunk_mb << 20, cfg.source.readers)
         batches.append(p | "SplitDumps" >> split)
     if cfg.source.subreddits:
         batches.append(
@@ -127,8 +132,8 @@ def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None
     units = deduped["candidates"] | "WriteUnits" >> WriteUnits(urls_dir, cfg.output.unit_urls)
     examples = (
         deduped["examples"]
-        | "FirstExamples" >> beam.combiners.Top.Smallest(BAD_EXAMPLES)
         | "ExamplesExtra" >> beam.Map(_named, "bad_examples")
+        | "FirstExamples" >> beam.combiners.Top.SmallestPerKey(BAD_EXAMPLES)
     )
     commit_items = [
         units | "Files" >> beam.Map(as_file),
@@ -341,7 +346,8 @@ def _urls_phase(cfg: JobConfig, layout: RunLayout) -> None:
     spill = spill_dir(layout.urls)
     storage.remove(spill)  # what a killed run left: the phase starts over
     try:
-        with beam.Pipeline(options=beam_options(cfg.output)) as p:
+        options = beam_options(cfg.output, URLS_ON_DASK)
+        with beam.Pipeline(options=options) as p:
             build_urls_pipeline(p, cfg, layout.urls)  # bad inputs fail here, before it runs
             storage.makedirs(layout.urls)  # and so does a run directory that cannot hold it
     finally:

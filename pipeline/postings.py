@@ -1,20 +1,23 @@
-"""URL dedup in bounded memory: postings spilled to hash buckets on disk, folded a bucket at a time.
+"""URL dedup in bounded memory: postings spilled to hash buckets on disk, folded a few at a time.
 
 Beam's local runner holds a GroupByKey's values in the driver, so grouping every posting by
 canonical URL costs memory in proportion to the input. Here nothing per submission crosses a
 shuffle:
 
-    DumpChunk | [Submission | Drop, ...]  --spill_postings-->  bucket files + counts
+    DumpChunk | [Submission | Drop, ...]  --spill_postings-->  one postings file + counts
         each worker parses its chunk, applies the per-submission rules (pipeline.submissions)
-        and writes the kept postings, as compact tuples, to one file per hash bucket of the
-        canonical URL: RUN/urls/_spill/postings/BBBB/NAME.marshal
-    (bucket, [file, ...])  --fold_bucket-->  candidates/BBBB.arrow + counts
-        one bucket's postings are grouped by canonical URL and folded exactly as
-        :func:`pipeline.candidates.fold` folds them (repeats, duplicates, karma)
+        and writes the kept postings, as compact tuples, to one file laid out in BUCKETS hash
+        buckets of the canonical URL: RUN/urls/_spill/postings/NAME.postings
+    [(file, postings), ...]  --plan_folds-->  (fold, (first bucket, end, files)) per fold
+        once every file is written (a Gather, not a side input): ceil(postings /
+        ``filter.bucket_postings``) folds, each a run of buckets
+    (fold, ...)  --fold_buckets-->  candidates/FFFF.arrow + counts
+        one fold's postings (its buckets' byte ranges of every file) are grouped by canonical
+        URL and folded exactly as :func:`pipeline.candidates.fold` folds them
 
-Only file names and per-reason counts are shuffled. A fold holds one bucket (the submissions
-over ``filter.bucket_postings`` buckets, so about that many postings) and a worker one chunk.
-Every name is derived from its input, so a retried task rewrites the same file.
+Only file names and per-reason counts are shuffled. A fold holds about ``bucket_postings``
+postings and a worker one chunk. Every name is derived from its input, so a retried task
+rewrites the same file.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import hashlib
 import heapq
 import marshal
 import math
+import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -35,15 +39,20 @@ from apache_beam.metrics import Metrics
 from foundation import storage
 from foundation.config import FilterConfig
 from foundation.droplog import DropLog, DropWriter
+from foundation.gather import Gather, Spread
 from foundation.records import Candidate, Drop, Submission, candidate_to_row
 from foundation.shards import URL_SCHEMA
-from pipeline.candidates import fold
+from pipeline.candidates import fold as fold_postings
 from pipeline.sources import DumpChunk, chunk_items
 from pipeline.submissions import Posting, prepare
 from pipeline.url_filters import UrlRules
 
 BAD_EXAMPLES = 20
 """Malformed lines named in the manifest (and in the error when there are too many)."""
+BUCKETS = 4096
+"""Hash buckets of every postings file: a fold takes a run of them, so a fold's size can be
+chosen once every file is written (up to 4096 folds: 1e9 submissions at the default
+``filter.bucket_postings``)."""
 SHARD_KEY = "shard_key"
 """The extra column of a spilled candidates file: the doc id's first 48 bits, as an integer."""
 
@@ -72,19 +81,20 @@ def spill_postings(
     rules: UrlRules,
     cfg: FilterConfig,
     directory: str,
-    buckets: int,
     drop_log: DropLog,
 ) -> Iterator[tuple[str, Any]]:
-    """A batch of submissions -> ("bucket", (b, file)) per bucket written, ("count", (reason,
-    n)) per reason, ("example", text) for its first bad lines and ("drops", DropFile): its
-    drops, logged as they come.
+    """A batch of submissions -> ("postings", (file, postings)) when it kept any, ("count",
+    (reason, n)) per reason, ("example", text) for its first bad lines and ("drops", DropFile):
+    its drops, logged as they come.
 
-    A posting is stored as ``(canonical, created_utc, id, subreddit, score, url)``.
+    A posting is stored as ``(canonical, created_utc, id, subreddit, score, url)``, in the
+    bucket :func:`bucket_of` its canonical URL (:func:`write_postings`).
     """
-    postings: list[list[tuple]] = [[] for _ in range(buckets)]
+    postings: list[list[tuple]] = [[] for _ in range(BUCKETS)]
     counts: Counter[str] = Counter()
     examples: list[str] = []
     dropped = DropWriter(drop_log.directory, f"in-{name}", drop_log.cap)
+    kept = 0
     for item in items:
         if isinstance(item, Drop):
             counts[item.reason] += 1
@@ -99,20 +109,59 @@ def spill_postings(
             dropped.add(out)
             continue
         canonical, posting = out
-        postings[bucket_of(canonical, buckets)].append((canonical, *posting))
+        postings[bucket_of(canonical, BUCKETS)].append((canonical, *posting))
+        kept += 1
     logged = dropped.close()
     if logged:
         yield "drops", logged
-    for b, kept in enumerate(postings):
-        if kept:
-            path = storage.join(directory, f"{b:04d}", f"{name}.marshal")
-            storage.write_bytes(path, marshal.dumps(kept))
-            yield "bucket", (b, path)
+    if kept:
+        path = storage.join(directory, f"{name}.postings")
+        write_postings(postings, path)
+        yield "postings", (path, kept)
     for reason, n in sorted(counts.items()):
         Metrics.counter("webtext.urls", reason).inc(n)
         yield "count", (reason, n)
     for text in heapq.nsmallest(BAD_EXAMPLES, examples):
         yield "example", text
+
+
+_OFFSETS = struct.Struct(f"<{BUCKETS + 1}Q")
+
+
+def write_postings(buckets: list[list[tuple]], path: str) -> None:
+    """Postings by bucket -> one file: the buckets' end offsets, then each bucket marshalled
+    (an empty bucket takes no bytes), so a fold reads only its buckets' byte range."""
+    blobs = [marshal.dumps(b) if b else b"" for b in buckets]
+    ends = [0]
+    for blob in blobs:
+        ends.append(ends[-1] + len(blob))
+    storage.write_bytes(path, _OFFSETS.pack(*ends) + b"".join(blobs))
+
+
+def read_postings(path: str, first: int, end: int) -> Iterator[tuple]:
+    """The postings of buckets ``first``..``end - 1`` of a postings file."""
+    fs, p = storage.resolve(path)
+    with fs.open_input_file(p) as f:
+        ends = _OFFSETS.unpack(f.read(_OFFSETS.size))
+        f.seek(_OFFSETS.size + ends[first])
+        data = f.read(ends[end] - ends[first])
+    for b in range(first, end):
+        lo, hi = ends[b] - ends[first], ends[b + 1] - ends[first]
+        if hi > lo:
+            yield from marshal.loads(data[lo:hi])
+
+
+Fold = tuple[int, int, tuple[str, ...]]
+"""A fold's first bucket, its end and every postings file."""
+
+
+def plan_folds(files: list[tuple[str, int]], per_fold: int) -> Iterator[tuple[int, Fold]]:
+    """Every postings file (and its postings) -> (fold, its buckets and the files) per fold:
+    about ``per_fold`` postings each, whatever the input's size."""
+    folds = min(BUCKETS, n_buckets(sum(n for _, n in files), per_fold))
+    paths = tuple(sorted(path for path, _ in files))
+    for f in range(folds):
+        yield f, (f * BUCKETS // folds, (f + 1) * BUCKETS // folds, paths)
 
 
 class SpillPostings(beam.DoFn):
@@ -125,7 +174,7 @@ class SpillPostings(beam.DoFn):
     def setup(self) -> None:
         self.rules = UrlRules.from_config(self.cfg)
 
-    def process(self, element: DumpChunk | Drop | list, buckets: int):
+    def process(self, element: DumpChunk | Drop | list):
         assert self.rules is not None
         if isinstance(element, DumpChunk):
             name, items = element.name, chunk_items(element)
@@ -133,26 +182,25 @@ class SpillPostings(beam.DoFn):
             name, items = f"drop-{_batch_name([element])}", [element]
         else:
             name, items = _batch_name(element), element
-        yield from spill_postings(
-            name, items, self.rules, self.cfg, self.directory, buckets, self.drop_log
-        )
+        yield from spill_postings(name, items, self.rules, self.cfg, self.directory, self.drop_log)
 
 
-def fold_bucket(
-    bucket: int, paths: Iterable[str], cfg: FilterConfig, directory: str, drop_log: DropLog
+def fold_buckets(
+    fold: int, buckets: Fold, cfg: FilterConfig, directory: str, drop_log: DropLog
 ) -> Iterator[tuple[str, Any]]:
-    """One bucket's posting files -> its candidates in ``directory``/BBBB.arrow (sorted by doc
-    id, with the :data:`SHARD_KEY` column): ("candidates", (file, rows)), ("count", ...) and
-    ("drops", DropFile)."""
+    """One fold's buckets of every postings file -> its candidates in ``directory``/FFFF.arrow
+    (sorted by doc id, with the :data:`SHARD_KEY` column): ("candidates", (file, rows)),
+    ("count", ...) and ("drops", DropFile)."""
+    first, end, paths = buckets
     by_url: dict[str, list[Posting]] = {}
-    for path in sorted(paths):
-        for canonical, *posting in marshal.loads(storage.read_bytes(path)):
+    for path in paths:
+        for canonical, *posting in read_postings(path, first, end):
             by_url.setdefault(canonical, []).append(Posting(*posting))
     counts: Counter[str] = Counter()
-    dropped = DropWriter(drop_log.directory, f"fold-{bucket:04d}", drop_log.cap)
+    dropped = DropWriter(drop_log.directory, f"fold-{fold:04d}", drop_log.cap)
     rows = []
     for canonical in sorted(by_url):
-        for out in fold(canonical, by_url.pop(canonical), cfg):
+        for out in fold_postings(canonical, by_url.pop(canonical), cfg):
             if isinstance(out, Candidate):
                 rows.append(candidate_to_row(out))
             else:
@@ -168,7 +216,7 @@ def fold_bucket(
     rows.sort(key=lambda r: r["doc_id"])
     table = pa.Table.from_pylist(rows, schema=URL_SCHEMA)
     keys = pa.array([int(r["doc_id"][:12], 16) for r in rows], pa.uint64())
-    path = storage.join(directory, f"{bucket:04d}.arrow")
+    path = storage.join(directory, f"{fold:04d}.arrow")
     write_ipc(table.append_column(SHARD_KEY, keys), path)
     yield "candidates", (path, len(rows))
 
@@ -179,11 +227,9 @@ def write_ipc(table: pa.Table, path: str) -> None:
         writer.write_table(table)
 
 
-def _fold_group(
-    kv: tuple[int, Iterable[str]], cfg: FilterConfig, directory: str, drop_log: DropLog
-):
-    bucket, paths = kv
-    return fold_bucket(bucket, paths, cfg, directory, drop_log)
+def _fold(item: tuple[int, Fold], cfg: FilterConfig, directory: str, drop_log: DropLog):
+    fold, buckets = item
+    return fold_buckets(fold, buckets, cfg, directory, drop_log)
 
 
 def _has_tag(item: tuple[str, Any], tag: str) -> bool:
@@ -192,12 +238,6 @@ def _has_tag(item: tuple[str, Any], tag: str) -> bool:
 
 def _value(item: tuple[str, Any]) -> Any:
     return item[1]
-
-
-def _lines_of(element: DumpChunk | Drop | list) -> int:
-    if isinstance(element, DumpChunk):
-        return element.lines
-    return 1 if isinstance(element, Drop) else len(element)
 
 
 class DedupUrls(beam.PTransform):
@@ -216,24 +256,19 @@ class DedupUrls(beam.PTransform):
         self.cfg, self.spill_dir, self.drop_log = cfg, spill_dir, drop_log
 
     def expand(self, batches):
-        buckets = (
-            batches
-            | "Lines" >> beam.Map(_lines_of)
-            | "AllLines" >> beam.CombineGlobally(sum)
-            | "Buckets" >> beam.Map(n_buckets, self.cfg.bucket_postings)
-        )
         spilled = batches | "Spill" >> beam.ParDo(
-            SpillPostings(self.cfg, storage.join(self.spill_dir, "postings"), self.drop_log),
-            beam.pvalue.AsSingleton(buckets),
+            SpillPostings(self.cfg, storage.join(self.spill_dir, "postings"), self.drop_log)
         )
         folded = (
             spilled
-            | "BucketFiles" >> beam.Filter(_has_tag, "bucket")
-            | "BucketFile" >> beam.Map(_value)
-            | "ByBucket" >> beam.GroupByKey()
+            | "PostingItems" >> beam.Filter(_has_tag, "postings")
+            | "PostingFile" >> beam.Map(_value)
+            | "AllPostingFiles" >> Gather()
+            | "PlanFolds" >> beam.FlatMap(plan_folds, self.cfg.bucket_postings)
+            | "SpreadFolds" >> Spread()
             | "Fold"
             >> beam.FlatMap(
-                _fold_group, self.cfg, storage.join(self.spill_dir, "candidates"), self.drop_log
+                _fold, self.cfg, storage.join(self.spill_dir, "candidates"), self.drop_log
             )
         )
         counts = (

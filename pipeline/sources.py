@@ -409,13 +409,18 @@ def _write_chunk(data: bytes, directory: str, source: str, index: int) -> str:
     return path
 
 
-def split_dump(path: str, directory: str, chunk_bytes: int) -> Iterator[DumpChunk | Drop]:
+def split_dump(
+    path: str, directory: str, chunk_bytes: int, part: int = 0, parts: int = 1
+) -> Iterator[DumpChunk | Drop]:
     """Decompress one dump into files of whole lines (about ``chunk_bytes`` each) in
     ``directory``; a DumpChunk per file, and a ``source.truncated`` Drop where the stream breaks.
 
     Only this step decompresses and finds line ends (in C: ``rfind``/``count``); parsing the
     chunks is left to whichever worker gets them. The chunk files are named by the dump and
-    their index, so a retried split writes the same files.
+    their index, so a retried split writes the same files. Reader ``part`` of ``parts`` writes
+    and yields only chunks ``index % parts == part`` (every reader decompresses the whole dump,
+    which is cheap next to parsing, to know where its chunks start); the truncation Drop comes
+    from reader 0. Together the readers give what one reader gives.
     """
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
@@ -426,14 +431,15 @@ def split_dump(path: str, directory: str, chunk_bytes: int) -> Iterator[DumpChun
     skipping = False  # inside a line over MAX_LINE_BYTES
     index = 0
 
-    def flush(data: bytes) -> DumpChunk:
+    def flush(data: bytes | bytearray, end: int) -> Iterator[DumpChunk]:
+        """The chunk of ``data[:end]``, written and yielded if it is this reader's."""
         nonlocal lines, too_long, index
-        written = _write_chunk(data, directory, path, index)
-        n = data.count(b"\n")
-        chunk = DumpChunk(path, written, lines + 1, n, tuple(too_long))
+        n = data.count(b"\n", 0, end)
+        if index % parts == part:
+            written = _write_chunk(bytes(data[:end]), directory, path, index)
+            yield DumpChunk(path, written, lines + 1, n, tuple(too_long))
         lines += n
         too_long, index = [], index + 1
-        return chunk
 
     def pending_lines() -> int:
         return buffer.count(b"\n")
@@ -455,13 +461,14 @@ def split_dump(path: str, directory: str, chunk_bytes: int) -> Iterator[DumpChun
                     del buffer[cut + 1 :]
                     skipping = True
                 if len(buffer) >= chunk_bytes and cut >= 0:
-                    yield flush(bytes(buffer[: cut + 1]))
+                    yield from flush(buffer, cut + 1)
                     del buffer[: cut + 1]
         except _decode_errors() as e:
             cut = buffer.rfind(b"\n")
             if cut >= 0:
-                yield flush(bytes(buffer[: cut + 1]))
-            yield _truncated(path, lines + 1, fmt, e)
+                yield from flush(buffer, cut + 1)
+            if part == 0:
+                yield _truncated(path, lines + 1, fmt, e)
             return
     if skipping:
         too_long.append(pending_lines())
@@ -469,7 +476,7 @@ def split_dump(path: str, directory: str, chunk_bytes: int) -> Iterator[DumpChun
     elif buffer and not buffer.endswith(b"\n"):
         buffer += b"\n"
     if buffer:
-        yield flush(bytes(buffer))
+        yield from flush(buffer, len(buffer))
 
 
 def chunk_items(chunk: DumpChunk) -> Iterator[Submission | Drop]:
@@ -488,33 +495,52 @@ def chunk_items(chunk: DumpChunk) -> Iterator[Submission | Drop]:
 # --- the transform and the bad-input check ------------------------------------------------------
 
 
-def _spread_files(pbegin, patterns: tuple[str, ...]):
-    """The dump files ``patterns`` match, spread over the workers."""
+ReaderShare = tuple[str, int, int]
+"""(dump file, reader k, of n readers): one item of work at the start of the pipeline."""
+
+
+def _split_share(share: ReaderShare, directory: str, chunk_bytes: int):
+    path, part, parts = share
+    return split_dump(path, directory, chunk_bytes, part, parts)
+
+
+def reader_shares(patterns: tuple[str, ...], readers: int) -> list[ReaderShare]:
+    """Every matched dump file, ``readers`` times: each reader takes a share of its chunks."""
     files = expand_patterns(patterns)
     log.info("%d dump file(s) from %d pattern(s)", len(files), len(patterns))
-    return pbegin | "Files" >> beam.Create(files) | "SpreadFiles" >> beam.Reshuffle()
+    return [(path, k, readers) for path in files for k in range(readers)]
 
 
 class SplitDumps(beam.PTransform):
     """PBegin -> PCollection[DumpChunk | Drop]: every matched dump split into line chunks.
 
-    Each file is decompressed by one worker (:func:`split_dump`) into chunk files under
-    ``directory``; the chunks then spread over every worker, which parse them
-    (:func:`chunk_items`) with line numbers and bad-line drops exactly as :func:`read_dump`.
+    Each file is decompressed by ``readers`` workers (:func:`split_dump`), each writing its
+    share of the chunk files under ``directory``; the chunks then spread over every worker,
+    which parse them (:func:`chunk_items`) with line numbers and bad-line drops exactly as
+    :func:`read_dump`. The readers are the Create's items, so runners that partition work by
+    the Create (Dask) parse one dump in ``readers`` tasks; Beam's Reshuffle does that on the
+    others.
     """
 
-    def __init__(self, patterns: tuple[str, ...], directory: str, chunk_bytes: int) -> None:
+    def __init__(
+        self, patterns: tuple[str, ...], directory: str, chunk_bytes: int, readers: int = 1
+    ) -> None:
         super().__init__()
         if isinstance(patterns, str) or not patterns:
             raise ValueError(f"SplitDumps needs a non-empty tuple of patterns, got {patterns!r}")
         if chunk_bytes <= 0:
             raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+        if readers <= 0:
+            raise ValueError(f"readers must be positive, got {readers}")
         self.patterns, self.directory, self.chunk_bytes = tuple(patterns), directory, chunk_bytes
+        self.readers = readers
 
     def expand(self, pbegin):
         return (
-            _spread_files(pbegin, self.patterns)
-            | "Split" >> beam.FlatMap(split_dump, self.directory, self.chunk_bytes)
+            pbegin
+            | "Files" >> beam.Create(reader_shares(self.patterns, self.readers))
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "Split" >> beam.FlatMap(_split_share, self.directory, self.chunk_bytes)
             | "SpreadChunks" >> beam.Reshuffle()
         )
 

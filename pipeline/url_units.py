@@ -5,11 +5,13 @@ same files, byte for byte): ``n = ceil(candidates / output.unit_urls)`` files, a
 unit ``int(doc_id[:12], 16) % n``, rows sorted by doc id. WriteShards groups the rows
 themselves by unit, which Beam's local runner holds in the driver; here
 
-    (bucket file, rows)  --sort_by_unit-->  one file per bucket sorted by (unit, doc id)
-                                            + (unit, (file, start, stop)) per run of a unit
+    [(fold file, rows), ...]  --plan_units-->   (fold file, n) once every fold is written
+    (fold file, n)  --sort_by_unit-->  the file sorted by (unit, doc id)
+                                       + (unit, (file, start, stop)) per run of a unit
     (unit, [slices])     --write_unit-->    RUN/urls/part-UUUUU.parquet
 
-so only (file, offsets) cross the shuffle: a bucket count times a unit count of small tuples.
+so only (file, offsets) cross the shuffle: a fold count times a unit count of small tuples.
+The unit count reaches the sorts through a Gather, not a side input (:mod:`foundation.gather`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from foundation import storage
+from foundation.gather import Gather, Spread
 from foundation.shards import URL_SCHEMA, ShardFile, shard_name, write_table
 from pipeline.postings import SHARD_KEY, write_ipc
 
@@ -41,10 +44,17 @@ def read_ipc(path: str) -> pa.Table:
         return pa.ipc.open_file(f).read_all()
 
 
-def sort_by_unit(item: tuple[str, int], units: int) -> Iterator[tuple[int, Slice]]:
-    """A bucket's candidates (sorted by doc id) -> the same file sorted by (unit, doc id), and
-    the slice of each unit in it."""
-    path, _ = item
+def plan_units(files: list[tuple[str, int]], per_unit: int) -> Iterator[tuple[str, int]]:
+    """Every candidates file (and its rows) -> (file, unit count) for each."""
+    units = n_units(sum(rows for _, rows in files), per_unit)
+    for path, _ in sorted(files):
+        yield path, units
+
+
+def sort_by_unit(item: tuple[str, int]) -> Iterator[tuple[int, Slice]]:
+    """A fold's candidates (sorted by doc id) and the unit count -> the same file sorted by
+    (unit, doc id), and the slice of each unit in it."""
+    path, units = item
     table = read_ipc(path)
     unit = table.column(SHARD_KEY).to_numpy() % np.uint64(units)
     order = np.argsort(unit, kind="stable")  # stable: doc id order within a unit
@@ -67,10 +77,6 @@ def write_unit(item: tuple[int, Iterable[Slice]], directory: str) -> ShardFile:
     return write_table(table, storage.join(directory, shard_name(unit, "parquet")), "parquet")
 
 
-def _rows(item: tuple[str, int]) -> int:
-    return item[1]
-
-
 class WriteUnits(beam.PTransform):
     """PCollection[(spilled candidates file, rows)] -> PCollection[ShardFile] in ``directory``."""
 
@@ -81,15 +87,12 @@ class WriteUnits(beam.PTransform):
         self.directory, self.per_unit = directory, per_unit
 
     def expand(self, files):
-        units = (
-            files
-            | "Rows" >> beam.Map(_rows)
-            | "AllRows" >> beam.CombineGlobally(sum)
-            | "Units" >> beam.Map(n_units, self.per_unit)
-        )
         return (
             files
-            | "SortByUnit" >> beam.FlatMap(sort_by_unit, beam.pvalue.AsSingleton(units))
+            | "AllFiles" >> Gather()
+            | "Units" >> beam.FlatMap(plan_units, self.per_unit)
+            | "SpreadFiles" >> Spread()
+            | "SortByUnit" >> beam.FlatMap(sort_by_unit)
             | "ByUnit" >> beam.GroupByKey()
             | "WriteUnit" >> beam.Map(write_unit, self.directory)
         )

@@ -170,8 +170,10 @@ def _on_dask(address: str) -> tuple[str, ...]:
 
 
 def test_dask_cluster_gives_the_same_documents(served_dump, reference, dask_cluster):
+    """Two readers of the dump: the URL phase in two Dask partitions (one of them empty)."""
     tmp, dump = served_dump
-    assert _ingest(tmp / "dask", dump, _on_dask(dask_cluster)) == reference
+    docs = _ingest(tmp / "dask", dump, _on_dask(dask_cluster), **{"source.readers": 2})
+    assert docs == reference
 
 
 def test_dask_replay_gives_the_live_documents(served_dump, reference, dask_cluster):
@@ -245,3 +247,35 @@ def test_portable_runner_gives_the_same_documents(served_dump, reference):
             ),
         )
     assert docs == reference
+
+
+def _dedup(run: Path, beam_args: tuple[str, ...] = ()) -> list[dict]:
+    from dedup.shards import run_dedup
+
+    cfg = with_overrides(
+        JobConfig(),
+        {
+            "output.run_dir": str(run),
+            "output.workers": 2,
+            "output.beam_args": beam_args,
+            "dedup.cc_rounds": 4,
+            "dedup.bucket_docs": 4,
+        },
+    )
+    out = run / "dedup"
+    run_dedup(cfg, RunLayout.at(str(run)), str(out))
+    rows = read_shards(str(out)).to_pylist()
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def test_dask_dedup_by_id_gives_the_same_shards(dask_cluster, tmp_path):
+    """``webtext dedup`` on Dask: shards in two partitions, no side inputs, the local output."""
+    import shutil
+
+    from tests.test_dedup_by_id import _planted, _shards
+
+    _shards(tmp_path / "local" / "shards", _planted())
+    shutil.copytree(tmp_path / "local" / "shards", tmp_path / "dask" / "shards")
+    reference = _dedup(tmp_path / "local")
+    assert len(reference) == len(_planted()) - 10  # 5 exact and 5 near copies removed
+    assert _dedup(tmp_path / "dask", _on_dask(dask_cluster)) == reference

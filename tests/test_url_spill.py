@@ -7,6 +7,7 @@ files are used and removed; a killed run resumes to the same output.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ from foundation.write import shard_of
 from pipeline import sources
 from pipeline.candidates import fold
 from pipeline.ingest import run_urls, spill_dir
-from pipeline.postings import bad_example
+from pipeline.postings import BUCKETS, bad_example, read_postings
 from pipeline.sources import chunk_items, read_dump, split_dump
 from pipeline.submissions import prepare
 from pipeline.url_filters import UrlRules
@@ -60,21 +61,25 @@ def _dump(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def _via_chunks(path: str, directory: Path, chunk_bytes: int) -> list:
-    items = []
-    for chunk in split_dump(path, str(directory), chunk_bytes):
-        items.extend([chunk] if isinstance(chunk, Drop) else chunk_items(chunk))
-    return items
+def _via_chunks(path: str, directory: Path, chunk_bytes: int, parts: int = 1) -> list:
+    """The items of every reader's chunks, in chunk order (the truncation drop last)."""
+    chunks, drops = [], []
+    for part in range(parts):
+        for chunk in split_dump(path, str(directory), chunk_bytes, part, parts):
+            (drops if isinstance(chunk, Drop) else chunks).append(chunk)
+    chunks.sort(key=lambda c: c.first_line)
+    assert len({c.path for c in chunks}) == len(chunks)  # each chunk from one reader
+    return [item for c in chunks for item in chunk_items(c)] + drops
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 700, 1 << 20])
-def test_chunks_give_every_line_with_its_number(tmp_path, chunk_bytes, monkeypatch):
+@pytest.mark.parametrize(("chunk_bytes", "parts"), [(1, 1), (700, 1), (1 << 20, 1), (700, 3)])
+def test_chunks_give_every_line_with_its_number(tmp_path, chunk_bytes, parts, monkeypatch):
     monkeypatch.setattr(sources, "MAX_LINE_BYTES", 400)
     lines = _lines(300)
     lines[40] = "x" * 5000  # over MAX_LINE_BYTES
     dump = str(_dump(tmp_path / "RS_x.zst", lines))
     whole = list(read_dump(dump))
-    chunked = _via_chunks(dump, tmp_path / "chunks", chunk_bytes)
+    chunked = _via_chunks(dump, tmp_path / "chunks", chunk_bytes, parts)
     assert chunked == whole
     bad = [d for d in chunked if isinstance(d, Drop)]
     assert {d.reason for d in bad} == {"source.bad_json", "source.line_too_long"}
@@ -93,6 +98,7 @@ def test_a_broken_stream_keeps_its_lines_and_says_where(tmp_path):
     chunked = _via_chunks(str(cut), tmp_path / "chunks", 4096)
     assert chunked == whole
     assert chunked[-1].reason == "source.truncated"
+    assert _via_chunks(str(cut), tmp_path / "readers", 4096, parts=2) == whole
 
 
 def _expected(dump: Path, cfg: FilterConfig, per_unit: int) -> tuple[dict, Counter]:
@@ -152,10 +158,11 @@ def test_url_phase_matches_the_in_memory_fold_through_its_spill(tmp_path):
     with beam.Pipeline(options=beam_options(cfg.output)) as p:
         build_urls_pipeline(p, cfg, urls)
     spill = Path(spill_dir(urls))
-    buckets = sorted(p.name for p in (spill / "postings").iterdir())
-    assert buckets == [f"{b:04d}" for b in range(-(-len(lines) // 500))]  # lines / 500
     assert len(list((spill / "chunks").glob("*.ndjson"))) == 2
-    assert list((spill / "candidates").glob("*.by-unit.arrow"))
+    assert len(list((spill / "postings").glob("*.postings"))) == 2  # one per chunk
+    kept = sum(len(list(read_postings(str(f), 0, BUCKETS))) for f in (spill / "postings").iterdir())
+    folds = sorted(p.name for p in (spill / "candidates").glob("*.by-unit.arrow"))
+    assert folds == [f"{f:04d}.by-unit.arrow" for f in range(-(-kept // 500))]  # postings / 500
 
     manifest = Manifest.load(urls)
     units, counts = _expected(dump, cfg.filter, cfg.output.unit_urls)
@@ -229,17 +236,20 @@ def test_killed_url_phase_resumes_to_the_same_output(tmp_path):
 
 def test_submissions_of_a_live_source_go_through_the_same_buckets(tmp_path):
     from foundation.droplog import DropLog, read_drops
-    from pipeline.postings import fold_bucket, spill_postings
+    from pipeline.postings import fold_buckets, plan_folds, spill_postings
 
-    cfg = FilterConfig()
+    cfg = FilterConfig(bucket_postings=4)
     log = DropLog(str(tmp_path / "drops"))
     subs = [Submission(f"s{i}", "news", f"http://e.com/{i % 3}", 5, 100 + i) for i in range(9)]
     rules = UrlRules.from_config(cfg)
-    out = list(spill_postings("api", subs, rules, cfg, str(tmp_path), 2, log))
-    files = [v for tag, v in out if tag == "bucket"]
-    assert {b for b, _ in files} <= {0, 1} and all(Path(p).exists() for _, p in files)
+    out = list(spill_postings("api", subs, rules, cfg, str(tmp_path), log))
+    files = [v for tag, v in out if tag == "postings"]
+    assert files == [(str(tmp_path / "api.postings"), 9)]
     assert ("count", ("source.submissions", 9)) in out
-    folded = [x for b, p in files for x in fold_bucket(b, [p], cfg, str(tmp_path / "c"), log)]
+    folds = list(plan_folds(files, cfg.bucket_postings))  # 9 postings, 4 a fold: 3 folds
+    assert [f for f, _ in folds] == [0, 1, 2] and folds[-1][1][1] == BUCKETS
+    assert all(a[1][1] == b[1][0] for a, b in itertools.pairwise(folds))
+    folded = [x for f, b in folds for x in fold_buckets(f, b, cfg, str(tmp_path / "c"), log)]
     assert sum(v[1] for tag, v in folded if tag == "candidates") == 3
     assert sum(v[1] for tag, v in folded if tag == "count" and v[0] == "url.duplicate") == 6
     logged = read_drops(log.directory).to_pylist()  # each duplicate posting, by its id
