@@ -18,11 +18,12 @@
    pair bucket that owns them; per pair bucket (a GroupByKey of file names): distinct pairs ->
    verification reading both shingle sets by ref from the spill files -> edges -> connected
    components -> each cluster's survivor, chosen from the fields read by ref.
-5. Removed ids map to the document that now owns their submissions; the owners' extra
-   submissions are read by ref and grouped by owner.
-6. ``Write`` reads each input shard again, drops the removed ids, gives owners their cluster's
-   submissions and writes output shard ``part-NNNNN`` with the input shard's number, all in one
-   step: document rows never enter a PCollection.
+5. Removed documents map to the document that now owns their submissions; each move is keyed
+   by the input shard of the removed row and of the owner row (refs and rows only).
+6. ``Write``, per input shard (a GroupByKey of shard numbers): reads the shard, drops its removed
+   rows, gives owners the submissions of the documents they replace (read by ref) and writes
+   output shard ``part-NNNNN`` with the input shard's number, all in one step: document rows
+   never enter a PCollection, and a task holds one shard's moves, not every removed id.
 
 Per document, nothing crosses a shuffle until a document is found to be a duplicate: then its
 edges, cluster and move do. The removed set, the survivors and the report are those of
@@ -49,7 +50,7 @@ from dedup.lsh import band_pairs, distinct_pairs, exact_groups, pair_buckets
 from dedup.minhash import band_hashes, banding, estimated_jaccard, jaccard, shingle_hashes
 from dedup.minhash import signatures as minhash_signatures
 from dedup.report import RemovedPair, snippet
-from dedup.spill import SpillReader, doc_ref, meta_blob, write_shard
+from dedup.spill import SpillReader, doc_ref, meta_blob, split_ref, write_shard
 from dedup.survivor import survivor_key
 from dedup.transforms import (
     BATCH,
@@ -335,18 +336,20 @@ class ResolveCluster(beam.DoFn):
 
 # --- 4. who inherits the removed documents' submissions ------------------------------------------
 
+# A final move: (removed id, removed ref, owner id, owner ref), the owner being the document that
+# now holds the removed one's submissions.
+Move = tuple[str, int, str, int]
 
-def _exact_child(move: tuple[str, int, str, int]) -> tuple[str, tuple[str, Any]]:
+
+def _exact_child(move: Move) -> tuple[str, tuple[str, Any]]:
     return move[2], ("child", move)
 
 
-def _near_parent(move: tuple[str, int, str, int]) -> tuple[str, tuple[str, Any]]:
-    return move[0], ("owner", move[2])
+def _near_parent(move: Move) -> tuple[str, tuple[str, Any]]:
+    return move[0], ("owner", (move[2], move[3]))
 
 
-def final_owners(
-    _survivor: str, tagged: Iterable[tuple[str, Any]]
-) -> Iterator[tuple[str, int, str]]:
+def final_owners(_survivor: str, tagged: Iterable[tuple[str, Any]]) -> Iterator[Move]:
     """Exact copies of a document that near dedup removed belong to the near survivor."""
     owner = None
     children = []
@@ -355,38 +358,21 @@ def final_owners(
             owner = value
         else:
             children.append(value)
-    for doc_id, ref, keep_id, _ in children:
-        yield doc_id, ref, owner or keep_id
+    for doc_id, ref, keep_id, keep_ref in children:
+        yield (doc_id, ref, *owner) if owner else (doc_id, ref, keep_id, keep_ref)
 
 
-def _move_owner(move: tuple[str, int, str, int]) -> tuple[str, int, str]:
-    return move[0], move[1], move[2]
+def _by_shard(move: Move) -> Iterator[tuple[int, tuple[str, Any]]]:
+    """A move as its two shards see it: a removed row, and an owner row inheriting a ref."""
+    _, ref, _, owner_ref = move
+    shard, row = split_ref(ref)
+    yield shard, ("removed", row)
+    owner_shard, owner_row = split_ref(owner_ref)
+    yield owner_shard, ("inherits", (owner_row, ref))
 
 
-def _removed_owner(move: tuple[str, int, str]) -> tuple[str, str]:
-    return move[0], move[2]
-
-
-def _by_owner(move: tuple[str, int, str]) -> tuple[str, int]:
-    return move[2], move[1]
-
-
-class InheritedSubmissions(beam.DoFn):
-    """(owner id, refs of the documents it replaces) -> (owner id, their submissions)."""
-
-    def __init__(self, work: str):
-        self.work = work
-
-    def setup(self) -> None:
-        self.spill = SpillReader(self.work)
-
-    def process(self, item: tuple[str, Iterable[int]]) -> Iterator[tuple[str, list[dict]]]:
-        owner, refs = item
-        metas = sorted((self.spill.meta(r) for r in refs), key=survivor_key)
-        yield owner, [s for m in metas for s in m["submissions"]]
-
-    def teardown(self) -> None:
-        self.spill.close()
+def _every_shard(item: tuple[int, str]) -> tuple[int, tuple[str, Any]]:
+    return item[0], ("shard", None)
 
 
 def merge_submissions(own: list[dict], inherited: list[dict]) -> list[dict]:
@@ -400,28 +386,50 @@ def merge_submissions(own: list[dict], inherited: list[dict]) -> list[dict]:
 # --- 5. filter and write, one step per shard -----------------------------------------------------
 
 
-def write_filtered(
-    item: tuple[int, str],
-    out: str,
-    fmt: str,
-    removed: dict[str, str],
-    inherited: dict[str, list[dict]],
-) -> Iterator[ShardFile]:
-    """Read an input shard, drop removed ids, merge submissions, write the same-numbered shard."""
-    from foundation.shards import write_table
+class WriteShard(beam.DoFn):
+    """(shard, its removed rows and inherited refs) -> the same-numbered output shard.
 
-    shard, path = item
-    table = read_table(path)
-    ids = table.column("id").to_pylist()
-    keep = np.fromiter((i not in removed for i in ids), dtype=bool, count=len(ids))
-    if not keep.any():
-        return
-    rows = table.filter(keep).to_pylist()
-    for row in rows:
-        extra = inherited.get(row["id"])
-        if extra:
-            row["submissions"] = merge_submissions(row["submissions"], extra)
-    yield write_table(table_from_rows(rows, TEXT_SCHEMA), join(out, shard_name(shard, fmt)), fmt)
+    Reads the input shard, drops the removed rows, gives each owner the submissions of the
+    documents it replaces (read by ref, in :func:`survivor_key` order) and writes
+    ``part-NNNNN``: a task holds one shard's rows and moves, whatever the input's size.
+    """
+
+    def __init__(self, work: str, out: str, fmt: str):
+        self.work, self.out, self.fmt = work, out, fmt
+
+    def setup(self) -> None:
+        self.spill = SpillReader(self.work)
+
+    def process(
+        self, item: tuple[int, Iterable[tuple[str, Any]]], paths: dict[int, str]
+    ) -> Iterator[ShardFile]:
+        from foundation.shards import write_table
+
+        shard, tagged = item
+        removed: set[int] = set()
+        inherits: dict[int, list[int]] = {}
+        for tag, value in tagged:
+            if tag == "removed":
+                removed.add(value)
+            elif tag == "inherits":
+                inherits.setdefault(value[0], []).append(value[1])
+        table = read_table(paths[shard])
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[list(removed)] = False
+        if not keep.any():
+            return
+        rows = table.filter(keep).to_pylist()
+        for row, index in zip(rows, np.flatnonzero(keep).tolist(), strict=True):
+            refs = inherits.get(index)
+            if refs:
+                metas = sorted((self.spill.meta(r) for r in refs), key=survivor_key)
+                extra = [sub for m in metas for sub in m["submissions"]]
+                row["submissions"] = merge_submissions(row["submissions"], extra)
+        path = join(self.out, shard_name(shard, self.fmt))
+        yield write_table(table_from_rows(rows, TEXT_SCHEMA), path, self.fmt)
+
+    def teardown(self) -> None:
+        self.spill.close()
 
 
 # --- the transform -------------------------------------------------------------------------------
@@ -471,7 +479,7 @@ class DedupById(beam.PTransform):
             )
             exact_moves = exact["move"]
             drops.append(exact_moves | "ExactDrops" >> beam.ParDo(ExactDrop(work)))
-        moves = exact_moves | "ExactOwners" >> beam.Map(_move_owner)
+        moves = exact_moves
         if cfg.near:
             near = self._near(scanned, buckets, exact_moves, exact)
             drops.append(near["drop"])
@@ -484,21 +492,19 @@ class DedupById(beam.PTransform):
                 | "OwnerItems" >> beam.Flatten()
                 | "GroupOwners" >> beam.GroupByKey()
                 | "FinalOwners" >> beam.FlatMapTuple(final_owners),
-                near["move"] | "NearOwners" >> beam.Map(_move_owner),
+                near["move"],
             ) | "AllMoves" >> beam.Flatten()
-        inherited = (
-            moves
-            | "ByOwner" >> beam.Map(_by_owner)
-            | "GroupByOwner" >> beam.GroupByKey()
-            | "Inherited" >> beam.ParDo(InheritedSubmissions(work))
-        )
-        removed = moves | "RemovedIds" >> beam.Map(_removed_owner)
-        files = shards | "Write" >> beam.FlatMap(
-            write_filtered,
-            self.out,
-            self.output.format,
-            beam.pvalue.AsDict(removed),
-            beam.pvalue.AsDict(inherited),
+        files = (
+            (
+                shards | "EveryShard" >> beam.Map(_every_shard),
+                moves | "ByShard" >> beam.FlatMap(_by_shard),
+            )
+            | "ShardItems" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "Write"
+            >> beam.ParDo(
+                WriteShard(work, self.out, self.output.format), beam.pvalue.AsDict(shards)
+            )
         )
         all_drops = drops | "AllDrops" >> beam.Flatten() if drops else _empty(p, "NoDrops")
         all_extras = extras | "AllExtras" >> beam.Flatten() if extras else _empty(p, "NoExtras")
