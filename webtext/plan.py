@@ -89,11 +89,11 @@ class Figures:
     """WARC replay, extraction, quality and in-pipeline dedup per page: bench/scale_pages.py,
     5k and 20k pages (2.23 and 3.08 GB; 20k in about 170 s). Live fetching is bound by the
     sites' speed and politeness, not by this figure."""
-    dedup: StageRate = StageRate(640, 0.9e9, 4_270)
-    """``webtext dedup`` per document: bench/scale_dedup.py, 80k and 320k documents (1.24 and
-    2.26 GB, 2026-12-05): the scan is flat, what follows grows with the duplicates removed
-    (docs/benchmarks.md); the rate is 80k over half the tree's 250 CPU s (the wall time was
-    taken at load 20; later runs' CPU s were not comparable)."""
+    dedup: StageRate = StageRate(2_330, 1.57e9, 2_160)
+    """``webtext dedup`` per document: bench/scale_month.py, 1M documents in 429 s on a quiet
+    machine; peak: bench/scale_dedup.py and scale_month.py at 80k, 320k and 1M documents
+    (1.24, 2.26 and 3.73 GB, 2026-12-05), the line through the last two (the scan is flat,
+    what follows grows with the duplicates removed; docs/benchmarks.md)."""
     contamination: StageRate = StageRate(18.9e6, 0.86e9)
     """``webtext contamination check`` per byte of training text: bench/scale_cont.py on a quiet
     machine, 400 MB at 18.9 MB/s (the filter is filled through memory-mapped block ranges,
