@@ -1,21 +1,29 @@
 """A real month on one machine (issue 16 item 3): ~1M documents (~4.5 GB of text) through
-``webtext tokenize`` and ``webtext contamination check``, as a user runs them, with the
-process tree's wall time, CPU seconds and peak memory (sampled every 0.5 s).
+``webtext dedup``, ``webtext tokenize`` and ``webtext contamination check``, as a user runs
+them, with the process tree's wall time, CPU seconds and peak memory (sampled every 0.5 s).
 
-Input (generated, seeded, streamed shard by shard: never the whole text in memory): text shards
-of ``--shard-docs`` documents (``output.shard_docs``' default), each document one line of
-``--words`` Zipf-distributed words from tinyshakespeare's vocabulary (bench/zipf_text.py,
-~5.6 bytes per word), with the manifest the ingest job writes. A tokenizer is trained first
-on the first ~20 MB (not timed: a month is tokenized with a tokenizer trained once). The
-contamination check reads the same shards as its training side (one part per shard) against
-a small test set: 50 documents' first 40 words (planted overlap) and 50 fresh lines.
+Input (generated, seeded, streamed shard by shard: never the whole text in memory), with the
+manifest the ingest job writes, one of two corpora (``--corpus``):
 
-    .venv/bin/python bench/scale_month.py [--docs 1000000] [--stages tokenize,contamination]
-        [--work DIR]
+- ``zipf``: text shards of ``--shard-docs`` documents (``output.shard_docs``' default), each
+  document one line of ``--words`` Zipf-distributed words from tinyshakespeare's vocabulary
+  (bench/zipf_text.py, ~5.6 bytes per word);
+- ``near``: bench/scale_dedup.py's documents (~4.5 KB of Zipf-like prose, 20% near copies and
+  10% exact copies of earlier ones) in shards of 5,000, what the dedup stage needs.
+
+A tokenizer is trained first on the first ~20 MB (not timed: a month is tokenized with a
+tokenizer trained once). Every stage reads the same generated shards. Dedup runs with 2
+workers (``--output-workers 2``); the contamination check reads the shards as its training
+side (one part per shard) against a small test set: 50 documents' first 40 words (planted
+overlap) and 50 fresh lines.
+
+    .venv/bin/python bench/scale_month.py [--docs 1000000] [--corpus zipf|near]
+        [--stages dedup,tokenize,contamination] [--work DIR]
 
 With ``--work`` the shards stay there and a later run with the same ``--docs`` reuses them.
-Last line: ``scale_month: docs=... text_mb=... tok_s=... tok_cpu_s=... tok_peak_mb=...
-cont_s=... cont_cpu_s=... cont_peak_mb=...`` (the stages run).
+Last line: ``scale_month: docs=... dedup_s=... dedup_cpu_s=... dedup_peak_mb=...
+dedup_removed=... text_mb=... tok_s=... tok_cpu_s=... tok_peak_mb=... cont_s=... cont_cpu_s=...
+cont_peak_mb=...`` (the stages run).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +44,7 @@ from bench.context import print_context  # noqa: E402
 from bench.process_tree import run_measured  # noqa: E402
 from bench.zipf_text import zipf_lines  # noqa: E402
 
+CORPUS = "zipf"  # set from --corpus
 PLANTED = 50
 PLANTED_WORDS = 40
 SAMPLE_BYTES = 20_000_000
@@ -42,6 +52,11 @@ SAMPLE_BYTES = 20_000_000
 
 def documents(docs: int, words: int) -> Iterator[str]:
     """``docs`` documents of ``words`` words, generated batch by batch."""
+    if CORPUS == "near":
+        from bench.scale_dedup import text_of
+
+        yield from (text_of(k) for k in range(docs))
+        return
     left = docs
     for batch in zipf_lines(docs * words * 8, seed=0, words_per_line=words):
         for line in batch.decode().splitlines():
@@ -56,6 +71,11 @@ def generate(shards: Path, docs: int, words: int, shard_docs: int) -> None:
     from foundation.shards import Manifest, shard_name, table_from_rows, write_table
     from tests.shard_factory import text_row
 
+    if CORPUS == "near":
+        from bench.scale_dedup import write_corpus
+
+        write_corpus(docs, shards)
+        return
     shards.mkdir(parents=True, exist_ok=True)
     files, rows = [], []
     for i, text in enumerate(documents(docs, words)):
@@ -112,20 +132,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=1_000_000)
     parser.add_argument("--words", type=int, default=800, help="words per document")
     parser.add_argument("--shard-docs", type=int, default=10_000)
+    parser.add_argument("--corpus", choices=("zipf", "near"), default="zipf")
     parser.add_argument("--stages", default="tokenize,contamination")
     parser.add_argument("--work", type=Path, help="keep the shards here (reused when present)")
     args = parser.parse_args(argv)
+    global CORPUS
+    CORPUS = args.corpus
     stages = args.stages.split(",")
-    print_context(docs=args.docs, words=args.words, stages=args.stages)
+    print_context(docs=args.docs, words=args.words, corpus=args.corpus, stages=args.stages)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        shards = work / f"shards-{args.docs}"
+        shards = work / f"{'shards' if CORPUS == 'zipf' else 'near'}-{args.docs}"
         if not (shards / "_manifest.json").exists():
             generate(shards, args.docs, args.words, args.shard_docs)
         text_mb = sum(p.stat().st_size for p in shards.glob("*.parquet")) / 1e6
         manifest = json.loads((shards / "_manifest.json").read_text())
         print(f"{args.docs} docs in {len(manifest['files'])} shards ({text_mb:.0f} MB parquet)")
         figures: dict[str, float] = {"docs": args.docs}
+        if "dedup" in stages:
+            out = Path(tmp) / "dedup"
+            s, cpu, peak = measure(
+                "dedup", ["dedup", str(shards), "--out", str(out), "--output-workers", "2"]
+            )
+            report = json.loads((out / "_report" / "report.json").read_text())
+            removed = report["documents_in"] - report["documents_out"]
+            figures |= {"dedup_s": s, "dedup_cpu_s": cpu, "dedup_peak_mb": peak,
+                        "dedup_removed": removed}  # fmt: skip
+            print(f"dedup: {s:.0f} s wall, {cpu:.0f} CPU s, peak {peak:.0f} MB; "
+                  f"{report['documents_in']} in, {report['documents_out']} out, removed "
+                  f"{report['removed']}, {report['candidate_pairs']} candidate pairs",
+                  flush=True)  # fmt: skip
+            shutil.rmtree(out)
         if "tokenize" in stages:
             tok = work / "tokenizer.json"
             if not tok.exists():

@@ -19,12 +19,12 @@
    pair bucket that owns them; per pair bucket (a GroupByKey of file names): distinct pairs ->
    verification reading both shingle sets by ref from the spill files -> edges -> connected
    components -> each cluster's survivor, chosen from the fields read by ref.
-5. Removed ids map to the document that now owns their submissions; the owners' extra
-   submissions are read by ref and grouped by owner.
-6. ``Write``: the removed ids and the (owner, ref) of each inherited document are grouped by
-   shard number with the shard itself; one task per shard reads it again, drops the removed
-   ids, gives owners their cluster's submissions (read by ref) and writes output shard
-   ``part-NNNNN`` with the input shard's number: document rows never enter a PCollection.
+5. Removed documents map to the document that now owns their submissions; each move is keyed
+   by the input shard of the removed row and of the owner row (refs and rows only).
+6. ``Write``, per input shard (a GroupByKey of shard numbers): reads the shard, drops its removed
+   rows, gives owners the submissions of the documents they replace (read by ref) and writes
+   output shard ``part-NNNNN`` with the input shard's number, all in one step: document rows
+   never enter a PCollection, and a task holds one shard's moves, not every removed id.
 
 Per document, nothing crosses a shuffle until a document is found to be a duplicate: then its
 edges, cluster and move do. The removed set, the survivors and the report are those of
@@ -35,7 +35,7 @@ edges, cluster and move do. The removed set, the survivors and the report are th
 from __future__ import annotations
 
 import io
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -357,7 +357,7 @@ class ResolveCluster(beam.DoFn):
 # --- 4. who inherits the removed documents' submissions ------------------------------------------
 
 
-def _exact_child(move: tuple[str, int, str, int]) -> tuple[str, tuple[str, Any]]:
+def _exact_child(move: Move) -> tuple[str, tuple[str, Any]]:
     return move[2], ("child", move)
 
 
@@ -375,25 +375,20 @@ def final_owners(_survivor: str, tagged: Iterable[tuple[str, Any]]) -> Iterator[
         else:
             children.append(value)
     for doc_id, ref, keep_id, keep_ref in children:
-        yield (doc_id, ref, *(owner or (keep_id, keep_ref)))
+        yield (doc_id, ref, *owner) if owner else (doc_id, ref, keep_id, keep_ref)
 
 
-def _removed_in_shard(move: Move) -> tuple[int, tuple[str, Any]]:
-    return split_ref(move[1])[0], ("removed", move[0])
+def _by_shard(move: Move) -> Iterator[tuple[int, tuple[str, Any]]]:
+    """A move as its two shards see it: a removed row, and an owner row inheriting a ref."""
+    _, ref, _, owner_ref = move
+    shard, row = split_ref(ref)
+    yield shard, ("removed", row)
+    owner_shard, owner_row = split_ref(owner_ref)
+    yield owner_shard, ("inherits", (owner_row, ref))
 
 
-def _inherited_in_shard(move: Move) -> tuple[int, tuple[str, Any]]:
-    return split_ref(move[3])[0], ("inherit", (move[2], move[1]))
-
-
-def _shard_item(item: tuple[int, str]) -> tuple[int, tuple[str, Any]]:
+def _every_shard(item: tuple[int, str]) -> tuple[int, tuple[str, Any]]:
     return item[0], ("shard", None)
-
-
-def inherited_submissions(spill: SpillReader, refs: Iterable[int]) -> list[dict]:
-    """The submissions of the documents an owner replaces, in survivor order."""
-    metas = sorted((spill.meta(r) for r in refs), key=survivor_key)
-    return [s for m in metas for s in m["submissions"]]
 
 
 def merge_submissions(own: list[dict], inherited: list[dict]) -> list[dict]:
@@ -408,11 +403,11 @@ def merge_submissions(own: list[dict], inherited: list[dict]) -> list[dict]:
 
 
 class WriteShard(beam.DoFn):
-    """(shard, its changes) -> :func:`write_filtered`'s output shard.
+    """(shard, its removed rows and inherited refs) -> the same-numbered output shard.
 
-    The changes, grouped by shard number, are ("shard", None) for the shard itself,
-    ("removed", id) per removed document and ("inherit", (owner id, ref)) per document whose
-    submissions an owner in this shard takes over (read here, by ref, from the spill).
+    Reads the input shard, drops the removed rows, gives each owner the submissions of the
+    documents it replaces (read by ref, in :func:`survivor_key` order) and writes
+    ``part-NNNNN``: a task holds one shard's rows and moves, whatever the input's size.
     """
 
     def __init__(self, work: str, out: str, fmt: str):
@@ -422,17 +417,30 @@ class WriteShard(beam.DoFn):
         self.spill = SpillReader(self.work)
 
     def process(self, item: tuple[int, Iterable[tuple[str, Any]]]) -> Iterator[ShardFile]:
-        shard, changes = item
-        removed: set[str] = set()
-        replaced: dict[str, list[int]] = {}
-        for tag, value in changes:
+        from foundation.shards import write_table
+
+        shard, tagged = item
+        removed: set[int] = set()
+        inherits: dict[int, list[int]] = {}
+        for tag, value in tagged:
             if tag == "removed":
                 removed.add(value)
-            elif tag == "inherit":
-                replaced.setdefault(value[0], []).append(value[1])
-        inherited = {o: inherited_submissions(self.spill, refs) for o, refs in replaced.items()}
-        path = read_bytes(_source_file(self.work, shard)).decode("utf-8")
-        yield from write_filtered((shard, path), self.out, self.fmt, removed, inherited)
+            elif tag == "inherits":
+                inherits.setdefault(value[0], []).append(value[1])
+        table = read_table(read_bytes(_source_file(self.work, shard)).decode("utf-8"))
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[list(removed)] = False
+        if not keep.any():
+            return
+        rows = table.filter(keep).to_pylist()
+        for row, index in zip(rows, np.flatnonzero(keep).tolist(), strict=True):
+            refs = inherits.get(index)
+            if refs:
+                metas = sorted((self.spill.meta(r) for r in refs), key=survivor_key)
+                extra = [sub for m in metas for sub in m["submissions"]]
+                row["submissions"] = merge_submissions(row["submissions"], extra)
+        path = join(self.out, shard_name(shard, self.fmt))
+        yield write_table(table_from_rows(rows, TEXT_SCHEMA), path, self.fmt)
 
     def teardown(self) -> None:
         self.spill.close()
@@ -440,32 +448,8 @@ class WriteShard(beam.DoFn):
 
 def _source_file(work: str, shard: int) -> str:
     """Where the scan notes the input shard's path (the writer reads it: only shard numbers
-    cross the shuffle)."""
+    cross the shuffle, no side input)."""
     return join(work, f"{shard:05d}.source")
-
-
-def write_filtered(
-    item: tuple[int, str],
-    out: str,
-    fmt: str,
-    removed: Collection[str],
-    inherited: dict[str, list[dict]],
-) -> Iterator[ShardFile]:
-    """Read an input shard, drop removed ids, merge submissions, write the same-numbered shard."""
-    from foundation.shards import write_table
-
-    shard, path = item
-    table = read_table(path)
-    ids = table.column("id").to_pylist()
-    keep = np.fromiter((i not in removed for i in ids), dtype=bool, count=len(ids))
-    if not keep.any():
-        return
-    rows = table.filter(keep).to_pylist()
-    for row in rows:
-        extra = inherited.get(row["id"])
-        if extra:
-            row["submissions"] = merge_submissions(row["submissions"], extra)
-    yield write_table(table_from_rows(rows, TEXT_SCHEMA), join(out, shard_name(shard, fmt)), fmt)
 
 
 # --- the transform -------------------------------------------------------------------------------
@@ -540,12 +524,11 @@ class DedupById(beam.PTransform):
             ) | "AllMoves" >> beam.Flatten()
         files = (
             (
-                shards | "ShardItems" >> beam.Map(_shard_item),
-                moves | "RemovedIds" >> beam.Map(_removed_in_shard),
-                moves | "Inherited" >> beam.Map(_inherited_in_shard),
+                shards | "EveryShard" >> beam.Map(_every_shard),
+                moves | "ByShard" >> beam.FlatMap(_by_shard),
             )
-            | "Changes" >> beam.Flatten()
-            | "ByShard" >> beam.GroupByKey()
+            | "ShardItems" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
             | "Write" >> beam.ParDo(WriteShard(work, self.out, self.output.format))
         )
         all_drops = drops | "AllDrops" >> beam.Flatten() if drops else _empty(p, "NoDrops")

@@ -89,19 +89,21 @@ class Figures:
     """WARC replay, extraction, quality and in-pipeline dedup per page: bench/scale_pages.py,
     5k and 20k pages (2.23 and 3.08 GB; 20k in about 170 s). Live fetching is bound by the
     sites' speed and politeness, not by this figure."""
-    dedup: StageRate = StageRate(640, 1.31e9, 10_300)
-    """``webtext dedup`` per document: bench/scale_dedup.py, 20k and 80k documents (1.52 and
-    2.14 GB); the rate is 80k over half the tree's 250 CPU s (the wall time was taken at
-    load 20)."""
-    contamination: StageRate = StageRate(18.9e6, 0.52e9)
+    dedup: StageRate = StageRate(2_330, 1.57e9, 2_160)
+    """``webtext dedup`` per document: bench/scale_month.py, 1M documents in 429 s on a quiet
+    machine; peak: bench/scale_dedup.py and scale_month.py at 80k, 320k and 1M documents
+    (1.24, 2.26 and 3.73 GB, 2026-12-05), the line through the last two (the scan is flat,
+    what follows grows with the duplicates removed; docs/benchmarks.md)."""
+    contamination: StageRate = StageRate(18.9e6, 0.86e9)
     """``webtext contamination check`` per byte of training text: bench/scale_cont.py on a quiet
-    machine, 400 MB at 18.9 MB/s in 474 MB and 1.6 GB in 522 MB (the filter is filled through
-    memory-mapped block ranges, never held whole). After range tasks stopped opening every part
-    file per range, 1.6 GB took 3.3x the CPU of 400 MB (505 MB peak)."""
-    tokenize: StageRate = StageRate(3.58e6, 0.73e9)
-    """``webtext tokenize`` per byte of text: bench/tokenize_speed.py; peak: bench/scale_month.py,
-    40k documents (175 MB) with 2 workers at 729 MB; packing is bounded by ``shard_tokens``
-    (494 MB at 120M and 480M tokens), encoding by one text shard per worker."""
+    machine, 400 MB at 18.9 MB/s (the filter is filled through memory-mapped block ranges,
+    never held whole); peak: bench/scale_month.py, 175 MB and 5.06 GB of text (1M documents,
+    a 3.96 GB filter) at 836 and 856 MB, so bounded by settings."""
+    tokenize: StageRate = StageRate(3.58e6, 0.84e9)
+    """``webtext tokenize`` per byte of text: bench/tokenize_speed.py (real text; the generated
+    month is faster, its words are whole tokens); peak: bench/scale_month.py, 175 MB and
+    5.06 GB of text (40k and 1M documents) with 2 workers at 729 and 842 MB; packing is bounded
+    by ``shard_tokens``, encoding by one text shard per worker."""
 
 
 @dataclass(frozen=True)
