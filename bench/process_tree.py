@@ -2,7 +2,9 @@
 
 Beam's local runner keeps shuffles in the driver and runs workers as child processes, so the
 figure that decides whether a job fits a machine is the sum over the whole tree, sampled
-(every 0.5 s by default) while the job runs: what this measures.
+(every 0.5 s by default) while the job runs: what this measures. A ``kind`` function names
+each process's part (driver, worker, ...), so that the peaks of each part, and what each held
+at the moment of the whole tree's peak, say where the memory is.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -26,6 +29,12 @@ class Measured:
     peak_mb: float
     returncode: int
     output: str
+    kind_peak_mb: dict[str, float] = field(default_factory=dict)
+    """Per kind: the highest sum of its processes' RSS in any one sample."""
+    at_peak_mb: dict[str, float] = field(default_factory=dict)
+    """Per kind: its share of the sample where the whole tree peaked."""
+    process_peak_mb: dict[str, float] = field(default_factory=dict)
+    """Per kind: the highest RSS of any one of its processes."""
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -37,27 +46,69 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_measured(argv: list[str], interval_s: float = 0.5, cwd: str | None = None) -> Measured:
-    """Run ``argv`` to completion, sampling its process tree's RSS every ``interval_s``."""
+def tree_rss_by(proc: psutil.Process, kind: Callable[[psutil.Process, psutil.Process], str]):
+    """Per process of the tree: (its kind, its resident bytes); ``kind(p, root)``."""
+    out = []
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            out.append((kind(p, proc), p.memory_info().rss))
+    return out
+
+
+def run_measured(
+    argv: list[str],
+    interval_s: float = 0.5,
+    cwd: str | None = None,
+    kind: Callable[[psutil.Process, psutil.Process], str] | None = None,
+) -> Measured:
+    """Run ``argv`` to completion, sampling its process tree's RSS every ``interval_s``
+    (by ``kind`` of process too, when given)."""
     start = time.perf_counter()
     child = subprocess.Popen(
         argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    proc, peak, done = psutil.Process(child.pid), [0], threading.Event()
+    proc, done = psutil.Process(child.pid), threading.Event()
+    peak = [0]
+    kind_peak: dict[str, int] = {}
+    at_peak: dict[str, int] = {}
+    process_peak: dict[str, int] = {}
+    name = kind or (lambda p, root: "all")
 
     def sample() -> None:
         while not done.wait(interval_s):
             try:
-                peak[0] = max(peak[0], tree_rss(proc))
+                rows = tree_rss_by(proc, name)
             except psutil.Error:
                 return
+            sums: dict[str, int] = {}
+            for k, rss in rows:
+                sums[k] = sums.get(k, 0) + rss
+                process_peak[k] = max(process_peak.get(k, 0), rss)
+            for k, total in sums.items():
+                kind_peak[k] = max(kind_peak.get(k, 0), total)
+            if sum(sums.values()) > peak[0]:
+                peak[0] = sum(sums.values())
+                at_peak.clear()
+                at_peak.update(sums)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     output, _ = child.communicate()
     done.set()
     sampler.join()
-    return Measured(time.perf_counter() - start, peak[0] / 1e6, child.returncode, output)
+
+    def mb(d: dict[str, int]) -> dict[str, float]:
+        return {k: round(v / 1e6, 1) for k, v in sorted(d.items())} if kind else {}
+
+    return Measured(
+        time.perf_counter() - start,
+        peak[0] / 1e6,
+        child.returncode,
+        output,
+        mb(kind_peak),
+        mb(at_peak),
+        mb(process_peak),
+    )
 
 
 def webtext(*args: str) -> list[str]:

@@ -11,7 +11,9 @@ seconds of them). Figures and their history: docs/benchmarks.md, design: docs/sc
 
     python bench/scale_pages.py [--n 20000] [--growth] [--workers 2]
 
-Last line: ``scale_pages: pages_peak_mb=... pages_s=... pages_per_s=... docs=...``.
+Prints each kind of process's peak (driver, Beam workers, extraction zygotes and children);
+last line: ``scale_pages: peak_mb=... wall_s=... cpu_s=... docs=... <kind>_peak_mb=...`` and,
+with ``--growth``, ``peak4x_mb=... growth=...`` (memory at 4x n over memory at n).
 """
 
 from __future__ import annotations
@@ -133,6 +135,21 @@ def _env_argv(argv: list[str]) -> list[str]:
     return ["env", f"PYTHONPATH={ROOT}", *argv]
 
 
+def process_kind(p, root) -> str:
+    """Which part of ``webtext ingest`` process ``p`` is: the driver, a Beam SDK worker, an
+    extraction zygote, an extraction child (forked from a zygote) or other."""
+    if p.pid == root.pid:
+        return "driver"
+    cmd = " ".join(p.cmdline())
+    if "sdk_worker_main" in cmd:
+        return "worker"
+    if "pipeline.sandbox" in cmd:
+        parent = p.parent()
+        is_child = parent is not None and "pipeline.sandbox" in " ".join(parent.cmdline())
+        return "extract_child" if is_child else "zygote"
+    return "other"
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -148,7 +165,7 @@ def measure(n: int, work: Path, workers: int = 2) -> dict[str, float]:
     run_dir = work / "run"
     argv = _env_argv(ingest_argv(dump, warc, run_dir, workers))
     cpu = children_cpu()
-    m = run_measured(argv, cwd=str(ROOT))
+    m = run_measured(argv, cwd=str(ROOT), kind=process_kind)
     cpu = children_cpu() - cpu
     if m.returncode != 0:
         raise RuntimeError(f"ingest failed ({m.returncode}):\n{m.output[-3000:]}")
@@ -156,19 +173,25 @@ def measure(n: int, work: Path, workers: int = 2) -> dict[str, float]:
     docs = manifest["counts"].get("shards.documents", 0)
     print(f"ingest: {n} pages, {docs} documents, {m.seconds:.1f} s wall, {cpu:.1f} CPU s, "
           f"peak {m.peak_mb:.0f} MB; load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+    for kind in m.kind_peak_mb:
+        print(f"  {kind}: peak {m.kind_peak_mb[kind]:.0f} MB (largest process "
+              f"{m.process_peak_mb[kind]:.0f} MB), {m.at_peak_mb.get(kind, 0):.0f} MB at the "
+              "tree's peak", flush=True)  # fmt: skip
     return {
-        "pages_peak_mb": round(m.peak_mb, 1),
-        "pages_s": round(m.seconds, 2),
+        "peak_mb": round(m.peak_mb, 1),
+        "wall_s": round(m.seconds, 2),
         "pages_per_s": round(n / m.seconds, 1),
-        "pages_cpu_s": round(cpu, 1),
+        "cpu_s": round(cpu, 1),
         "docs": float(docs),
+        "load": round(os.getloadavg()[0], 1),
+        **{f"{kind}_peak_mb": mb for kind, mb in m.kind_peak_mb.items()},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=DEFAULT_N, help="pages in the WARC")
-    parser.add_argument("--growth", action="store_true", help="also run 4x n: mem_growth")
+    parser.add_argument("--growth", action="store_true", help="also run 4x n: growth")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scale_pages") as tmp:
@@ -178,9 +201,11 @@ def main() -> None:
 
             shutil.rmtree(Path(tmp) / "x1")
             big = measure(4 * args.n, Path(tmp) / "x4", args.workers)
-            result["mem_growth"] = round(big["pages_peak_mb"] / result["pages_peak_mb"], 2)
-            result["time_growth"] = round(big["pages_s"] / result["pages_s"], 2)
-            result["peak4x_mb"] = big["pages_peak_mb"]
+            result["peak4x_mb"] = big["peak_mb"]
+            result["cpu4x_s"] = big["cpu_s"]
+            result["growth"] = round(big["peak_mb"] / result["peak_mb"], 2)
+            result["time_growth"] = round(big["wall_s"] / result["wall_s"], 2)
+            result["cpu_growth"] = round(big["cpu_s"] / result["cpu_s"], 2)
     print_context(n=args.n, workers=args.workers, growth=args.growth)
     print("scale_pages: " + " ".join(f"{k}={v:g}" for k, v in result.items()))
 

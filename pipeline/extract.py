@@ -50,13 +50,26 @@ class _ExtractFn(beam.DoFn):
         self._logged: set[tuple[str, str]] = set()
 
     def setup(self) -> None:
+        self._zygote, self._idle, self._busy = None, [], {}
+        self._logged = set()
+
+    def _start(self) -> None:
+        """The zygote and ``cfg.processes`` children, on a bundle's first page to extract."""
+        if self._zygote is not None:
+            return
         module = extraction.__name__
         self._zygote = Zygote(f"{module}:extract_document", warm_up=f"{module}:warm_up")
         self._idle = [Sandbox(self._zygote) for _ in range(self.cfg.processes)]
         for sandbox in self._idle:
             sandbox.start()
-        self._busy = {}
-        self._logged = set()
+
+    def _close(self) -> None:
+        for sandbox in [*self._idle, *self._busy]:
+            sandbox.close()
+        self._idle, self._busy = [], {}
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
 
     def process(self, pages: list[FetchResult]):
         try:
@@ -64,6 +77,7 @@ class _ExtractFn(beam.DoFn):
                 if not result.ok:  # nothing to extract: the fetch's own outcome goes on
                     yield self._counted(extract_document(result, self.cfg))
                     continue
+                self._start()
                 while not self._idle:  # every child busy: wait for one
                     yield from self._finished(wait=True)
                 sandbox = self._idle.pop()
@@ -111,11 +125,14 @@ class _ExtractFn(beam.DoFn):
             Metrics.counter("extract", "documents").inc()
         return out
 
+    def finish_bundle(self) -> None:
+        """End the children and the zygote (~0.4 GB per worker): Beam keeps a DoFn until its
+        worker exits, and the stages after extraction (dedup, the shard writer) would otherwise
+        run beside them idle. A later bundle starts a fresh zygote (about a second)."""
+        self._close()
+
     def teardown(self) -> None:
-        for sandbox in [*self._idle, *self._busy]:
-            sandbox.close()
-        if self._zygote is not None:
-            self._zygote.close()
+        self._close()
 
 
 def _dropped(error: Exception, result: FetchResult, timeout_s: float) -> Drop:

@@ -200,7 +200,7 @@ def build_pages_pipeline(
     from pipeline.extract import Extract
     from pipeline.fetch import FetchUnits, ReplayWarc
     from pipeline.quality import Quality
-    from pipeline.spill import SpillDocuments, unspill
+    from pipeline.spill import SpillDocuments, reference, unspill
 
     units = p | "Units" >> beam.Create(unit_paths)
     if not cfg.fetch.replays:
@@ -223,8 +223,9 @@ def build_pages_pipeline(
     deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
     drops = (failed, extract_drops, quality_drops, deduped.drops) | "AllDrops" >> beam.Flatten()
     sources = results | "CountSources" >> beam.FlatMap(_count_source)
+    survivors = deduped.documents | "References" >> beam.Map(reference)  # the text stays behind
     _ = {
-        "documents": deduped.documents,
+        "documents": survivors,
         "drops": drops,
         "extras": deduped.extras,
     } | "Commit" >> CommitShards(

@@ -2,7 +2,8 @@
 
     docs | SpillDocuments(spill_dir) -> PCollection[dict]: the document's DEDUP_FIELDS and
                                         SPILL, where the whole row lies
-    rows = unspill(slim_records)      # the whole rows again, each with its record's submissions
+    refs = slim_records | beam.Map(reference)   # after dedup: id, submissions, SPILL
+    rows = unspill(refs)              # the whole rows again, each with its record's submissions
 
 Beam's local runner holds every grouping in the driver's memory, and dedup, the shard writer
 and its count all wait for the whole corpus: a document that crossed them whole would cost its
@@ -69,6 +70,17 @@ class SpillDocuments(beam.PTransform):
 
     def expand(self, docs):
         return docs | "Spill" >> beam.ParDo(_SpillFn(self.directory))
+
+
+WRITE_FIELDS = ("id", "submissions", SPILL)
+"""What the shard writer needs of a dedup survivor: its id (shard and order), its submissions
+(merged by dedup) and where its row lies."""
+
+
+def reference(slim: dict) -> dict:
+    """A survivor as the shard writer needs it: without its text, which dedup no longer needs
+    and which would otherwise cross the writer's count and grouping (in the driver) again."""
+    return {k: slim[k] for k in WRITE_FIELDS}
 
 
 def unspill(records: Iterable[dict]) -> list[dict]:

@@ -417,6 +417,24 @@ def test_a_child_killed_mid_page_costs_that_page_and_is_replaced():
         fn.teardown()
 
 
+def test_a_bundle_ends_its_children_and_the_next_bundle_gets_the_same_documents():
+    """Beam keeps a DoFn until its worker exits: the children must not idle beside the later
+    stages, so a bundle's end ends them, and a later bundle forks fresh ones."""
+    fn = _extract_fn(processes=2)
+    try:
+        pages = [page(ARTICLE.encode(), doc_id="a"), page(ARTICLE.encode(), doc_id="b")]
+        first = sorted(fn.process(pages), key=lambda d: d["id"])
+        assert fn._zygote is not None
+        pids = [box.pid for box in fn._idle] + [fn._zygote.pid]
+        fn.finish_bundle()
+        assert fn._zygote is None and not fn._idle
+        assert not any(_running(pid) for pid in pids)
+        again = sorted(fn.process(pages), key=lambda d: d["id"])
+        assert again == first and [d["id"] for d in first] == ["a", "b"]
+    finally:
+        fn.teardown()
+
+
 def test_a_finished_page_is_kept_however_long_downstream_stages_hold_the_worker():
     """Beam runs the stages after extraction inside its ``yield``: while they work, the other
     child's result waits in its pipe past the page's time limit, and is still kept."""
