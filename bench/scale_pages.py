@@ -12,7 +12,7 @@ seconds of them). Figures and their history: docs/benchmarks.md, design: docs/sc
     python bench/scale_pages.py [--n 20000] [--growth] [--workers 2]
 
 Prints each kind of process's peak (driver, Beam workers, extraction zygotes and children);
-last line: ``scale_pages: peak_mb=... wall_s=... cpu_s=... docs=... <kind>_peak_mb=...`` and,
+last line: ``scale_pages: pages_peak_mb=... wall_s=... cpu_s=... docs=... <kind>_peak_mb=...`` and,
 with ``--growth``, ``peak4x_mb=... growth=...`` (memory at 4x n over memory at n).
 """
 
@@ -178,7 +178,7 @@ def measure(n: int, work: Path, workers: int = 2) -> dict[str, float]:
               f"{m.process_peak_mb[kind]:.0f} MB), {m.at_peak_mb.get(kind, 0):.0f} MB at the "
               "tree's peak", flush=True)  # fmt: skip
     return {
-        "peak_mb": round(m.peak_mb, 1),
+        "pages_peak_mb": round(m.peak_mb, 1),
         "wall_s": round(m.seconds, 2),
         "pages_per_s": round(n / m.seconds, 1),
         "cpu_s": round(cpu, 1),
@@ -201,9 +201,9 @@ def main() -> None:
 
             shutil.rmtree(Path(tmp) / "x1")
             big = measure(4 * args.n, Path(tmp) / "x4", args.workers)
-            result["peak4x_mb"] = big["peak_mb"]
+            result["peak4x_mb"] = big["pages_peak_mb"]
             result["cpu4x_s"] = big["cpu_s"]
-            result["growth"] = round(big["peak_mb"] / result["peak_mb"], 2)
+            result["growth"] = round(big["pages_peak_mb"] / result["pages_peak_mb"], 2)
             result["time_growth"] = round(big["wall_s"] / result["wall_s"], 2)
             result["cpu_growth"] = round(big["cpu_s"] / result["cpu_s"], 2)
     print_context(n=args.n, workers=args.workers, growth=args.growth)
