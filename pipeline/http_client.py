@@ -267,7 +267,9 @@ class Fetcher:
 
     @property
     def _clock(self) -> URLClock:
-        return self._local.clock
+        """The clock of the URL this thread is fetching (:meth:`begin`), or a new one."""
+        clock = getattr(self._local, "clock", None)
+        return clock if clock is not None else self.begin()
 
     def close(self) -> None:
         self.pools.clear()
@@ -376,8 +378,9 @@ class Fetcher:
         guard, host gate, redirects, retries and timeouts as a page (robots.txt aside: a data
         server's files are a dataset, not a site crawled), or FetchFailure: ``no_range`` when
         the server answers anything but 206 for that range (a 200 with the whole file is closed
-        unread), ``too_large`` past ``length`` bytes, ``http_<status>`` for an error status."""
-        self._local.clock = URLClock(self.cfg.deadline_s)
+        unread), ``too_large`` past ``length`` bytes, ``http_<status>`` for an error status.
+        Its time counts on the clock of the URL being fetched (:meth:`begin`), so an archived
+        page's ``queued_s`` and ``fetching_s`` include the read of its record."""
         resp = self._follow(url, robots=False, kind=DATA, byte_range=(start, length))
         if resp.status != 206:
             if 200 <= resp.status < 300:

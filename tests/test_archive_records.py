@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import time
 import zlib
 from dataclasses import replace
 
@@ -164,6 +165,18 @@ def test_a_response_record_is_read_by_its_byte_range(reader, server, warc):
     result = to_fetch_result(cand(cap.url), got, CFG)
     assert (result.outcome, result.body, result.encoding) == ("fetched", PAGE, "utf-8")
     assert result.final_url == "http://example.com/a"
+
+
+def test_the_range_read_counts_on_the_clock_of_the_url_being_fetched(server, warc):
+    """The fetch log's fetching_s of an archived page includes the read of its record."""
+    fetcher = Fetcher(CFG)
+    clock = fetcher.begin()
+    assert isinstance(
+        RecordReader(fetcher, server.base_url + "/").read(warc[1]["page"]), WarcResponse
+    )
+    fetcher.close()
+    assert clock.fetching_s > 0
+    assert clock.queued_s + clock.fetching_s <= time.monotonic() - clock.start
 
 
 def test_the_live_rules_apply_to_archived_responses(reader, warc):

@@ -182,23 +182,29 @@ def test_dask_replay_gives_the_live_documents(served_dump, reference, dask_clust
     assert replayed == _without_provenance(reference)
 
 
-def test_dask_cluster_gives_the_same_documents_from_an_archive(
-    archive_world, dask_cluster, tmp_path
-):
-    """The archive backend (a real pywb, tests/archive_world.py) on Dask and on the FnApiRunner."""
+@pytest.fixture(scope="module")
+def archived(archive_world, tmp_path_factory):
+    """A dump of links into the archive world (a real pywb, tests/archive_world.py), the
+    archive backend's settings and the documents the FnApiRunner reads with them."""
     from tests.archive_world import NEWS, SUBMITTED
     from tests.test_archive import ARCHIVE
 
+    tmp = tmp_path_factory.mktemp("archived")
     paths = ("story", "moved", "rev", "flaky", "gone", "never")
     subs = [submission(i, f"{NEWS}/{p}", created_utc=SUBMITTED) for i, p in enumerate(paths)]
-    dump = tmp_path / "RS_archived.zst"
+    dump = tmp / "RS_archived.zst"
     write_dump(dump, subs)
-    archived = {"fetch.backend": "archive", "archive.sources": (archive_world.source,)}
-    archived |= {f"archive.{k}": v for k, v in ARCHIVE.items()}
-    reference = _ingest(tmp_path / "fnapi", dump, **archived)
+    settings = {"fetch.backend": "archive", "archive.sources": (archive_world.source,)}
+    settings |= {f"archive.{k}": v for k, v in ARCHIVE.items()}
+    reference = _ingest(tmp / "fnapi", dump, **settings)
     assert {d["source"] for d in reference} == {"local"}
     assert len(reference) == 4  # gone: only a 404 capture; never: not archived
-    assert _ingest(tmp_path / "dask", dump, _on_dask(dask_cluster), **archived) == reference
+    return dump, settings, reference
+
+
+def test_dask_cluster_gives_the_same_documents_from_an_archive(archived, dask_cluster, tmp_path):
+    dump, settings, reference = archived
+    assert _ingest(tmp_path / "dask", dump, _on_dask(dask_cluster), **settings) == reference
 
 
 def test_on_dask_extraction_runs_its_children_in_parallel(dask_cluster, tmp_path):
@@ -215,7 +221,9 @@ def test_on_dask_extraction_runs_its_children_in_parallel(dask_cluster, tmp_path
     assert outcomes == [["doc", "good"], [TIMEOUT, "https://example.org/slow"]]
 
 
-def test_portable_runner_gives_the_same_documents(served_dump, reference):
+def test_portable_runner_gives_the_same_documents(served_dump, reference, archived, archive_world):
+    """Live pages, and archived ones by Common Crawl's route (CDX, then one Range read per
+    record), on Beam's portability layer give the FnApiRunner's documents."""
     tmp, dump = served_dump
     job_port, pool_port = _free_port(), _free_port()
     python = sys.executable
@@ -233,20 +241,22 @@ def test_portable_runner_gives_the_same_documents(served_dump, reference):
         "--service_port",
         str(pool_port),
     ]
+    portable = (
+        "--runner=PortableRunner",
+        f"--job_endpoint=localhost:{job_port}",
+        "--environment_type=EXTERNAL",
+        f"--environment_config=localhost:{pool_port}",
+    )
+    archived_dump, settings, archived_reference = archived
+    settings = {**settings, "archive.sources": (archive_world.cc_source,)}
     with _processes(job_service, pool) as procs:
         _wait_for_port(job_port, procs)
         _wait_for_port(pool_port, procs)
-        docs = _ingest(
-            tmp / "portable",
-            dump,
-            (
-                "--runner=PortableRunner",
-                f"--job_endpoint=localhost:{job_port}",
-                "--environment_type=EXTERNAL",
-                f"--environment_config=localhost:{pool_port}",
-            ),
-        )
+        docs = _ingest(tmp / "portable", dump, portable)
+        from_archive = _ingest(tmp / "portable-archive", archived_dump, portable, **settings)
     assert docs == reference
+    assert {d["source"] for d in from_archive} == {"cc"}
+    assert _without_provenance(from_archive) == _without_provenance(archived_reference)
 
 
 def _dedup(run: Path, beam_args: tuple[str, ...] = ()) -> list[dict]:
