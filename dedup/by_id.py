@@ -1,6 +1,11 @@
 """``webtext dedup`` on shards, deciding from ids: only ids, refs and file names are shuffled.
 
     paths --DedupById(cfg, out, work)--> DedupOutputs(files, drops, extras)
+    scans --DecideById(cfg, work, report_dir)--> Decisions(moves, drops, extras)
+
+Steps 2-5 (:class:`DecideById`) only need shards scanned into ``work`` (:func:`scan_docs`),
+whatever the rows are read from: ``webtext dedup`` scans text shards, the ingest's pages phase
+scans its spill files (:mod:`pipeline.spill_dedup`) and writes its survivors its own way.
 
 1. ``Scan`` reads each input shard once: per document it computes the shingle set, signature
    and band hashes, writes them (with the survivor fields and a text snippet) to the shard's
@@ -90,32 +95,36 @@ class DedupOutputs(NamedTuple):
 
 
 def scan_shard(item: tuple[int, str], work: str, cfg: DedupConfig) -> Iterator[ScanInfo]:
-    """Spill one shard's shingles, signatures, fields and grouping keys; yield its counts."""
+    """Spill one text shard's shingles, signatures, fields and grouping keys; yield its counts."""
     shard, path = item
-    band = banding(cfg.threshold, cfg.num_perm, cfg.fn_weight, cfg.bands, cfg.rows)
     table = read_table(path, SCAN_COLUMNS)
-    exact = np.zeros(table.num_rows, dtype=EXACT_ENTRY)
+    docs = (d for s in range(0, table.num_rows, BATCH) for d in table.slice(s, BATCH).to_pylist())
+    yield scan_docs(shard, path, docs, work, cfg)
+
+
+def scan_docs(
+    shard: int, source: str, docs: Iterable[dict], work: str, cfg: DedupConfig
+) -> ScanInfo:
+    """Scan one shard's documents (dicts with SCAN_COLUMNS, in row order, read as they come):
+    write its spill file and key files, note ``source`` (the file its rows come from, for the
+    step that writes the survivors), and return its counts."""
+    band = banding(cfg.threshold, cfg.num_perm, cfg.fn_weight, cfg.bands, cfg.rows)
+    exact: list[tuple[int, int, int, int, int, bool]] = []
     bands: list[tuple[int, int, int]] = []
 
     def spill_rows() -> Iterator[list[bytes]]:
-        for start in range(0, table.num_rows, BATCH):
-            docs = table.slice(start, BATCH).to_pylist()
-            shingles = [shingle_hashes(d["text"] or "", cfg.ngram) for d in docs]
+        for batch in _batches(docs, BATCH):
+            shingles = [shingle_hashes(d["text"] or "", cfg.ngram) for d in batch]
             full = [i for i, s in enumerate(shingles) if len(s)]
             sigs = minhash_signatures([shingles[i] for i in full], cfg.num_perm, cfg.seed)
             sig_of = dict(zip(full, sigs, strict=True))
-            for i, d in enumerate(docs):
+            for i, d in enumerate(batch):
                 sig = sig_of.get(i)
-                row, ref = start + i, doc_ref(shard, start + i)
+                ref = doc_ref(shard, len(exact))
                 digest = xxhash.xxh3_128_intdigest(d["content_hash"].encode())
                 sketched = sig is not None
-                exact[row] = (
-                    digest >> 64,
-                    digest & _M64,
-                    ref,
-                    d["karma"],
-                    d["created_utc"],
-                    sketched,
+                exact.append(
+                    (digest >> 64, digest & _M64, ref, d["karma"], d["created_utc"], sketched)
                 )
                 if sketched:
                     bands.extend((h, ref, b) for b, h in enumerate(band_hashes(sig, band)))
@@ -127,10 +136,22 @@ def scan_shard(item: tuple[int, str], work: str, cfg: DedupConfig) -> Iterator[S
                 ]
 
     write_shard(work, shard, spill_rows())
-    write_bytes(_source_file(work, shard), path.encode("utf-8"))
-    write_keys(work, shard, "exact", exact)
+    write_bytes(_source_file(work, shard), source.encode("utf-8"))
+    keys = np.array(exact, dtype=EXACT_ENTRY)
+    write_keys(work, shard, "exact", keys)
     write_keys(work, shard, "bands", np.array(bands, dtype=BAND_ENTRY))
-    yield shard, table.num_rows, int(exact["sketched"].sum())
+    return shard, len(keys), int(keys["sketched"].sum())
+
+
+def _batches(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for d in docs:
+        batch.append(d)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def plan_buckets(
@@ -399,6 +420,60 @@ def merge_submissions(own: list[dict], inherited: list[dict]) -> list[dict]:
     return sorted(seen.values(), key=lambda s: (s["created_utc"], s["id"]))
 
 
+class MovesByShard(beam.PTransform):
+    """(PCollection[(shard, path)], PCollection[Move]) -> (shard, its tagged moves) for every
+    scanned shard: ("removed", row) per removed row, ("inherits", (owner row, removed ref)) per
+    row inheriting submissions. Ints only: a task holds one shard's moves, not every removed id.
+    """
+
+    def expand(self, pcolls):
+        shards, moves = pcolls
+        return (
+            (
+                shards | "EveryShard" >> beam.Map(_every_shard),
+                moves | "ByShard" >> beam.FlatMap(_by_shard),
+            )
+            | "ShardItems" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+        )
+
+
+class ShardMoves(NamedTuple):
+    """One shard's moves, read from :class:`MovesByShard`'s tagged values."""
+
+    removed: set[int]
+    inherits: dict[int, list[int]]  # owner row -> refs whose submissions it inherits
+
+    @classmethod
+    def of(cls, tagged: Iterable[tuple[str, Any]]) -> ShardMoves:
+        moves = cls(set(), {})
+        for tag, value in tagged:
+            if tag == "removed":
+                moves.removed.add(value)
+            elif tag == "inherits":
+                moves.inherits.setdefault(value[0], []).append(value[1])
+        return moves
+
+    def submissions(self, spill: SpillReader, row: int, own: list[dict]) -> list[dict]:
+        """Row ``row``'s submissions with those it inherits (read by ref, in
+        :func:`survivor_key` order)."""
+        refs = self.inherits.get(row)
+        if not refs:
+            return own
+        metas = sorted((spill.meta(r) for r in refs), key=survivor_key)
+        return merge_submissions(own, [sub for m in metas for sub in m["submissions"]])
+
+
+def source_of(work: str, shard: int) -> str:
+    """The file a scanned shard's rows came from (noted by the scan: only shard numbers cross
+    the shuffle, no side input)."""
+    return read_bytes(_source_file(work, shard)).decode("utf-8")
+
+
+def _source_file(work: str, shard: int) -> str:
+    return join(work, f"{shard:05d}.source")
+
+
 # --- 5. filter and write, one step per shard -----------------------------------------------------
 
 
@@ -406,8 +481,8 @@ class WriteShard(beam.DoFn):
     """(shard, its removed rows and inherited refs) -> the same-numbered output shard.
 
     Reads the input shard, drops the removed rows, gives each owner the submissions of the
-    documents it replaces (read by ref, in :func:`survivor_key` order) and writes
-    ``part-NNNNN``: a task holds one shard's rows and moves, whatever the input's size.
+    documents it replaces and writes ``part-NNNNN``: a task holds one shard's rows and moves,
+    whatever the input's size.
     """
 
     def __init__(self, work: str, out: str, fmt: str):
@@ -420,25 +495,15 @@ class WriteShard(beam.DoFn):
         from foundation.shards import write_table
 
         shard, tagged = item
-        removed: set[int] = set()
-        inherits: dict[int, list[int]] = {}
-        for tag, value in tagged:
-            if tag == "removed":
-                removed.add(value)
-            elif tag == "inherits":
-                inherits.setdefault(value[0], []).append(value[1])
-        table = read_table(read_bytes(_source_file(self.work, shard)).decode("utf-8"))
+        moves = ShardMoves.of(tagged)
+        table = read_table(source_of(self.work, shard))
         keep = np.ones(table.num_rows, dtype=bool)
-        keep[list(removed)] = False
+        keep[list(moves.removed)] = False
         if not keep.any():
             return
         rows = table.filter(keep).to_pylist()
         for row, index in zip(rows, np.flatnonzero(keep).tolist(), strict=True):
-            refs = inherits.get(index)
-            if refs:
-                metas = sorted((self.spill.meta(r) for r in refs), key=survivor_key)
-                extra = [sub for m in metas for sub in m["submissions"]]
-                row["submissions"] = merge_submissions(row["submissions"], extra)
+            row["submissions"] = moves.submissions(self.spill, index, row["submissions"])
         path = join(self.out, shard_name(shard, self.fmt))
         yield write_table(table_from_rows(rows, TEXT_SCHEMA), path, self.fmt)
 
@@ -446,13 +511,7 @@ class WriteShard(beam.DoFn):
         self.spill.close()
 
 
-def _source_file(work: str, shard: int) -> str:
-    """Where the scan notes the input shard's path (the writer reads it: only shard numbers
-    cross the shuffle, no side input)."""
-    return join(work, f"{shard:05d}.source")
-
-
-# --- the transform -------------------------------------------------------------------------------
+# --- the transforms ------------------------------------------------------------------------------
 
 
 def _tagged(value: Any, tag: str) -> tuple[str, Any]:
@@ -471,25 +530,24 @@ def _empty(p: beam.Pipeline, label: str) -> beam.PCollection:
     return p | label >> beam.Create([])
 
 
-class DedupById(beam.PTransform):
-    """PCollection[(shard number, path)] of text shards -> DedupOutputs (module docstring)."""
+class Decisions(NamedTuple):
+    moves: beam.PCollection  # Move per removed document, owner final
+    drops: beam.PCollection  # Drop per removed document
+    extras: beam.PCollection  # ("dedup_report", summary) when near dedup runs
 
-    def __init__(
-        self, cfg: DedupConfig, output: OutputConfig, out: str, work: str, report_dir: str
-    ):
+
+class DecideById(beam.PTransform):
+    """PCollection[ScanInfo] (shards scanned into ``work``) -> Decisions: exact and near dedup
+    from the key files, bucket by bucket (module docstring, steps 2-5). Both ``webtext dedup``
+    (:class:`DedupById`) and the ingest's pages phase (over its spill files) decide here."""
+
+    def __init__(self, cfg: DedupConfig, work: str, report_dir: str):
         super().__init__()
-        self.cfg, self.output, self.out, self.work, self.report_dir = (
-            cfg,
-            output,
-            out,
-            work,
-            report_dir,
-        )
+        self.cfg, self.work, self.report_dir = cfg, work, report_dir
 
-    def expand(self, shards):
+    def expand(self, scanned):
         cfg, work = self.cfg, self.work
-        p = shards.pipeline
-        scanned = shards | "Scan" >> beam.FlatMap(scan_shard, work, cfg)
+        p = scanned.pipeline
         buckets = (
             scanned
             | "AllScans" >> Gather()
@@ -522,18 +580,9 @@ class DedupById(beam.PTransform):
                 | "FinalOwners" >> beam.FlatMapTuple(final_owners),
                 near["move"],
             ) | "AllMoves" >> beam.Flatten()
-        files = (
-            (
-                shards | "EveryShard" >> beam.Map(_every_shard),
-                moves | "ByShard" >> beam.FlatMap(_by_shard),
-            )
-            | "ShardItems" >> beam.Flatten()
-            | "GroupByShard" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(WriteShard(work, self.out, self.output.format))
-        )
         all_drops = drops | "AllDrops" >> beam.Flatten() if drops else _empty(p, "NoDrops")
         all_extras = extras | "AllExtras" >> beam.Flatten() if extras else _empty(p, "NoExtras")
-        return DedupOutputs(files, all_drops, all_extras)
+        return Decisions(moves, all_drops, all_extras)
 
     def _near(self, scanned, buckets, exact_moves, exact) -> dict[str, Any]:
         cfg, work = self.cfg, self.work
@@ -577,3 +626,33 @@ class DedupById(beam.PTransform):
         params = scanned.pipeline | "Params" >> beam.Create([run_params(cfg, band)])
         report = resolved["cluster"] | "Report" >> NearDedupReport(stats, params, self.report_dir)
         return {**resolved, "report": report}
+
+
+class DedupById(beam.PTransform):
+    """PCollection[(shard number, path)] of text shards -> DedupOutputs (module docstring)."""
+
+    def __init__(
+        self, cfg: DedupConfig, output: OutputConfig, out: str, work: str, report_dir: str
+    ):
+        super().__init__()
+        self.cfg, self.output, self.out, self.work, self.report_dir = (
+            cfg,
+            output,
+            out,
+            work,
+            report_dir,
+        )
+
+    def expand(self, shards):
+        work = self.work
+        decided = (
+            shards
+            | "Scan" >> beam.FlatMap(scan_shard, work, self.cfg)
+            | "Decide" >> DecideById(self.cfg, work, self.report_dir)
+        )
+        files = (
+            (shards, decided.moves)
+            | "MovesByShard" >> MovesByShard()
+            | "Write" >> beam.ParDo(WriteShard(work, self.out, self.output.format))
+        )
+        return DedupOutputs(files, decided.drops, decided.extras)

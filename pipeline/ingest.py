@@ -195,12 +195,10 @@ def _count_source(result: FetchResult) -> list[tuple[str, int]]:
 def build_pages_pipeline(
     p: beam.Pipeline, cfg: JobConfig, unit_paths: list[str], layout: RunLayout
 ) -> None:
-    from dedup.index import run_key
-    from dedup.stage import Deduplicate
     from pipeline.extract import Extract
     from pipeline.fetch import FetchUnits, ReplayWarc
     from pipeline.quality import Quality
-    from pipeline.spill import SpillDocuments, reference, unspill
+    from pipeline.spill import SpillDocuments, unspill
 
     units = p | "Units" >> beam.Create(unit_paths)
     if not cfg.fetch.replays:
@@ -220,12 +218,11 @@ def build_pages_pipeline(
     docs, extract_drops = pages | "Extract" >> Extract(cfg.extract) | "SplitExtract" >> SplitDrops()
     docs, quality_drops = docs | "Quality" >> Quality(cfg.quality) | "SplitQuality" >> SplitDrops()
     docs = docs | "Spill" >> SpillDocuments(layout_spill(layout))  # what follows carries ids
-    deduped = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
+    deduped = _dedup(docs, cfg, layout)
     drops = (failed, extract_drops, quality_drops, deduped.drops) | "AllDrops" >> beam.Flatten()
     sources = results | "CountSources" >> beam.FlatMap(_count_source)
-    survivors = deduped.documents | "References" >> beam.Map(reference)  # the text stays behind
     _ = {
-        "documents": survivors,
+        "documents": deduped.documents,  # references: the text stays behind
         "drops": drops,
         "extras": deduped.extras,
     } | "Commit" >> CommitShards(
@@ -236,6 +233,24 @@ def build_pages_pipeline(
         resolve=unspill,
         drop_log=DropLog(drops_dir(layout.shards), cfg.output.max_drops_per_rule),
     )
+
+
+def _dedup(docs: beam.PCollection, cfg: JobConfig, layout: RunLayout):
+    """Slim spilled documents -> DedupOutputs whose documents are references to the survivors.
+
+    Decided from ids over the spill files (:mod:`pipeline.spill_dedup`), unless a persisted
+    index is read or written: the in-memory transform carries the sketches the index needs."""
+    if cfg.dedup.index or cfg.dedup.write_index:
+        from dedup.index import run_key
+        from dedup.stage import Deduplicate
+        from pipeline.spill import reference
+
+        out = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
+        return out._replace(documents=out.documents | "References" >> beam.Map(reference))
+    from pipeline.spill_dedup import DedupSpilled
+
+    work = storage.join(layout_spill(layout), "_dedup")
+    return docs | "Dedup" >> DedupSpilled(cfg.dedup, work, layout.dedup)
 
 
 def layout_spill(layout: RunLayout) -> str:

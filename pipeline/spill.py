@@ -16,30 +16,34 @@ manifest is committed, and emptied when a killed run is rerun.
 
 from __future__ import annotations
 
+import io
 import pickle
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 
 from foundation import storage
 
 SPILL = "spill"  # (file, offset, length) of the pickled row
+SPILL_DOCS = 4096
+"""Documents per spill file at most: dedup scans one file in a task (:mod:`pipeline.spill_dedup`),
+so a file's size, not the bundle's, bounds that task."""
 DEDUP_FIELDS = ("id", "url", "content_hash", "karma", "created_utc", "submissions", "text")
 """What dedup reads of a document (``dedup.survivor``, ``dedup.exact``, the near-dedup sketch
 and report, the drop log's URL); the rest of the row stays in the spill file."""
 
 
 class _SpillFn(beam.DoFn):
-    """Appends each document to its bundle's spill file; emits its slim form at once (the
-    file is complete before anything downstream of a grouping reads it)."""
+    """Appends each document to its bundle's current spill file (a new one every
+    ``SPILL_DOCS`` documents); emits its slim form at once (the file is complete before
+    anything downstream of a grouping reads it)."""
 
     def __init__(self, directory: str):
         self.directory = directory
 
     def start_bundle(self) -> None:
         self._stack = None
-        self._offset = 0
 
     def process(self, doc: dict):
         if self._stack is None:
@@ -48,11 +52,15 @@ class _SpillFn(beam.DoFn):
             self._stack = ExitStack()
             self._path = storage.join(self.directory, f"{uuid.uuid4().hex}.pkl")
             self._out = self._stack.enter_context(storage.atomic_output(self._path))
+            self._offset, self._docs = 0, 0
         data = pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
         self._out.write(data)
         slim = {k: doc[k] for k in DEDUP_FIELDS}
         slim[SPILL] = (self._path, self._offset, len(data))
         self._offset += len(data)
+        self._docs += 1
+        if self._docs == SPILL_DOCS:
+            self.finish_bundle()
         yield slim
 
     def finish_bundle(self) -> None:
@@ -100,6 +108,16 @@ def unspill(records: Iterable[dict]) -> list[dict]:
                 row["submissions"] = r["submissions"]
                 rows.append(row)
     return rows
+
+
+def spilled_rows(path: str) -> Iterator[tuple[dict, tuple[str, int, int]]]:
+    """Every row of a spill file, in order, with its SPILL reference."""
+    data = storage.read_bytes(path)
+    f = io.BytesIO(data)
+    while f.tell() < len(data):
+        offset = f.tell()
+        row = pickle.load(f)
+        yield row, (path, offset, f.tell() - offset)
 
 
 def clear(directory: str) -> None:

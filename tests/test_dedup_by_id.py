@@ -165,7 +165,7 @@ class _ShuffleInputs(PipelineVisitor):
         if (
             isinstance(node.transform, beam.GroupByKey)
             and label.startswith("Dedup/")
-            and not label.startswith("Dedup/Report/")
+            and "/Report/" not in label
             and not any(label.startswith(f"{r}/") for r, _ in self.found)
         ):
             self.found.append((label, node.inputs[0]))
