@@ -36,11 +36,11 @@ and report, the drop log's URL); the rest of the row stays in the spill file."""
 
 class _SpillFn(beam.DoFn):
     """Appends each document to its bundle's current spill file (a new one every
-    ``SPILL_DOCS`` documents); emits its slim form at once (the file is complete before
+    ``docs_per_file`` documents); emits its slim form at once (the file is complete before
     anything downstream of a grouping reads it)."""
 
-    def __init__(self, directory: str):
-        self.directory = directory
+    def __init__(self, directory: str, docs_per_file: int):
+        self.directory, self.docs_per_file = directory, docs_per_file
 
     def start_bundle(self) -> None:
         self._stack = None
@@ -59,7 +59,7 @@ class _SpillFn(beam.DoFn):
         slim[SPILL] = (self._path, self._offset, len(data))
         self._offset += len(data)
         self._docs += 1
-        if self._docs == SPILL_DOCS:
+        if self._docs == self.docs_per_file:
             self.finish_bundle()
         yield slim
 
@@ -72,12 +72,14 @@ class _SpillFn(beam.DoFn):
 class SpillDocuments(beam.PTransform):
     """PCollection[dict] (TEXT_SCHEMA rows) -> PCollection[dict]: slim documents (see above)."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, docs_per_file: int = SPILL_DOCS):
         super().__init__()
-        self.directory = directory
+        if docs_per_file <= 0:
+            raise ValueError(f"docs_per_file must be positive, got {docs_per_file}")
+        self.directory, self.docs_per_file = directory, docs_per_file
 
     def expand(self, docs):
-        return docs | "Spill" >> beam.ParDo(_SpillFn(self.directory))
+        return docs | "Spill" >> beam.ParDo(_SpillFn(self.directory, self.docs_per_file))
 
 
 WRITE_FIELDS = ("id", "submissions", SPILL)

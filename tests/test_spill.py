@@ -53,3 +53,37 @@ def test_spilled_documents_travel_slim_and_come_back_whole(tmp_path):
     )
     clear(spill)
     assert not os.path.exists(spill)
+
+
+def test_dedup_over_spill_files_decides_as_the_in_memory_transform(tmp_path):
+    """The pages phase's dedup (spill files as dedup shards, decided from ids) keeps, merges,
+    drops and reports exactly what ``Deduplicate`` does on the same slim documents."""
+    import json
+
+    from dedup.stage import Deduplicate
+    from foundation.config import DedupConfig
+    from pipeline.spill_dedup import DedupSpilled
+    from tests.test_dedup_by_id import _planted
+
+    spill, docs = str(tmp_path / "spill"), _planted()
+    cfg = DedupConfig(cc_rounds=4, bucket_docs=4)
+    got = {k: Collect(str(tmp_path / f"{k}.pkl")) for k in ("old", "new", "old_d", "new_d")}
+    with TestPipeline(runner="FnApiRunner") as p:
+        slim = p | beam.Create(docs) | SpillDocuments(spill, docs_per_file=4)
+        old = slim | "Old" >> Deduplicate(cfg, str(tmp_path / "old"), "run")
+        new = slim | "New" >> DedupSpilled(cfg, f"{spill}/_dedup", str(tmp_path / "new"))
+        assert_that(old.documents | beam.Map(reference), got["old"], label="OldDocs")
+        assert_that(new.documents, got["new"], label="NewDocs")
+        assert_that(old.drops, got["old_d"], label="OldDrops")
+        assert_that(new.drops, got["new_d"], label="NewDrops")
+    assert len([n for n in os.listdir(spill) if n.endswith(".pkl")]) >= len(docs) // 4
+    kept = sorted(got["new"].load(), key=lambda r: r["id"])
+    assert kept == sorted(got["old"].load(), key=lambda r: r["id"])  # ids, submissions, where
+    assert len(kept) == len(docs) - 10  # 5 exact and 5 near copies
+    key = lambda d: (d.reason, d.id)  # noqa: E731
+    assert sorted(got["new_d"].load(), key=key) == sorted(got["old_d"].load(), key=key)
+    for name in ("report.json", "report.md"):
+        assert (tmp_path / "new" / name).read_text() == (tmp_path / "old" / name).read_text()
+    assert json.loads((tmp_path / "new" / "report.json").read_text())["removed"]["near"] == 5
+    by_id = {d["id"]: d for d in docs}
+    assert all(r == {**by_id[r["id"]], "submissions": r["submissions"]} for r in unspill(kept))
