@@ -67,6 +67,7 @@ from dedup.transforms import (
     _split,
     run_params,
 )
+from foundation.batches import batched
 from foundation.config import DedupConfig, OutputConfig
 from foundation.drops import reason_one
 from foundation.gather import Gather, Spread
@@ -113,7 +114,7 @@ def scan_docs(
     bands: list[tuple[int, int, int]] = []
 
     def spill_rows() -> Iterator[list[bytes]]:
-        for batch in _batches(docs, BATCH):
+        for batch in batched(docs, BATCH):
             shingles = [shingle_hashes(d["text"] or "", cfg.ngram) for d in batch]
             full = [i for i, s in enumerate(shingles) if len(s)]
             sigs = minhash_signatures([shingles[i] for i in full], cfg.num_perm, cfg.seed)
@@ -141,17 +142,6 @@ def scan_docs(
     write_keys(work, shard, "exact", keys)
     write_keys(work, shard, "bands", np.array(bands, dtype=BAND_ENTRY))
     return shard, len(keys), int(keys["sketched"].sum())
-
-
-def _batches(docs: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    batch: list[dict] = []
-    for d in docs:
-        batch.append(d)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def plan_buckets(

@@ -48,13 +48,13 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from foundation import storage
+from foundation.batches import batched
 from foundation.config import ArchiveConfig, FetchConfig
 from foundation.errors import WebtextError
 from foundation.records import Candidate, FetchResult, candidate_from_row
@@ -184,21 +184,6 @@ PAGE_BATCH = 32
 """A unit's FetchResults leave in lists of up to this many: extraction works on a list's pages in
 parallel and emits all of them within its call (a runner may lose what a DoFn emits only when
 its bundle ends, as Dask's does), so a list is the unit of parallel extraction."""
-
-
-T = TypeVar("T")
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in lists of up to ``size``, each as soon as it is full."""
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 class _FetchUnitFn(beam.DoFn):
