@@ -1,6 +1,6 @@
-"""``webtext dedup`` on shards, deciding from ids: only ids, refs and file names are shuffled.
+"""``webtext dedup`` on shards, deciding from ids: only refs, ints and file names are shuffled.
 
-    paths --DedupById(cfg, out, work)--> DedupOutputs(files, drops, extras)
+    paths --DedupById(cfg, out, work, report_dir, log)--> DedupOutputs(files, drops, extras)
 
 1. ``Scan`` reads each input shard once: per document it computes the shingle set, signature
    and band hashes, writes them (with the survivor fields and a text snippet) to the shard's
@@ -13,12 +13,14 @@
    into ``ceil(documents / dedup.bucket_docs)`` buckets; each bucket task reads its range from
    every shard's key file, so a task holds about ``bucket_docs`` documents' keys at any size.
 3. Exact, per bucket: equal content hashes -> survivor by :func:`dedup.survivor.survivor_key`;
-   the bucket's removed refs go to a file that LSH reads.
+   the bucket's removed refs go to a file that LSH reads, and its drops to one part of the drop
+   log (``log``), written by the bucket task: a Drop never crosses a shuffle.
 4. Near, per bucket (after every exact bucket): the exact survivors' (band, band hash) groups
    -> candidate pairs (as :func:`dedup.transforms.bucket_pairs` forms them), written to the
    pair bucket that owns them; per pair bucket (a GroupByKey of file names): distinct pairs ->
-   verification reading both shingle sets by ref from the spill files -> edges -> connected
-   components -> each cluster's survivor, chosen from the fields read by ref.
+   verification reading both shingle sets by ref from the spill files -> edges (ref pairs) ->
+   connected components of refs -> each cluster's survivor, chosen from the fields read by ref;
+   its drops are logged and its report records combined in the same stage.
 5. Removed documents map to the document that now owns their submissions; each move is keyed
    by the input shard of the removed row and of the owner row (refs and rows only).
 6. ``Write``, per input shard (a GroupByKey of shard numbers): reads the shard, drops its removed
@@ -27,7 +29,8 @@
    never enter a PCollection, and a task holds one shard's moves, not every removed id.
 
 Per document, nothing crosses a shuffle until a document is found to be a duplicate: then its
-edges, cluster and move do. The removed set, the survivors and the report are those of
+edges, cluster membership and move do, as ints (refs); counts cross as per-task sums.
+The removed set, the survivors and the report are those of
 :class:`dedup.stage.Deduplicate` (a test compares them); the persisted index
 (``dedup.index``/``write_index``) still uses that transform, which carries sketches.
 """
