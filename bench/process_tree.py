@@ -37,6 +37,21 @@ class Measured:
     """Per kind: the highest RSS of any one of its processes."""
 
 
+def process_kind(p: psutil.Process, root: psutil.Process) -> str:
+    """Which part of a ``webtext`` run process ``p`` is: the driver, a Beam SDK worker, an
+    extraction zygote, an extraction child (forked from a zygote) or other."""
+    if p.pid == root.pid:
+        return "driver"
+    cmd = " ".join(p.cmdline())
+    if "sdk_worker_main" in cmd:
+        return "worker"
+    if "pipeline.sandbox" in cmd:
+        parent = p.parent()
+        is_child = parent is not None and "pipeline.sandbox" in " ".join(parent.cmdline())
+        return "extract_child" if is_child else "zygote"
+    return "other"
+
+
 def tree_rss(proc: psutil.Process) -> int:
     """Resident bytes of ``proc`` and every descendant (processes that vanish count 0)."""
     total = 0
@@ -60,9 +75,13 @@ def run_measured(
     interval_s: float = 0.5,
     cwd: str | None = None,
     kind: Callable[[psutil.Process, psutil.Process], str] | None = None,
+    report: Callable[[float, list[tuple[str, int]]], None] | None = None,
+    report_s: float = 10.0,
 ) -> Measured:
     """Run ``argv`` to completion, sampling its process tree's RSS every ``interval_s``
-    (by ``kind`` of process too, when given)."""
+    (by ``kind`` of process too, when given). ``report(elapsed, [(kind, rss), ...])`` sees the
+    sample every ``report_s`` (and the largest since the last report), so a long run says
+    which process grows and when."""
     start = time.perf_counter()
     child = subprocess.Popen(
         argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -73,6 +92,8 @@ def run_measured(
     at_peak: dict[str, int] = {}
     process_peak: dict[str, int] = {}
     name = kind or (lambda p, root: "all")
+    largest: list[tuple[str, int]] = []
+    reported = [start]
 
     def sample() -> None:
         while not done.wait(interval_s):
@@ -80,6 +101,13 @@ def run_measured(
                 rows = tree_rss_by(proc, name)
             except psutil.Error:
                 return
+            if report is not None:
+                if sum(r for _, r in rows) >= sum(r for _, r in largest):
+                    largest[:] = rows
+                if time.perf_counter() - reported[0] >= report_s:
+                    reported[0] = time.perf_counter()
+                    report(reported[0] - start, list(largest))
+                    largest.clear()
             sums: dict[str, int] = {}
             for k, rss in rows:
                 sums[k] = sums.get(k, 0) + rss

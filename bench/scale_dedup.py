@@ -13,6 +13,8 @@ from Python) queried and inserted into a ``MinHashLSH`` with the same threshold 
 verify candidates; ``datasketch_unverified`` counts its removals whose candidates all have a
 true Jaccard below the threshold. ``--growth`` also runs ``webtext dedup`` (not the baseline)
 on 4n documents and prints ``mem_growth``, ``time_growth`` (wall) and ``cpu_growth``.
+``driver_peak_mb`` and ``worker_peak_mb`` are the highest RSS of the driver and of any one
+Beam worker (``driver_growth``, ``worker_growth`` at 4n).
 """
 
 from __future__ import annotations
@@ -159,6 +161,13 @@ def _field(output: str, name: str) -> int:
     raise SystemExit(f"no {name} in:\n{output[-2000:]}")
 
 
+def process_kind(p, root) -> str:
+    """The driver (the CLI process), a Beam SDK worker, or other."""
+    if p.pid == root.pid:
+        return "driver"
+    return "worker" if "sdk_worker_main" in " ".join(p.cmdline()) else "other"
+
+
 def _child_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -176,7 +185,7 @@ def measure(n: int, work: Path, with_baseline: bool = True) -> dict[str, float]:
     ours = run_measured(
         [py, "-m", "webtext.cli", "dedup", str(shards), "--out", str(work / f"out-{n}"),
          "--output-workers", "2"],
-        cwd=str(ROOT),
+        cwd=str(ROOT), kind=process_kind,
     )  # fmt: skip
     if ours.returncode != 0:
         raise SystemExit(f"webtext dedup failed ({ours.returncode}):\n{ours.output[-3000:]}")
@@ -188,6 +197,8 @@ def measure(n: int, work: Path, with_baseline: bool = True) -> dict[str, float]:
         "dedup_peak_mb": round(ours.peak_mb),
         "dedup_s": round(ours.seconds, 1),
         "dedup_cpu_s": round(cpu1 - cpu0, 1),
+        "driver_peak_mb": round(ours.process_peak_mb.get("driver", 0)),
+        "worker_peak_mb": round(ours.process_peak_mb.get("worker", 0)),
         "removed": removed,
         "removed_exact": report["removed"]["exact"],
         "candidate_pairs": report["candidate_pairs"],
@@ -238,6 +249,9 @@ def main() -> None:
         line["mem_growth"] = round(results[1]["dedup_peak_mb"] / results[0]["dedup_peak_mb"], 2)
         line["time_growth"] = round(results[1]["dedup_s"] / results[0]["dedup_s"], 2)
         line["cpu_growth"] = round(results[1]["dedup_cpu_s"] / results[0]["dedup_cpu_s"], 2)
+        for part in ("driver", "worker"):
+            key = f"{part}_peak_mb"
+            line[f"{part}_growth"] = round(results[1][key] / max(1, results[0][key]), 2)
     print_context(n=args.n, shard_docs=SHARD_DOCS, workers=2, words_per_doc=WORDS_PER_DOC)
     print("scale_dedup: " + " ".join(f"{k}={v}" for k, v in line.items() if k != "n"))
 

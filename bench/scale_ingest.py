@@ -11,6 +11,10 @@ number of candidate URLs. ``ingest_ratio`` is loop wall / ingest wall; on a shar
 ``cpu_ratio`` (2 x loop CPU / ingest CPU, the ratio two idle cores would give) is steadier.
 
     PYTHONPATH=$PWD .venv/bin/python bench/scale_ingest.py [--n 1600000] [--growth]
+        [--loop all|1x|none] [--dumps DIR] [--work DIR]
+
+Every 10 s it prints the RSS of the driver and of each SDK worker and how far the phase is (the
+spill files of each step, the units written), so a growth can be placed in a process and a step.
 
 Last line: ``scale_ingest: ingest_peak_mb=... ingest_ratio=... ingest_s=... loop_s=...
 candidates=...``.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import sys
@@ -32,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.context import print_context  # noqa: E402
-from bench.process_tree import run_measured  # noqa: E402
+from bench.process_tree import process_kind, run_measured  # noqa: E402
 
 SEED = 16
 WORKERS = 2
@@ -169,12 +174,60 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(n: int, work: Path) -> dict[str, float]:
-    """Generate ``n`` submissions under ``work``, run the URL stage and the loop; the figures."""
+def _dump(n: int, work: Path, dumps: Path | None) -> Path:
+    """The dump of ``n`` submissions: kept in ``dumps`` (and reused from there) when given."""
+    folder = dumps or work
+    folder.mkdir(parents=True, exist_ok=True)
+    dump = folder / f"RS_scale_{n}_{SEED}.zst"
+    if dumps is None or not dump.exists():
+        start = time.perf_counter()
+        partial = dump.with_suffix(".part")
+        write_dump(partial, n)
+        partial.rename(dump)
+        print(f"generated the dump in {time.perf_counter() - start:.0f} s", flush=True)
+    size = dump.stat().st_size
+    print(f"dump: {n:,} submissions, {size / 1e6:.0f} MB compressed ({dump})", flush=True)
+    return dump
+
+
+def _steps(urls: Path) -> str:
+    """How far the URL phase is: files in each spill folder, units written."""
+    spill = urls / "_spill"
+
+    def count(folder: Path, pattern: str) -> int:
+        try:
+            return sum(1 for _ in folder.glob(pattern))
+        except OSError:  # removed while listing
+            return 0
+
+    return (
+        f"chunks {count(spill / 'chunks', '*')}, postings {count(spill / 'postings', '*')}, "
+        f"folds {count(spill / 'candidates', '[0-9][0-9][0-9][0-9].arrow')}, "
+        f"by-unit {count(spill / 'candidates', '*.by-unit.arrow')}, "
+        f"units {count(urls, 'part-*')}"
+    )
+
+
+def _reporter(urls: Path):
+    def report(elapsed: float, rows: list[tuple[str, int]]) -> None:
+        driver = sum(rss for kind, rss in rows if kind == "driver")
+        workers = "+".join(  # not the shells that start them
+            f"{rss / 1e6:.0f}" for kind, rss in rows if kind == "worker" and rss > 20e6
+        )
+        print(
+            f"  {elapsed:6.0f} s: driver {driver / 1e6:.0f} MB, workers {workers or '-'} MB; "
+            f"{_steps(urls)}; load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+
+    return report
+
+
+def measure(n: int, work: Path, loop: bool = True, dumps: Path | None = None) -> dict[str, float]:
+    """Run the URL stage on ``n`` generated submissions under ``work`` (and the loop); the
+    figures."""
     work.mkdir(parents=True, exist_ok=True)
-    dump = work / "RS_scale.zst"
-    size = write_dump(dump, n)
-    print(f"dump: {n:,} submissions, {size / 1e6:.0f} MB compressed", flush=True)
+    dump = _dump(n, work, dumps)
     run_dir = work / "run"
     argv = [
         sys.executable,
@@ -190,32 +243,41 @@ def measure(n: int, work: Path) -> dict[str, float]:
         str(WORKERS),
     ]
     cpu_before = _children_cpu()
-    run = run_measured(argv, cwd=str(ROOT))
+    run = run_measured(argv, cwd=str(ROOT), kind=process_kind, report=_reporter(run_dir / "urls"))
     cpu = _children_cpu() - cpu_before
     if run.returncode != 0:
         raise SystemExit(f"ingest failed ({run.returncode}):\n{run.output[-3000:]}")
     manifest = json.loads((run_dir / "urls" / "_manifest.json").read_text())
     candidates = sum(f["rows"] for f in manifest["files"])
+    print(
+        f"ingest: {run.seconds:.1f} s wall, {cpu:.1f} s CPU, {n / run.seconds:,.0f} subs/s, "
+        f"peak {run.peak_mb:,.0f} MB (driver {run.kind_peak_mb.get('driver', 0):,.0f}, "
+        f"largest worker {run.process_peak_mb.get('worker', 0):,.0f}); {candidates:,} "
+        f"candidates, {len(manifest['files']):,} units; load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    figures = {
+        "ingest_peak_mb": round(run.peak_mb, 1),
+        "driver_peak_mb": run.kind_peak_mb.get("driver", 0.0),
+        "worker_peak_mb": run.process_peak_mb.get("worker", 0.0),
+        "ingest_s": round(run.seconds, 2),
+        "ingest_cpu_s": round(cpu, 2),
+        "candidates": candidates,
+    }
+    if not loop:
+        return figures
     t0 = time.perf_counter()
     loop_candidates, loop_cpu = plain_loop(dump)
     loop_s = time.perf_counter() - t0
     if loop_candidates != candidates:
         raise SystemExit(f"candidates differ: ingest {candidates}, loop {loop_candidates}")
-    print(
-        f"ingest: {run.seconds:.1f} s wall, {cpu:.1f} s CPU, {n / run.seconds:,.0f} subs/s, "
-        f"peak {run.peak_mb:,.0f} MB; loop: {loop_s:.1f} s wall, {loop_cpu:.1f} s CPU; "
-        f"{candidates:,} candidates",
-        flush=True,
-    )
+    print(f"loop: {loop_s:.1f} s wall, {loop_cpu:.1f} s CPU", flush=True)
     return {
-        "ingest_peak_mb": round(run.peak_mb, 1),
+        **figures,
         "ingest_ratio": round(loop_s / run.seconds, 3),
-        "ingest_s": round(run.seconds, 2),
-        "ingest_cpu_s": round(cpu, 2),
         "loop_s": round(loop_s, 2),
         "loop_cpu_s": round(loop_cpu, 2),
         "cpu_ratio": round(WORKERS * loop_cpu / cpu, 3),
-        "candidates": candidates,
     }
 
 
@@ -228,15 +290,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_600_000, help="submissions (1x)")
     parser.add_argument("--growth", action="store_true", help="also run 4x, print mem_growth")
     parser.add_argument("--work", type=Path, help="where the dump and run go (a temp folder)")
+    parser.add_argument(
+        "--loop",
+        choices=("all", "1x", "none"),
+        default="all",
+        help="run the plain-loop baseline at every size, at 1x only, or never",
+    )
+    parser.add_argument("--dumps", type=Path, help="keep the generated dumps here and reuse them")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
-        one = measure(args.n, Path(tmp) / "1x")
+        one = measure(args.n, Path(tmp) / "1x", args.loop != "none", args.dumps)
         if args.growth:
-            four = measure(4 * args.n, Path(tmp) / "4x")
+            four = measure(4 * args.n, Path(tmp) / "4x", args.loop == "all", args.dumps)
             one["mem_growth"] = round(four["ingest_peak_mb"] / one["ingest_peak_mb"], 3)
             one["time_growth"] = round(four["ingest_s"] / one["ingest_s"], 3)
+            one["cpu_growth"] = round(four["ingest_cpu_s"] / one["ingest_cpu_s"], 3)
             print(f"4x: {_line(four)}")
-    print_context(n=args.n, workers=WORKERS, growth=args.growth)
+    print_context(n=args.n, workers=WORKERS, growth=args.growth, loop=args.loop)
     print(f"scale_ingest: {_line(one)}")
     return 0
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.context import print_context  # noqa: E402
-from bench.process_tree import VENV_BIN, run_measured  # noqa: E402
+from bench.process_tree import VENV_BIN, process_kind, run_measured  # noqa: E402
 from tests.page_server import WORDS  # noqa: E402
 
 DEFAULT_N = 20_000
@@ -133,21 +133,6 @@ def ingest_argv(dump: Path, warc: Path, run_dir: Path, workers: int) -> list[str
 def _env_argv(argv: list[str]) -> list[str]:
     """``argv`` with PYTHONPATH set to this checkout, so Beam's workers import this code."""
     return ["env", f"PYTHONPATH={ROOT}", *argv]
-
-
-def process_kind(p, root) -> str:
-    """Which part of ``webtext ingest`` process ``p`` is: the driver, a Beam SDK worker, an
-    extraction zygote, an extraction child (forked from a zygote) or other."""
-    if p.pid == root.pid:
-        return "driver"
-    cmd = " ".join(p.cmdline())
-    if "sdk_worker_main" in cmd:
-        return "worker"
-    if "pipeline.sandbox" in cmd:
-        parent = p.parent()
-        is_child = parent is not None and "pipeline.sandbox" in " ".join(parent.cmdline())
-        return "extract_child" if is_child else "zygote"
-    return "other"
 
 
 def children_cpu() -> float:

@@ -1,7 +1,7 @@
-"""``webtext dedup`` on shards, deciding from ids: only ids, refs and file names are shuffled.
+"""``webtext dedup`` on shards, deciding from ids: only refs, ints and file names are shuffled.
 
-    paths --DedupById(cfg, out, work)--> DedupOutputs(files, drops, extras)
-    scans --DecideById(cfg, work, report_dir)--> Decisions(moves, drops, extras)
+    paths --DedupById(cfg, out, work, report_dir, log)--> DedupOutputs(files, drops, extras)
+    scans --DecideById(cfg, work, report_dir, log)--> Decisions(moves, drops, extras)
 
 Steps 2-5 (:class:`DecideById`) only need shards scanned into ``work`` (:func:`scan_docs`),
 whatever the rows are read from: ``webtext dedup`` scans text shards, the ingest's pages phase
@@ -18,12 +18,14 @@ scans its spill files (:mod:`pipeline.spill_dedup`) and writes its survivors its
    into ``ceil(documents / dedup.bucket_docs)`` buckets; each bucket task reads its range from
    every shard's key file, so a task holds about ``bucket_docs`` documents' keys at any size.
 3. Exact, per bucket: equal content hashes -> survivor by :func:`dedup.survivor.survivor_key`;
-   the bucket's removed refs go to a file that LSH reads.
+   the bucket's removed refs go to a file that LSH reads, and its drops to one part of the drop
+   log (``log``), written by the bucket task: a Drop never crosses a shuffle.
 4. Near, per bucket (after every exact bucket): the exact survivors' (band, band hash) groups
    -> candidate pairs (as :func:`dedup.transforms.bucket_pairs` forms them), written to the
    pair bucket that owns them; per pair bucket (a GroupByKey of file names): distinct pairs ->
-   verification reading both shingle sets by ref from the spill files -> edges -> connected
-   components -> each cluster's survivor, chosen from the fields read by ref.
+   verification reading both shingle sets by ref from the spill files -> edges (ref pairs) ->
+   connected components of refs -> each cluster's survivor, chosen from the fields read by ref;
+   its drops are logged and its report records combined in the same stage.
 5. Removed documents map to the document that now owns their submissions; each move is keyed
    by the input shard of the removed row and of the owner row (refs and rows only).
 6. ``Write``, per input shard (a GroupByKey of shard numbers): reads the shard, drops its removed
@@ -32,7 +34,8 @@ scans its spill files (:mod:`pipeline.spill_dedup`) and writes its survivors its
    never enter a PCollection, and a task holds one shard's moves, not every removed id.
 
 Per document, nothing crosses a shuffle until a document is found to be a duplicate: then its
-edges, cluster and move do. The removed set, the survivors and the report are those of
+edges, cluster membership and move do, as ints (refs); counts cross as per-task sums.
+The removed set, the survivors and the report are those of
 :class:`dedup.stage.Deduplicate` (a test compares them); the persisted index
 (``dedup.index``/``write_index``) still uses that transform, which carries sketches.
 """
@@ -69,7 +72,7 @@ from dedup.transforms import (
 )
 from foundation.batches import batched
 from foundation.config import DedupConfig, OutputConfig
-from foundation.drops import reason_one
+from foundation.droplog import DropLog, LogDrops, drop_order, part_counts, write_drops
 from foundation.gather import Gather, Spread
 from foundation.records import Drop
 from foundation.shards import TEXT_SCHEMA, ShardFile, read_table, shard_name, table_from_rows
@@ -78,17 +81,15 @@ from foundation.storage import join, read_bytes, write_bytes
 SCAN_COLUMNS = ["id", "url", "text", "content_hash", "karma", "created_utc", "submissions"]
 _M64 = (1 << 64) - 1
 
-# What a scan emits: (shard, documents, documents with a sketch); a node: (id, ref), which sorts
-# by id like the ids the in-memory transform pairs and clusters.
+# What a scan emits: (shard, documents, documents with a sketch).
 ScanInfo = tuple[int, int, int]
-Node = tuple[str, int]
-Move = tuple[str, int, str, int]
-"""(removed id, its ref, the id that now owns its submissions, that document's ref)."""
+Move = tuple[int, int]
+"""(a removed document's ref, the ref of the document that now owns its submissions)."""
 
 
 class DedupOutputs(NamedTuple):
     files: beam.PCollection  # ShardFile per written output shard
-    drops: beam.PCollection  # Drop per removed document
+    drops: beam.PCollection  # DropFile per part written to the drop log (its counts per rule)
     extras: beam.PCollection  # ("dedup_report", summary) when near dedup runs
 
 
@@ -170,13 +171,14 @@ def _id(spill: SpillReader, ref: int) -> str:
 class ExactBucket(beam.DoFn):
     """A bucket's content hashes -> every copy but the survivor (:func:`survivor_key` order).
 
-    Yields ("move", (removed id, ref, survivor id, ref)), ("count", (name, n)) for near dedup's
-    input counts, and ("removed", bucket) once the bucket's removed refs, which LSH leaves out,
-    are written (:func:`_removed_file`).
+    Writes the bucket's drops to the drop log (one part, ``dedup-exact-BBBBB``) and its
+    removed refs, which LSH leaves out (:func:`_removed_file`). Yields ("move", (ref, survivor
+    ref)), ("drops", DropFile), ("count", (name, n)) per bucket (near dedup's input counts and
+    the exact count) and ("removed", bucket): no Drop or id leaves the task.
     """
 
-    def __init__(self, work: str):
-        self.work = work
+    def __init__(self, work: str, log: DropLog):
+        self.work, self.log = work, log
 
     def setup(self) -> None:
         self.spill = SpillReader(self.work)
@@ -184,7 +186,7 @@ class ExactBucket(beam.DoFn):
     def process(self, item: tuple[int, int, tuple[int, ...]]) -> Iterator[tuple[str, Any]]:
         bucket, buckets, shards = item
         entries = read_bucket(self.work, shards, "exact", EXACT_ENTRY, bucket, buckets)
-        removed, sketched = [], 0
+        removed, drops, sketched = [], [], 0
         for group in exact_groups(entries):
             copies = sorted(
                 (-karma, created, _id(self.spill, ref), ref, has_sketch)
@@ -194,9 +196,20 @@ class ExactBucket(beam.DoFn):
             for _, _, doc_id, ref, has_sketch in copies[1:]:
                 removed.append(ref)
                 sketched += has_sketch
-                yield "move", (doc_id, ref, keep_id, keep_ref)
+                url = self.spill.meta(ref).get("url", "")
+                drops.append(
+                    Drop(EXACT, where=doc_id, detail=keep_id, id=doc_id, url=url, kept=keep_id)
+                )
+                yield "move", (ref, keep_ref)
+        written = write_drops(
+            sorted(drops, key=drop_order), self.log.directory, f"dedup-exact-{bucket:05d}",
+            self.log.cap,
+        )  # fmt: skip
+        if written:
+            yield "drops", written
         yield "count", ("documents_in", -len(removed))
         yield "count", ("documents_sketched", -sketched)
+        yield "count", (EXACT, len(removed))
         _save(_removed_file(self.work, bucket), np.sort(np.array(removed, dtype=np.int64)))
         yield "removed", bucket
 
@@ -217,24 +230,6 @@ def _save(path: str, array: np.ndarray) -> None:
 
 def _load(path: str) -> np.ndarray:
     return np.load(io.BytesIO(read_bytes(path)))
-
-
-class ExactDrop(beam.DoFn):
-    """An exact move -> its Drop, with the removed document's URL read by ref."""
-
-    def __init__(self, work: str):
-        self.work = work
-
-    def setup(self) -> None:
-        self.spill = SpillReader(self.work)
-
-    def process(self, move: tuple[str, int, str, int]) -> Iterator[Drop]:
-        doc_id, ref, keep_id, _ = move
-        url = self.spill.meta(ref).get("url", "")
-        yield Drop(EXACT, where=doc_id, detail=keep_id, id=doc_id, url=url, kept=keep_id)
-
-    def teardown(self) -> None:
-        self.spill.close()
 
 
 # --- 3. near -------------------------------------------------------------------------------------
@@ -288,7 +283,7 @@ class VerifyPairs(beam.DoFn):
     """(pair bucket, band buckets) -> distinct candidate pairs -> edges whose similarity passes.
 
     Similarity reads both shingle sets (or signatures) by ref from the spill files. Yields
-    ("edge", ((id, ref), (id, ref))) and ("count", (name, n)).
+    ("edge", (lo ref, hi ref)) and ("count", (name, n)): the graph is one of refs (ints).
     """
 
     def __init__(self, work: str, mode: str, threshold: float):
@@ -311,7 +306,7 @@ class VerifyPairs(beam.DoFn):
                 if self._similarity(cached[1], self._sketch(hi)) < self.threshold:
                     continue
             edges += 1
-            yield "edge", ((_id(self.spill, lo), lo), (_id(self.spill, hi), hi))
+            yield "edge", (lo, hi)
         yield "count", ("duplicate_pairs", edges)
 
     def _sketch(self, ref: int) -> np.ndarray:
@@ -326,15 +321,18 @@ class VerifyPairs(beam.DoFn):
         self.spill.close()
 
 
-def _by_label(item: tuple[Node, Node]) -> tuple[str, Node]:
+def _by_label(item: tuple[int, int]) -> tuple[int, int]:
     node, label = item
-    return label[0], node
+    return label, node
 
 
 class ResolveCluster(beam.DoFn):
-    """(label, member nodes) -> tagged ("move", ...), ("drop", Drop), ("cluster", ClusterInfo).
+    """(label ref, member refs) -> tagged ("move", (ref, survivor ref)), ("drop", Drop),
+    ("cluster", ClusterInfo).
 
-    The survivor and the removed pairs are those of :func:`dedup.transforms.resolve_cluster`.
+    The survivor and the removed pairs are those of :func:`dedup.transforms.resolve_cluster`;
+    the cluster's label is its smallest id, as there. Drops and clusters are consumed in this
+    task's own stage (the drop log's parts, the report's combines), not shuffled.
     """
 
     def __init__(self, work: str):
@@ -343,9 +341,11 @@ class ResolveCluster(beam.DoFn):
     def setup(self) -> None:
         self.spill = SpillReader(self.work)
 
-    def process(self, item: tuple[str, Iterable[Node]]) -> Iterator[tuple[str, Any]]:
-        label, nodes = item
-        members = sorted(nodes, key=lambda n: survivor_key(self.spill.meta(n[1])))
+    def process(self, item: tuple[int, Iterable[int]]) -> Iterator[tuple[str, Any]]:
+        _, refs = item
+        ranked = sorted((survivor_key(self.spill.meta(ref)), ref) for ref in refs)
+        members = [(key[2], ref) for key, ref in ranked]
+        label = min(doc_id for doc_id, _ in members)
         (keep_id, keep_ref), removed = members[0], members[1:]
         keep_shingles = self.spill.shingles(keep_ref)
         keep_text = self.spill.snippet(keep_ref)
@@ -355,7 +355,7 @@ class ResolveCluster(beam.DoFn):
             pairs.append(
                 RemovedPair(doc_id, keep_id, sim, NEAR, self.spill.snippet(ref), keep_text)
             )
-            yield "move", (doc_id, ref, keep_id, keep_ref)
+            yield "move", (ref, keep_ref)
             url = self.spill.meta(ref).get("url", "")
             detail = f"kept={keep_id} jaccard={sim}"
             yield "drop", Drop(NEAR, where=doc_id, detail=detail, id=doc_id, url=url, kept=keep_id)
@@ -368,30 +368,30 @@ class ResolveCluster(beam.DoFn):
 # --- 4. who inherits the removed documents' submissions ------------------------------------------
 
 
-def _exact_child(move: Move) -> tuple[str, tuple[str, Any]]:
-    return move[2], ("child", move)
+def _exact_child(move: Move) -> tuple[int, tuple[str, int]]:
+    return move[1], ("child", move[0])
 
 
-def _near_parent(move: Move) -> tuple[str, tuple[str, Any]]:
-    return move[0], ("owner", (move[2], move[3]))
+def _near_parent(move: Move) -> tuple[int, tuple[str, int]]:
+    return move[0], ("owner", move[1])
 
 
-def final_owners(_survivor: str, tagged: Iterable[tuple[str, Any]]) -> Iterator[Move]:
+def final_owners(survivor: int, tagged: Iterable[tuple[str, int]]) -> Iterator[Move]:
     """Exact copies of a document that near dedup removed belong to the near survivor."""
-    owner = None
+    owner = survivor
     children = []
-    for tag, value in tagged:
+    for tag, ref in tagged:
         if tag == "owner":
-            owner = value
+            owner = ref
         else:
-            children.append(value)
-    for doc_id, ref, keep_id, keep_ref in children:
-        yield (doc_id, ref, *owner) if owner else (doc_id, ref, keep_id, keep_ref)
+            children.append(ref)
+    for ref in children:
+        yield ref, owner
 
 
 def _by_shard(move: Move) -> Iterator[tuple[int, tuple[str, Any]]]:
     """A move as its two shards see it: a removed row, and an owner row inheriting a ref."""
-    _, ref, _, owner_ref = move
+    ref, owner_ref = move
     shard, row = split_ref(ref)
     yield shard, ("removed", row)
     owner_shard, owner_row = split_ref(owner_ref)
@@ -512,28 +512,28 @@ def _band_bucket(item: tuple[tuple[int, int, tuple[int, ...]], tuple[int, ...]])
     return item[0][0]
 
 
-def _count(_: object, name: str) -> tuple[str, int]:
-    return name, 1
-
-
 def _empty(p: beam.Pipeline, label: str) -> beam.PCollection:
     return p | label >> beam.Create([])
 
 
 class Decisions(NamedTuple):
     moves: beam.PCollection  # Move per removed document, owner final
-    drops: beam.PCollection  # Drop per removed document
+    drops: beam.PCollection  # DropFile: drop-log parts, written by the deciding tasks
     extras: beam.PCollection  # ("dedup_report", summary) when near dedup runs
 
 
 class DecideById(beam.PTransform):
     """PCollection[ScanInfo] (shards scanned into ``work``) -> Decisions: exact and near dedup
     from the key files, bucket by bucket (module docstring, steps 2-5). Both ``webtext dedup``
-    (:class:`DedupById`) and the ingest's pages phase (over its spill files) decide here."""
+    (:class:`DedupById`) and the ingest's pages phase (over its spill files) decide here.
 
-    def __init__(self, cfg: DedupConfig, work: str, report_dir: str):
+    Removed documents are logged in ``log`` by the tasks that decide them: a Drop never crosses
+    a shuffle, only the parts' names and counts.
+    """
+
+    def __init__(self, cfg: DedupConfig, work: str, report_dir: str, log: DropLog):
         super().__init__()
-        self.cfg, self.work, self.report_dir = cfg, work, report_dir
+        self.cfg, self.work, self.report_dir, self.log = cfg, work, report_dir, log
 
     def expand(self, scanned):
         cfg, work = self.cfg, self.work
@@ -545,24 +545,21 @@ class DecideById(beam.PTransform):
             | "SpreadBuckets" >> Spread()
         )
         drops, extras = [], []
-        exact_moves = _empty(p, "NoExactMoves")
-        exact = {"count": _empty(p, "NoExactCounts"), "removed": _empty(p, "NoExactRemoved")}
+        tags = ("move", "drops", "count", "removed")
+        exact = {tag: _empty(p, f"NoExact{tag.title()}") for tag in tags}
         if cfg.exact:
             exact = _split(
-                buckets | "Exact" >> beam.ParDo(ExactBucket(work)),
-                ("move", "count", "removed"),
-                "Exact",
+                buckets | "Exact" >> beam.ParDo(ExactBucket(work, self.log)), tags, "Exact"
             )
-            exact_moves = exact["move"]
-            drops.append(exact_moves | "ExactDrops" >> beam.ParDo(ExactDrop(work)))
-        moves = exact_moves
+            drops.append(exact["drops"])
+        moves = exact["move"]
         if cfg.near:
-            near = self._near(scanned, buckets, exact_moves, exact)
-            drops.append(near["drop"])
+            near = self._near(scanned, buckets, exact)
+            drops.append(near["drops"])
             extras.append(near["report"])
             moves = (
                 (
-                    exact_moves | "ExactChildren" >> beam.Map(_exact_child),
+                    exact["move"] | "ExactChildren" >> beam.Map(_exact_child),
                     near["move"] | "NearParents" >> beam.Map(_near_parent),
                 )
                 | "OwnerItems" >> beam.Flatten()
@@ -574,7 +571,7 @@ class DecideById(beam.PTransform):
         all_extras = extras | "AllExtras" >> beam.Flatten() if extras else _empty(p, "NoExtras")
         return Decisions(moves, all_drops, all_extras)
 
-    def _near(self, scanned, buckets, exact_moves, exact) -> dict[str, Any]:
+    def _near(self, scanned, buckets, exact) -> dict[str, Any]:
         cfg, work = self.cfg, self.work
         band = banding(cfg.threshold, cfg.num_perm, cfg.fn_weight, cfg.bands, cfg.rows)
         band_work = (
@@ -604,41 +601,47 @@ class DecideById(beam.PTransform):
             ("move", "drop", "cluster"),
             "Resolved",
         )
-        exact_counts = exact_moves | "ExactCounts" >> beam.Map(_count, EXACT)
+        # Written and counted in Resolve's own stage: only parts and per-bundle sums go on.
+        near_drops = resolved["drop"] | "LogNearDrops" >> LogDrops(self.log.directory, self.log.cap)
+        identical = (
+            resolved["cluster"]
+            | "CountIdentical" >> beam.FlatMap(_identical)
+            | "SumIdentical" >> beam.CombinePerKey(sum)
+        )
         stats = (
             scanned | "CountIn" >> beam.FlatMap(_scan_counts),
             exact["count"],
             verified["count"],
-            resolved["drop"] | "CountDrops" >> beam.Map(reason_one),
-            resolved["cluster"] | "CountIdentical" >> beam.FlatMap(_identical),
-            exact_counts,
+            near_drops | "CountDrops" >> beam.FlatMap(part_counts),
+            identical,
         ) | "Stats" >> beam.Flatten()
         params = scanned.pipeline | "Params" >> beam.Create([run_params(cfg, band)])
         report = resolved["cluster"] | "Report" >> NearDedupReport(stats, params, self.report_dir)
-        return {**resolved, "report": report}
+        return {"move": resolved["move"], "drops": near_drops, "report": report}
 
 
 class DedupById(beam.PTransform):
     """PCollection[(shard number, path)] of text shards -> DedupOutputs (module docstring)."""
 
     def __init__(
-        self, cfg: DedupConfig, output: OutputConfig, out: str, work: str, report_dir: str
+        self,
+        cfg: DedupConfig,
+        output: OutputConfig,
+        out: str,
+        work: str,
+        report_dir: str,
+        log: DropLog,
     ):
         super().__init__()
-        self.cfg, self.output, self.out, self.work, self.report_dir = (
-            cfg,
-            output,
-            out,
-            work,
-            report_dir,
-        )
+        self.cfg, self.output, self.out, self.work = cfg, output, out, work
+        self.report_dir, self.log = report_dir, log
 
     def expand(self, shards):
         work = self.work
         decided = (
             shards
             | "Scan" >> beam.FlatMap(scan_shard, work, self.cfg)
-            | "Decide" >> DecideById(self.cfg, work, self.report_dir)
+            | "Decide" >> DecideById(self.cfg, work, self.report_dir, self.log)
         )
         files = (
             (shards, decided.moves)

@@ -21,8 +21,7 @@ import apache_beam as beam
 from foundation import storage
 from foundation.beam import beam_options
 from foundation.config import ConfigError, JobConfig
-from foundation.droplog import DropLog, LogDrops, drops_dir
-from foundation.drops import reason_one
+from foundation.droplog import DropLog, drops_dir, part_counts
 from foundation.errors import NoOutputError
 from foundation.layout import RunLayout
 from foundation.shards import Manifest, ShardFile, read_table
@@ -95,6 +94,7 @@ def build_by_id(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str) ->
     """Shuffles carry ids, hashes and band keys; rows go from input shard to output shard."""
     from dedup.by_id import DedupById
 
+    log = drop_log(cfg, out)
     deduped = (
         p
         | "Shards" >> beam.Create(list(enumerate(paths)))
@@ -106,14 +106,14 @@ def build_by_id(p: beam.Pipeline, cfg: JobConfig, paths: list[str], out: str) ->
             out,
             storage.join(out, WORK_DIR),
             storage.join(out, REPORT_DIR),
+            log,
         )
     )
-    log = drop_log(cfg, out)
     items = (
         deduped.files | "Files" >> beam.Map(as_file),
         deduped.files | "CountDocs" >> beam.Map(_documents) | "DocCounts" >> beam.Map(as_count),
-        deduped.drops | "CountDrops" >> beam.Map(reason_one) | "DropCounts" >> beam.Map(as_count),
-        deduped.drops | "LogDrops" >> LogDrops(log.directory, log.cap) | beam.Map(as_drops),
+        deduped.drops | "DropCounts" >> beam.FlatMap(part_counts) | "Rules" >> beam.Map(as_count),
+        deduped.drops | "LogDrops" >> beam.Map(as_drops),
         deduped.extras | "Extras" >> beam.Map(as_extra),
     )
     _ = (

@@ -5,9 +5,9 @@
 
 Scanning a text shard computes each document's shingle set once and writes it here, with its
 signature, the fields that choose a cluster's survivor (id, karma, created_utc, submissions)
-and a snippet of its text. Later steps read one row's blob by (shard, row) with one ranged
-read, so verification, cluster resolution and submission merging never move shingle sets or
-documents through a shuffle, and a worker holds only the offsets of the shards it touches.
+and a snippet of its text. Later steps read one row's blob by (shard, row) with two ranged
+reads (its offsets, then the blob), so verification, cluster resolution and submission merging
+never move shingle sets or documents through a shuffle, and a reader holds only open files.
 Files are written under a temporary name and renamed: a rerun overwrites them.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from foundation import storage
 
 COLUMNS = ("shingles", "signature", "meta", "snippet")
-OPEN_SHARDS = 64  # offsets of this many shards stay loaded per reader
+OPEN_SHARDS = 64  # files of this many shards stay open per reader
 
 
 def doc_ref(shard: int, row: int) -> int:
@@ -66,31 +66,39 @@ def meta_blob(doc: dict[str, Any]) -> bytes:
 
 
 class SpillReader:
-    """Ranged reads of rows' blobs; keeps the offsets of the last OPEN_SHARDS shards."""
+    """Ranged reads of rows' blobs; keeps the files of the last OPEN_SHARDS shards open.
+
+    A row's two offsets are read from the index file with the blob (one more ranged read), not
+    kept: a reader's memory does not grow with the number or size of the shards it touches.
+    """
 
     def __init__(self, work: str):
         self.work = work
-        self._open: OrderedDict[int, tuple[Any, np.ndarray]] = OrderedDict()
+        self._open: OrderedDict[int, tuple[Any, Any, int]] = OrderedDict()
 
-    def _shard(self, shard: int) -> tuple[Any, np.ndarray]:
+    def _shard(self, shard: int) -> tuple[Any, Any, int]:
+        """(data file, index file, where the index's offsets start) of an open shard."""
         if shard in self._open:
             self._open.move_to_end(shard)
             return self._open[shard]
         data, index = _paths(self.work, shard)
-        offsets = np.load(io.BytesIO(storage.read_bytes(index)))
         fs, p = storage.resolve(data)
-        entry = (fs.open_input_file(p), offsets)
+        ifs, ip = storage.resolve(index)
+        offsets = ifs.open_input_file(ip)
+        entry = (fs.open_input_file(p), offsets, _array_start(offsets))
         self._open[shard] = entry
         if len(self._open) > OPEN_SHARDS:
-            _, (f, _) = self._open.popitem(last=False)
+            _, (f, g, _) = self._open.popitem(last=False)
             f.close()
+            g.close()
         return entry
 
     def blob(self, ref: int, column: str) -> bytes:
         shard, row = split_ref(ref)
-        f, offsets = self._shard(shard)
+        f, index, base = self._shard(shard)
         c = COLUMNS.index(column)
-        start, stop = int(offsets[row, c]), int(offsets[row, c + 1])
+        at = base + (row * (len(COLUMNS) + 1) + c) * 8
+        start, stop = np.frombuffer(index.read_at(16, at), dtype="<i8").tolist()
         return bytes(f.read_at(stop - start, start))
 
     def shingles(self, ref: int) -> np.ndarray:
@@ -106,6 +114,18 @@ class SpillReader:
         return self.blob(ref, "snippet").decode()
 
     def close(self) -> None:
-        for f, _ in self._open.values():
+        for f, g, _ in self._open.values():
             f.close()
+            g.close()
         self._open.clear()
+
+
+def _array_start(f: Any) -> int:
+    """Where the int64 offsets of an ``.npy`` index (as :func:`write_shard` saves it) begin."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    _shape, fortran, dtype = header(f)
+    if fortran or dtype != np.dtype("<i8"):
+        raise ValueError(f"unexpected spill index layout: {dtype}, fortran={fortran}")
+    return f.tell()

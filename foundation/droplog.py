@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,9 +131,19 @@ def write_drops(
     return writer.close()
 
 
+def drop_order(d: Drop) -> tuple[str, ...]:
+    """The order of rows in a part: parts whose drops arrived in any order read the same."""
+    return d.reason, d.where, d.id, d.detail, d.url, d.kept
+
+
+def part_counts(part: DropFile) -> Iterator[tuple[str, int]]:
+    """A part's drops per rule, all it saw (rows capped or not): what a stage counts."""
+    yield from part.counts.items()
+
+
 def _write_batch(batch: list[Drop], directory: str, cap: int | None) -> list[DropFile]:
     """A batch of drops -> its part, named by its content (whatever order the batch came in)."""
-    batch = sorted(batch, key=lambda d: (d.reason, d.where, d.id, d.detail, d.url, d.kept))
+    batch = sorted(batch, key=drop_order)
     h = hashlib.blake2b(digest_size=10)
     for d in batch:
         h.update("\x1f".join((d.reason, *(getattr(d, f) for f in FIELDS))).encode() + b"\x1e")

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from foundation import storage
 from foundation.config import OutputConfig
-from foundation.droplog import DropFile, DropLog, LogDrops, commit_drops
+from foundation.droplog import DropFile, DropLog, LogDrops, commit_drops, part_counts
 from foundation.drops import reason_one
 from foundation.shards import (
     MANIFEST,
@@ -304,6 +304,8 @@ class CommitShards(beam.PTransform):
     documents are written as shards, each drop counts once under its reason, every extra and
     the ``counts`` PCollections of ``(name, n)`` join them, and one commit step writes the
     manifest. ``resolve``: see :class:`WriteShards`; ``drop_log``: where the drops are logged.
+    An optional ``drop_parts`` input holds drop-log parts a stage already wrote (dedup decided
+    from ids logs its drops where it decides them): they are counted and listed alike.
     """
 
     def __init__(
@@ -328,19 +330,21 @@ class CommitShards(beam.PTransform):
             TEXT_SCHEMA,
             resolve=self.resolve,
         )
+        parts = [pcolls["drop_parts"]] if "drop_parts" in pcolls else []
         counted = [
             documents | "CountDocs" >> beam.Map(_one, "shards.documents"),
             drops | "CountDrops" >> beam.Map(reason_one),
+            *(part | f"CountParts{i}" >> beam.FlatMap(part_counts) for i, part in enumerate(parts)),
             *self.counts,
         ]
+        if self.drop_log is not None:
+            parts.append(drops | "LogDrops" >> LogDrops(self.drop_log.directory, self.drop_log.cap))
         items = [
             files | "Files" >> beam.Map(as_file),
             counted | "AllCounts" >> beam.Flatten() | "Counts" >> beam.Map(as_count),
             extras | "Extras" >> beam.Map(as_extra),
+            *(part | f"DropParts{i}" >> beam.Map(as_drops) for i, part in enumerate(parts)),
         ]
-        if self.drop_log is not None:
-            logged = drops | "LogDrops" >> LogDrops(self.drop_log.directory, self.drop_log.cap)
-            items.append(logged | "DropParts" >> beam.Map(as_drops))
         return (
             items
             | "CommitItems" >> beam.Flatten()

@@ -23,7 +23,7 @@ import apache_beam as beam
 from foundation import storage
 from foundation.beam import beam_options
 from foundation.config import JobConfig
-from foundation.droplog import DropLog, drops_dir
+from foundation.droplog import DropLog, LogDrops, drops_dir
 from foundation.drops import SplitDrops
 from foundation.errors import NoOutputError, WebtextError
 from foundation.layout import RunLayout
@@ -218,12 +218,14 @@ def build_pages_pipeline(
     docs, extract_drops = pages | "Extract" >> Extract(cfg.extract) | "SplitExtract" >> SplitDrops()
     docs, quality_drops = docs | "Quality" >> Quality(cfg.quality) | "SplitQuality" >> SplitDrops()
     docs = docs | "Spill" >> SpillDocuments(layout_spill(layout))  # what follows carries ids
-    deduped = _dedup(docs, cfg, layout)
-    drops = (failed, extract_drops, quality_drops, deduped.drops) | "AllDrops" >> beam.Flatten()
+    log = DropLog(drops_dir(layout.shards), cfg.output.max_drops_per_rule)
+    deduped = _dedup(docs, cfg, layout, log)
+    drops = (failed, extract_drops, quality_drops) | "AllDrops" >> beam.Flatten()
     sources = results | "CountSources" >> beam.FlatMap(_count_source)
     _ = {
         "documents": deduped.documents,  # references: the text stays behind
         "drops": drops,
+        "drop_parts": deduped.drops,
         "extras": deduped.extras,
     } | "Commit" >> CommitShards(
         layout.shards,
@@ -231,12 +233,13 @@ def build_pages_pipeline(
         cfg.to_dict(),
         counts=(urls, sources),
         resolve=unspill,
-        drop_log=DropLog(drops_dir(layout.shards), cfg.output.max_drops_per_rule),
+        drop_log=log,
     )
 
 
-def _dedup(docs: beam.PCollection, cfg: JobConfig, layout: RunLayout):
-    """Slim spilled documents -> DedupOutputs whose documents are references to the survivors.
+def _dedup(docs: beam.PCollection, cfg: JobConfig, layout: RunLayout, log: DropLog):
+    """Slim spilled documents -> DedupOutputs whose documents are references to the survivors
+    and whose drops are parts of ``log``.
 
     Decided from ids over the spill files (:mod:`pipeline.spill_dedup`), unless a persisted
     index is read or written: the in-memory transform carries the sketches the index needs."""
@@ -246,11 +249,14 @@ def _dedup(docs: beam.PCollection, cfg: JobConfig, layout: RunLayout):
         from pipeline.spill import reference
 
         out = docs | "Dedup" >> Deduplicate(cfg.dedup, layout.dedup, run_key(layout.shards))
-        return out._replace(documents=out.documents | "References" >> beam.Map(reference))
+        return out._replace(
+            documents=out.documents | "References" >> beam.Map(reference),
+            drops=out.drops | "LogDedupDrops" >> LogDrops(log.directory, log.cap),
+        )
     from pipeline.spill_dedup import DedupSpilled
 
     work = storage.join(layout_spill(layout), "_dedup")
-    return docs | "Dedup" >> DedupSpilled(cfg.dedup, work, layout.dedup)
+    return docs | "Dedup" >> DedupSpilled(cfg.dedup, work, layout.dedup, log)
 
 
 def layout_spill(layout: RunLayout) -> str:

@@ -1,7 +1,8 @@
 """The pages phase's exact and near dedup, deciding from ids over its spill files.
 
-    slim docs (pipeline.spill) --DedupSpilled(cfg, work, report_dir)-->
-        DedupOutputs(documents: survivors as pipeline.spill.reference records, drops, extras)
+    slim docs (pipeline.spill) --DedupSpilled(cfg, work, report_dir, log)-->
+        DedupOutputs(documents: survivors as pipeline.spill.reference records,
+                     drops: drop-log parts (foundation.droplog.DropFile), extras)
 
 The documents are already written once, to spill files of at most ``SPILL_DOCS`` rows
 (:mod:`pipeline.spill`). Each spill file is a shard of :mod:`dedup.by_id`: its path is all that
@@ -37,6 +38,7 @@ from dedup.by_id import (
 from dedup.spill import SpillReader
 from dedup.stage import DedupOutputs
 from foundation.config import DedupConfig
+from foundation.droplog import DropLog
 from foundation.gather import Gather, Spread
 from pipeline.spill import SPILL, spilled_rows
 
@@ -80,11 +82,12 @@ class KeepSurvivors(beam.DoFn):
 
 
 class DedupSpilled(beam.PTransform):
-    """PCollection[dict] of slim spilled documents -> DedupOutputs (module docstring)."""
+    """PCollection[dict] of slim spilled documents -> DedupOutputs (module docstring); the
+    removed documents are logged in ``log`` by the tasks that decide them."""
 
-    def __init__(self, cfg: DedupConfig, work: str, report_dir: str):
+    def __init__(self, cfg: DedupConfig, work: str, report_dir: str, log: DropLog):
         super().__init__()
-        self.cfg, self.work, self.report_dir = cfg, work, report_dir
+        self.cfg, self.work, self.report_dir, self.log = cfg, work, report_dir, log
 
     def expand(self, slim):
         work = self.work
@@ -99,7 +102,7 @@ class DedupSpilled(beam.PTransform):
         decided = (
             shards
             | "Scan" >> beam.FlatMap(scan_spill, work, self.cfg)
-            | "Decide" >> DecideById(self.cfg, work, self.report_dir)
+            | "Decide" >> DecideById(self.cfg, work, self.report_dir, self.log)
         )
         kept = (
             (shards, decided.moves)

@@ -6,18 +6,23 @@ unit ``int(doc_id[:12], 16) % n``, rows sorted by doc id. WriteShards groups the
 themselves by unit, which Beam's local runner holds in the driver; here
 
     [(fold file, rows), ...]  --plan_units-->   (fold file, n) once every fold is written
-    (fold file, n)  --sort_by_unit-->  the file sorted by (unit, doc id)
-                                       + (unit, (file, start, stop)) per run of a unit
-    (unit, [slices])     --write_unit-->    RUN/urls/part-UUUUU.parquet
+    (fold file, n)  --sort_by_unit-->  the file sorted by (unit, doc id), where each unit
+                                       starts kept in its metadata
+    [sorted files]  --plan_unit_runs-->  (run, (first unit, end, n, files)): as many runs of
+                                       units as there are fold files
+    run             --write_units-->   RUN/urls/part-UUUUU.parquet for each unit of the run
 
-so only (file, offsets) cross the shuffle: a fold count times a unit count of small tuples.
-The unit count reaches the sorts through a Gather, not a side input (:mod:`foundation.gather`).
+so only file names cross the shuffles: a fold count of them, and a run count of runs. Slices
+per (fold, unit) would be a fold count times a unit count, both growing with the input (30k
+at 6.4M submissions, 300k at 20M, all in the driver); a run's task finds them in the files.
+A run writes about one fold's candidates, one unit at a time. The unit count reaches the
+sorts through a Gather, not a side input (:mod:`foundation.gather`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -27,8 +32,6 @@ from foundation import storage
 from foundation.gather import Gather, Spread
 from foundation.shards import URL_SCHEMA, ShardFile, shard_name, write_table
 from pipeline.postings import SHARD_KEY, write_ipc
-
-Slice = tuple[str, int, int]
 
 
 def n_units(candidates: int, per_unit: int) -> int:
@@ -51,27 +54,56 @@ def plan_units(files: list[tuple[str, int]], per_unit: int) -> Iterator[tuple[st
         yield path, units
 
 
-def sort_by_unit(item: tuple[str, int]) -> Iterator[tuple[int, Slice]]:
+UNIT_STARTS = b"unit_starts"
+"""Metadata key of a sorted fold file: where each unit starts (n + 1 int64 row offsets)."""
+
+
+def sort_by_unit(item: tuple[str, int]) -> tuple[str, int]:
     """A fold's candidates (sorted by doc id) and the unit count -> the same file sorted by
-    (unit, doc id), and the slice of each unit in it."""
+    (unit, doc id), with each unit's first row in its metadata: (that file, the unit count)."""
     path, units = item
     table = read_ipc(path)
     unit = table.column(SHARD_KEY).to_numpy() % np.uint64(units)
     order = np.argsort(unit, kind="stable")  # stable: doc id order within a unit
-    unit = unit[order]
+    starts = np.searchsorted(unit[order], np.arange(units + 1, dtype=np.uint64), side="left")
     out = path.removesuffix(".arrow") + ".by-unit.arrow"
-    write_ipc(table.take(pa.array(order)), out)
-    present = np.unique(unit)
-    starts = np.searchsorted(unit, present, side="left")
-    stops = np.searchsorted(unit, present, side="right")
-    for u, start, stop in zip(present.tolist(), starts.tolist(), stops.tolist(), strict=True):
-        yield u, (out, start, stop)
+    metadata = {UNIT_STARTS: starts.astype("<i8").tobytes()}
+    write_ipc(table.take(pa.array(order)).replace_schema_metadata(metadata), out)
+    return out, units
 
 
-def write_unit(item: tuple[int, Iterable[Slice]], directory: str) -> ShardFile:
+UnitRun = tuple[int, int, int, tuple[str, ...]]
+"""A run's first unit, its end, the unit count and every sorted fold file."""
+
+
+def plan_unit_runs(files: list[tuple[str, int]]) -> Iterator[tuple[int, UnitRun]]:
+    """Every sorted fold file -> (run, its units) per run: as many runs as files, so a run
+    holds about one fold's candidates whatever the input's size."""
+    units = files[0][1]
+    runs = min(units, len(files))
+    paths = tuple(sorted(path for path, _ in files))
+    for r in range(runs):
+        yield r, (r * units // runs, (r + 1) * units // runs, units, paths)
+
+
+def write_units(item: tuple[int, UnitRun], directory: str) -> Iterator[ShardFile]:
+    """One run of units -> each unit's Parquet file (rows sorted by doc id), written
+    atomically; a unit no candidate falls in has no file."""
+    _, (first, end, _units, paths) = item
+    tables = [read_ipc(path) for path in paths]
+    starts = [np.frombuffer(t.schema.metadata[UNIT_STARTS], "<i8") for t in tables]
+    for unit in range(first, end):
+        parts = [
+            t.slice(int(s[unit]), int(s[unit + 1] - s[unit]))
+            for t, s in zip(tables, starts, strict=True)
+            if s[unit + 1] > s[unit]
+        ]
+        if parts:
+            yield write_unit(unit, parts, directory)
+
+
+def write_unit(unit: int, parts: list[pa.Table], directory: str) -> ShardFile:
     """One unit's slices -> its Parquet file (rows sorted by doc id), written atomically."""
-    unit, slices = item
-    parts = [read_ipc(path).slice(start, stop - start) for path, start, stop in sorted(slices)]
     table = pa.concat_tables(parts).sort_by("doc_id").select(URL_SCHEMA.names)
     table = table.cast(URL_SCHEMA).combine_chunks()
     return write_table(table, storage.join(directory, shard_name(unit, "parquet")), "parquet")
@@ -92,7 +124,9 @@ class WriteUnits(beam.PTransform):
             | "AllFiles" >> Gather()
             | "Units" >> beam.FlatMap(plan_units, self.per_unit)
             | "SpreadFiles" >> Spread()
-            | "SortByUnit" >> beam.FlatMap(sort_by_unit)
-            | "ByUnit" >> beam.GroupByKey()
-            | "WriteUnit" >> beam.Map(write_unit, self.directory)
+            | "SortByUnit" >> beam.Map(sort_by_unit)
+            | "AllSorted" >> Gather()
+            | "Runs" >> beam.FlatMap(plan_unit_runs)
+            | "SpreadRuns" >> Spread()
+            | "WriteUnits" >> beam.FlatMap(write_units, self.directory)
         )

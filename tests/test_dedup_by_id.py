@@ -94,6 +94,9 @@ def test_same_output_as_the_in_memory_transform_and_shuffles_carry_only_ids(tmp_
     old_m, new_m = Manifest.load(str(tmp_path / "old")), Manifest.load(str(tmp_path / "new"))
     assert new_m.counts == old_m.counts
     assert (new_m.counts["dedup.exact"], new_m.counts["dedup.near"]) == (5, 5)
+    # Exact drops are logged by their bucket's task, one part per bucket that removed any.
+    assert any(f.startswith("part-dedup-exact-") for f in new_m.extra["drops"]["files"])
+    assert new_m.extra["drops"]["rows"] == {"dedup.exact": 5, "dedup.near": 5}
     assert new_m.extra["dedup_report"] == old_m.extra["dedup_report"]
     for name in ("report.json", "report.md"):
         new = (tmp_path / "new" / "_report" / name).read_text()

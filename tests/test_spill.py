@@ -62,6 +62,7 @@ def test_dedup_over_spill_files_decides_as_the_in_memory_transform(tmp_path):
 
     from dedup.stage import Deduplicate
     from foundation.config import DedupConfig
+    from foundation.droplog import DropLog
     from pipeline.spill_dedup import DedupSpilled
     from tests.test_dedup_by_id import _planted
 
@@ -71,7 +72,8 @@ def test_dedup_over_spill_files_decides_as_the_in_memory_transform(tmp_path):
     with TestPipeline(runner="FnApiRunner") as p:
         slim = p | beam.Create(docs) | SpillDocuments(spill, docs_per_file=4)
         old = slim | "Old" >> Deduplicate(cfg, str(tmp_path / "old"), "run")
-        new = slim | "New" >> DedupSpilled(cfg, f"{spill}/_dedup", str(tmp_path / "new"))
+        log = DropLog(str(tmp_path / "drops"))
+        new = slim | "New" >> DedupSpilled(cfg, f"{spill}/_dedup", str(tmp_path / "new"), log)
         assert_that(old.documents | beam.Map(reference), got["old"], label="OldDocs")
         assert_that(new.documents, got["new"], label="NewDocs")
         assert_that(old.drops, got["old_d"], label="OldDrops")
@@ -80,8 +82,9 @@ def test_dedup_over_spill_files_decides_as_the_in_memory_transform(tmp_path):
     kept = sorted(got["new"].load(), key=lambda r: r["id"])
     assert kept == sorted(got["old"].load(), key=lambda r: r["id"])  # ids, submissions, where
     assert len(kept) == len(docs) - 10  # 5 exact and 5 near copies
-    key = lambda d: (d.reason, d.id)  # noqa: E731
-    assert sorted(got["new_d"].load(), key=key) == sorted(got["old_d"].load(), key=key)
+    parts = [tmp_path / "drops" / part.path for part in got["new_d"].load()]
+    logged = [(r["rule"], r["id"], r["kept"]) for p in parts for r in pq.read_table(p).to_pylist()]
+    assert sorted(logged) == sorted((d.reason, d.id, d.kept) for d in got["old_d"].load())
     for name in ("report.json", "report.md"):
         assert (tmp_path / "new" / name).read_text() == (tmp_path / "old" / name).read_text()
     assert json.loads((tmp_path / "new" / "report.json").read_text())["removed"]["near"] == 5
