@@ -4,7 +4,8 @@ Each stage's bench (``bench/scale_<stage>.py``) generates its synthetic input at
 the ``webtext`` command under :func:`bench.process_tree.run_measured` (the peak RSS of the whole
 process tree) and its baseline, and returns its figures. This script runs them at 1x and, with
 ``--growth``, at 4x, and prints one line for the lot. ``mem_growth`` is the largest 4x/1x ratio
-of peak memory over the stages (1.0 means flat).
+of peak memory over the stages (1.0 means flat), ``time_growth`` the largest 4x/1x ratio of wall
+time (4.0 means linear).
 
     .venv/bin/python bench/scale.py [--stages ingest,pages,dedup,cont] [--growth] [--scale 0.25]
 """
@@ -29,6 +30,8 @@ REPORTED = {
     "dedup": ("dedup_peak_mb", "dedup_ratio"),
     "cont": ("cont_peak_mb", "cont_mb_per_s"),
 }
+WALL = {"ingest": "ingest_s", "pages": "wall_s", "dedup": "dedup_s", "cont": "cont_s"}
+"""Each stage's wall seconds, for ``time_growth`` (4 means linear)."""
 
 
 def measure(stage: str, n: int, work: Path) -> dict[str, float]:
@@ -56,17 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     print_context(**{f"{s}_n": n for s, n in sizes.items()}, growth=args.growth)
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
-        results, growth = {}, []
+        results, growth, slower = {}, [], []
         for stage in stages:
             one = measure(stage, sizes[stage], work)
             results.update({k: one[k] for k in REPORTED[stage]})
             if args.growth:
                 four = measure(stage, 4 * sizes[stage], work)
                 growth.append(four[f"{stage}_peak_mb"] / one[f"{stage}_peak_mb"])
+                slower.append(four[WALL[stage]] / one[WALL[stage]])
     if growth:
-        results["mem_growth"] = max(growth)
-    print("scale: " + " ".join(f"{k}={v:.3g}" for k, v in results.items()))
+        results.update(mem_growth=max(growth), time_growth=max(slower))
+    print("scale: " + " ".join(f"{k}={_number(v)}" for k, v in results.items()))
     return 0
+
+
+def _number(v: float) -> str:
+    """Megabytes as whole numbers, ratios to three figures."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 if __name__ == "__main__":
