@@ -43,6 +43,17 @@ def n_buckets(docs: int, bucket_docs: int) -> int:
     return min(SLICES, max(1, math.ceil(docs / bucket_docs)))
 
 
+def group_starts(groups: np.ndarray, n: int) -> np.ndarray:
+    """Where each of ``n`` groups starts in sorted group numbers, then their length (n + 1
+    offsets): a run of groups is then one slice."""
+    return np.searchsorted(groups, np.arange(n + 1, dtype=groups.dtype)).astype(np.int64)
+
+
+def bucket_slices(bucket: int, buckets: int) -> tuple[int, int]:
+    """The first slice of ``bucket`` of ``buckets`` and the end of its run of slices."""
+    return bucket * SLICES // buckets, (bucket + 1) * SLICES // buckets
+
+
 def _paths(work: str, shard: int, kind: str) -> tuple[str, str]:
     base = storage.join(work, f"{shard:05d}.{kind}")
     return base, base + ".idx.npy"
@@ -51,9 +62,7 @@ def _paths(work: str, shard: int, kind: str) -> tuple[str, str]:
 def write_keys(work: str, shard: int, kind: str, entries: np.ndarray) -> None:
     """Sort one shard's entries by key and write them with their slice offsets."""
     entries = np.sort(entries, order="key", kind="stable")
-    bounds = np.arange(SLICES + 1, dtype=np.uint64)
-    offsets = np.searchsorted(entries["key"] >> _SHIFT, bounds[:-1]).astype(np.int64)
-    offsets = np.append(offsets, len(entries))
+    offsets = group_starts(entries["key"] >> _SHIFT, SLICES)
     data, index = _paths(work, shard, kind)
     storage.write_bytes(data, entries.tobytes())
     buf = io.BytesIO()
@@ -65,7 +74,7 @@ def read_bucket(
     work: str, shards: Iterable[int], kind: str, dtype: np.dtype, bucket: int, buckets: int
 ) -> np.ndarray:
     """Every shard's entries in ``bucket`` of ``buckets``: one ranged read per shard."""
-    first, last = bucket * SLICES // buckets, (bucket + 1) * SLICES // buckets
+    first, last = bucket_slices(bucket, buckets)
     parts = []
     for shard in shards:
         data, index = _paths(work, shard, kind)

@@ -3,7 +3,8 @@ replayed from WARC.
 
     FetchUnits(cfg, fetch_dir, archive): PCollection[str] (RUN/urls/part-*.parquet)
         -> list[FetchResult]
-    ReplayWarc(cfg, fetch_dir): PCollection[Candidate] (+ cfg.warc_inputs) -> list[FetchResult]
+    ReplayWarc(cfg, fetch_dir, work): PCollection[str] (unit files; + cfg.warc_inputs)
+        -> list[FetchResult]
 
 Every URL ends with one FetchResult and one row in a fetch log (:data:`LOG_SCHEMA`, Parquet):
 
@@ -29,15 +30,16 @@ requested URL our recorder stores, else of ``WARC-Target-URI``); a candidate wit
 before others, then the latest ``WARC-Date``, then the smallest body hash, so the choice does not
 depend on file order.
 
-What crosses the join is an index entry (:class:`pipeline.warc.WarcEntry`: file, offset, status,
-date, body hash; ~200 bytes), never a page: Beam's local runner holds a grouping in the driver's
-memory, so a join of pages grows with the input. The chosen entries are then grouped, by a hash
-of the document id, into lists of about :data:`PAGE_BATCH` (still entries, not pages), and each
-list's records are read at their offsets by the step that turns them into FetchResults, which is
-fused with extraction: bodies never cross a shuffle, and extraction gets lists to work on in
-parallel, as from a live fetch unit. A record whose payload is shorter than its WARC length,
-does not match its ``WARC-Payload-Digest`` or cannot be read again gives ``fetch.warc_damaged``,
-naming the file, the offset and why.
+The join never holds a page, nor every URL in one place: each unit's candidates and each WARC's
+index entries (:class:`pipeline.warc.WarcEntry`: file, offset, status, date, body hash) are
+written to key files on disk, and one bucket of the canonical URLs at a time is joined from
+them (:mod:`pipeline.replay_join`): Beam's local runner holds a grouping in the driver's
+memory, so a join through a CoGroupByKey grows with the input. The chosen entries leave in
+lists of up to :data:`PAGE_BATCH`, and each list's records are read at their offsets by the
+step that turns them into FetchResults, which is fused with extraction: bodies never cross a
+shuffle, and extraction gets lists to work on in parallel, as from a live fetch unit. A record
+whose payload is shorter than its WARC length, does not match its ``WARC-Payload-Digest`` or
+cannot be read again gives ``fetch.warc_damaged``, naming the file, the offset and why.
 """
 
 from __future__ import annotations
@@ -45,9 +47,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import zlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import apache_beam as beam
 import pyarrow as pa
@@ -62,13 +62,12 @@ from foundation.shards import read_table, write_table
 from foundation.write import WriteShards
 from pipeline import fetch_rules
 from pipeline.fetch_rules import FetchFailure
+from pipeline.replay_join import Hit, JoinWarc, choose
 from pipeline.warc import (
     CHECKPOINT,
     KEPT,
     WarcCompression,
-    WarcEntry,
     WarcResponse,
-    index_responses,
     iter_responses,
     read_response,
 )
@@ -310,25 +309,6 @@ def expand_warc_input(spec: str) -> list[str]:
     return files
 
 
-def keyed_entries(path: str, max_bytes: int):
-    """(canonical URL, WarcEntry) for each response record of one WARC file: its index."""
-    from dedup.urls import canonicalize
-
-    for key_uri, entry in index_responses(path, max_body=max_bytes):
-        try:
-            yield canonicalize(key_uri), entry
-        except ValueError:
-            Metrics.counter("replay", "unusable_target_uri").inc()
-        if entry.damaged:
-            Metrics.counter("replay", "damaged_records").inc()
-
-
-def _preference(entry: WarcEntry) -> tuple:
-    """Whole records first, then 2xx, then the latest, then the smallest body hash."""
-    rank = 0 if 200 <= entry.status < 300 else 1
-    return bool(entry.damaged), rank, -entry.timestamp, entry.digest
-
-
 def result_from_response(candidate: Candidate, resp: WarcResponse, cfg: FetchConfig) -> FetchResult:
     """Apply the live fetcher's rules (status, content type, caps, charset) to a WARC record."""
     base = {
@@ -364,29 +344,11 @@ def stored_page(resp: WarcResponse, cfg: FetchConfig) -> tuple[str, bytes]:
     return fetch_rules.check_sniffed(content_type, body), body
 
 
-@dataclass(frozen=True)
-class Hit:
-    """A candidate and the index entry of the response chosen for it (None: not in the WARC)."""
-
-    candidate: Candidate
-    entry: WarcEntry | None
-    key: str
-
-
 def _match(item: tuple[str, dict], cfg: FetchConfig):
     """FetchResults of one canonical URL's candidates (the responses read from their WARC)."""
-    for hit in _choose(item):
-        yield replay_hit(hit, cfg)
-
-
-def _choose(item: tuple[str, dict]):
     key, groups = item
-    candidates = list(groups["candidates"])
-    if not candidates:
-        return
-    entries = sorted(groups["responses"], key=_preference)
-    for c in sorted(candidates, key=lambda c: c.doc_id):
-        yield Hit(c, entries[0] if entries else None, key)
+    for hit in choose(key, groups["candidates"], groups["responses"]):
+        yield replay_hit(hit, cfg)
 
 
 def replay_hit(hit: Hit, cfg: FetchConfig) -> FetchResult:
@@ -417,24 +379,6 @@ def replay_hit(hit: Hit, cfg: FetchConfig) -> FetchResult:
         source="warc",
         record=f"{entry.path}@{entry.offset}",
     )
-
-
-def _by_canonical(c: Candidate) -> tuple[str, Candidate]:
-    return c.canonical_url, c
-
-
-def _n_lists(n_hits: int) -> int:
-    return max(1, -(-n_hits // PAGE_BATCH))
-
-
-def _list_key(hit: Hit, n_lists: int) -> tuple[int, Hit]:
-    """A stable key that spreads the hits over ``n_lists`` groups of about PAGE_BATCH."""
-    return zlib.crc32(hit.candidate.doc_id.encode()) % n_lists, hit
-
-
-def _hit_lists(item: tuple[int, Iterable[Hit]]) -> Iterator[list[Hit]]:
-    """A group's hits in lists of up to PAGE_BATCH, in doc id order (deterministic)."""
-    yield from batched(sorted(item[1], key=lambda h: h.candidate.doc_id), PAGE_BATCH)
 
 
 def replay_hits(hits: list[Hit], cfg: FetchConfig) -> list[FetchResult]:
@@ -483,59 +427,43 @@ class _RecoverDeadFn(beam.DoFn):
 
 
 class ReplayWarc(beam.PTransform):
-    """Candidates -> lists of FetchResults read from ``cfg.warc_inputs`` (module docstring);
-    with ``fetch.backend = "warc+archive"`` what the WARC has no page for is read from the
-    archives of ``archive``.
+    """Unit files -> lists of FetchResults of their candidates, read from ``cfg.warc_inputs``
+    (module docstring); with ``fetch.backend = "warc+archive"`` what the WARC has no page for
+    is read from the archives of ``archive``.
 
-    With ``fetch_dir`` the fetch log goes to ``FETCH_DIR/replay/``; ``self.log_files`` is then the
-    PCollection of its ShardFiles, which the caller must feed to its commit step (on Dask,
-    nothing else makes the log be written).
+    The join's key and hit files go to ``work`` (:mod:`pipeline.replay_join`), which the caller
+    removes once the pipeline is done. The fetch log goes to ``FETCH_DIR/replay/``;
+    ``self.log_files`` is the PCollection of its ShardFiles, which the caller must feed to its
+    commit step (on Dask, nothing else makes the log be written).
     """
 
     def __init__(
-        self, cfg: FetchConfig, fetch_dir: str | None = None, archive: ArchiveConfig | None = None
+        self, cfg: FetchConfig, fetch_dir: str, work: str, archive: ArchiveConfig | None = None
     ):
         super().__init__()
         if not cfg.warc_inputs:
             raise ValueError("ReplayWarc needs fetch.warc_inputs (WARC files, globs or dirs)")
-        if cfg.backend == "warc+archive" and (fetch_dir is None or archive is None):
-            raise ValueError("fetch.backend 'warc+archive' needs fetch_dir and the archive config")
-        self.cfg, self.fetch_dir, self.archive = cfg, fetch_dir, archive
+        if cfg.backend == "warc+archive" and archive is None:
+            raise ValueError("fetch.backend 'warc+archive' needs the archive config")
+        self.cfg, self.fetch_dir, self.work, self.archive = cfg, fetch_dir, work, archive
         self.log_files = None
 
-    def expand(self, candidates):
+    def expand(self, units):
         cfg = self.cfg
-        index = (
-            candidates.pipeline
+        warcs = (
+            units.pipeline
             | "WarcInputs" >> beam.Create(list(cfg.warc_inputs))
             | "ExpandInputs" >> beam.FlatMap(expand_warc_input)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | "IndexWarc" >> beam.FlatMap(keyed_entries, cfg.max_bytes)
         )
-        keyed = candidates | "KeyCandidates" >> beam.Map(_by_canonical)
-        hits = (
-            {"candidates": keyed, "responses": index}
-            | "JoinByUrl" >> beam.CoGroupByKey()
-            | "Choose" >> beam.FlatMap(_choose)
-        )
-        n_lists = (
-            hits | "CountHits" >> beam.combiners.Count.Globally() | "NumLists" >> beam.Map(_n_lists)
-        )
-        results = (
-            hits
-            | "KeyHits" >> beam.Map(_list_key, beam.pvalue.AsSingleton(n_lists))
-            | "GroupHits" >> beam.GroupByKey()
-            | "HitLists" >> beam.FlatMap(_hit_lists)
-            | "ReadRecords" >> beam.Map(replay_hits, cfg)
-        )
+        join = JoinWarc(self.work, cfg.max_bytes, cfg.replay_bucket_urls, PAGE_BATCH)
+        results = (units, warcs) | "Join" >> join | "ReadRecords" >> beam.Map(replay_hits, cfg)
         if cfg.backend == "warc+archive":
             results = results | "RecoverDead" >> beam.ParDo(
                 _RecoverDeadFn(cfg, self.archive, self.fetch_dir)
             )
-        if self.fetch_dir is not None:
-            self.log_files = (
-                results
-                | "LogRows" >> beam.FlatMap(_log_rows)
-                | "FetchLog" >> WriteFetchLog(storage.join(self.fetch_dir, "replay"))
-            )
+        self.log_files = (
+            results
+            | "LogRows" >> beam.FlatMap(_log_rows)
+            | "FetchLog" >> WriteFetchLog(storage.join(self.fetch_dir, "replay"))
+        )
         return results

@@ -27,8 +27,8 @@ from foundation.droplog import DropLog, LogDrops, drops_dir
 from foundation.drops import SplitDrops
 from foundation.errors import NoOutputError, WebtextError
 from foundation.layout import RunLayout
-from foundation.records import Drop, FetchResult, candidate_from_row
-from foundation.shards import REJECTED, Manifest, ShardFile, read_table
+from foundation.records import Drop, FetchResult
+from foundation.shards import REJECTED, Manifest, ShardFile
 from foundation.write import (
     CommitManifest,
     CommitShards,
@@ -159,11 +159,6 @@ def build_urls_pipeline(p: beam.Pipeline, cfg: JobConfig, urls_dir: str) -> None
 # --- pages phase ---------------------------------------------------------------------------------
 
 
-def _read_unit(path: str):
-    for row in read_table(path).to_pylist():
-        yield candidate_from_row(row)
-
-
 def _fetch_drop(result: FetchResult) -> Drop:
     c = result.candidate
     return Drop(result.outcome, where=c.url, detail=result.error, id=c.doc_id, url=c.url)
@@ -206,11 +201,9 @@ def build_pages_pipeline(
         results = batches | "Results" >> beam.FlatMap(list)
         urls = results | "CountUrls" >> beam.Map(_count_url)
     else:
-        candidates = (
-            units | "Reshuffle" >> beam.Reshuffle() | "ReadUnits" >> beam.FlatMap(_read_unit)
-        )
-        replay = ReplayWarc(cfg.fetch, layout.fetch, cfg.archive)
-        batches = candidates | "Replay" >> replay
+        work = storage.join(layout_spill(layout), "_replay")  # removed with the spill
+        replay = ReplayWarc(cfg.fetch, layout.fetch, work, cfg.archive)
+        batches = units | "Replay" >> replay
         results = batches | "Results" >> beam.FlatMap(list)
         urls = replay.log_files | "CountUrls" >> beam.Map(_logged_urls)
     failed = results | "Failed" >> beam.Filter(_is_failed) | "FetchDrops" >> beam.Map(_fetch_drop)

@@ -28,6 +28,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from dedup.buckets import group_starts
 from foundation import storage
 from foundation.gather import Gather, Spread
 from foundation.shards import URL_SCHEMA, ShardFile, shard_name, write_table
@@ -54,21 +55,33 @@ def plan_units(files: list[tuple[str, int]], per_unit: int) -> Iterator[tuple[st
         yield path, units
 
 
-UNIT_STARTS = b"unit_starts"
-"""Metadata key of a sorted fold file: where each unit starts (n + 1 int64 row offsets)."""
+GROUP_STARTS = b"group_starts"
+"""Metadata key of a file written by :func:`write_grouped`: where each group starts (n + 1
+int64 row offsets)."""
+
+
+def write_grouped(table: pa.Table, groups: np.ndarray, n: int, path: str) -> None:
+    """``table`` sorted by its rows' group numbers (``groups``, each below ``n``; stable, so
+    rows keep their order within a group) as an Arrow file that says where each group starts,
+    so a reader takes a run of groups as one slice (:func:`read_grouped`)."""
+    order = np.argsort(groups, kind="stable")
+    metadata = {GROUP_STARTS: group_starts(groups[order], n).astype("<i8").tobytes()}
+    write_ipc(table.take(pa.array(order)).replace_schema_metadata(metadata), path)
+
+
+def read_grouped(path: str) -> tuple[pa.Table, np.ndarray]:
+    """A file of :func:`write_grouped` (memory-mapped) and where each of its groups starts."""
+    table = read_ipc(path)
+    return table, np.frombuffer(table.schema.metadata[GROUP_STARTS], "<i8")
 
 
 def sort_by_unit(item: tuple[str, int]) -> tuple[str, int]:
-    """A fold's candidates (sorted by doc id) and the unit count -> the same file sorted by
-    (unit, doc id), with each unit's first row in its metadata: (that file, the unit count)."""
+    """A fold's candidates (sorted by doc id) and the unit count -> the same file grouped by
+    unit (:func:`write_grouped`; doc id order within a unit): (that file, the unit count)."""
     path, units = item
     table = read_ipc(path)
-    unit = table.column(SHARD_KEY).to_numpy() % np.uint64(units)
-    order = np.argsort(unit, kind="stable")  # stable: doc id order within a unit
-    starts = np.searchsorted(unit[order], np.arange(units + 1, dtype=np.uint64), side="left")
     out = path.removesuffix(".arrow") + ".by-unit.arrow"
-    metadata = {UNIT_STARTS: starts.astype("<i8").tobytes()}
-    write_ipc(table.take(pa.array(order)).replace_schema_metadata(metadata), out)
+    write_grouped(table, table.column(SHARD_KEY).to_numpy() % np.uint64(units), units, out)
     return out, units
 
 
@@ -90,12 +103,11 @@ def write_units(item: tuple[int, UnitRun], directory: str) -> Iterator[ShardFile
     """One run of units -> each unit's Parquet file (rows sorted by doc id), written
     atomically; a unit no candidate falls in has no file."""
     _, (first, end, _units, paths) = item
-    tables = [read_ipc(path) for path in paths]
-    starts = [np.frombuffer(t.schema.metadata[UNIT_STARTS], "<i8") for t in tables]
+    grouped = [read_grouped(path) for path in paths]
     for unit in range(first, end):
         parts = [
             t.slice(int(s[unit]), int(s[unit + 1] - s[unit]))
-            for t, s in zip(tables, starts, strict=True)
+            for t, s in grouped
             if s[unit + 1] > s[unit]
         ]
         if parts:

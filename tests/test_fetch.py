@@ -133,10 +133,16 @@ def test_complete_units_are_replayed_not_refetched(hostile, units):
     assert os.path.exists(unit_files(os.path.join(run, "fetch"), paths[0])[0])
 
 
-def run_replay(candidates: list[Candidate], cfg, run: str) -> list[FetchResult]:
+def replay_warc(cfg, run: str) -> ReplayWarc:
+    return ReplayWarc(cfg, os.path.join(run, "fetch"), os.path.join(run, "work"))
+
+
+def run_replay(candidates: list[Candidate], cfg, run: str, units: int = 1) -> list[FetchResult]:
+    """Replay ``candidates``, written to ``units`` unit files, as the ingest does."""
+    paths = [write_unit(run, i, candidates[i::units]) for i in range(units)]
     collect = Collect(f"{run}.results.pkl")
     with TestPipeline(runner="FnApiRunner") as p:
-        lists = p | beam.Create(candidates) | ReplayWarc(cfg, os.path.join(run, "fetch"))
+        lists = p | beam.Create(paths) | replay_warc(cfg, run)
         results = lists | beam.FlatMap(list)
         assert_that(results, collect)
     return collect.load()

@@ -17,64 +17,69 @@ from apache_beam.testing.util import assert_that
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
+from foundation.records import Candidate, FetchResult
 from foundation.shards import read_table
-from pipeline.fetch import DAMAGED, PAGE_BATCH, ReplayWarc, _match
+from pipeline.fetch import DAMAGED, PAGE_BATCH, _match
+from pipeline.replay_join import Hit
 from pipeline.warc import KEPT, WarcEntry, WarcRecorder, index_responses, read_response
 from tests.hostile_server import candidate
-from tests.test_fetch import LIVE, Collect, run_replay
+from tests.test_fetch import LIVE, Collect, replay_warc, run_replay, write_unit
 
 HTML = (("Content-Type", "text/html"),)
 BIG = b"<html><body>" + b"<p>a long page about rivers</p>" * 5000 + b"</body></html>"
 
 
-class _Outputs(PipelineVisitor):
-    """The output PCollection of the transform whose label ends with ``label``."""
+class _JoinShuffles(PipelineVisitor):
+    """The input of every GroupByKey of the replay join (not the fetch log's writer, whose log
+    rows are small and unchanged)."""
 
-    def __init__(self, label: str):
-        self.label, self.found = label, None
+    def __init__(self):
+        self.found: list[tuple[str, beam.PCollection]] = []
 
-    def enter_composite_transform(self, node) -> None:
-        if node.full_label.endswith(self.label):
-            self.found = node.outputs[None]
-
-    visit_transform = enter_composite_transform
-
-
-class _OnlyEntries:
-    """Matcher: every grouped response is a WarcEntry, small next to the page it points at."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __call__(self, actual) -> None:
-        sizes = []
-        for _key, groups in actual:
-            for entry in groups["responses"]:
-                assert isinstance(entry, WarcEntry), type(entry)
-                sizes.append(len(pickle.dumps(entry)))
-        with open(self.path, "wb") as f:
-            pickle.dump(sizes, f)
+    def visit_transform(self, node) -> None:
+        if isinstance(node.transform, beam.GroupByKey) and "/Join/" in node.full_label:
+            self.found.append((node.full_label, node.inputs[0]))
 
 
-def test_join_by_url_carries_index_entries_not_pages(tmp_path):
-    url = "http://big.example/page"
+_PER_URL = (Candidate, WarcEntry, Hit, FetchResult, bytes, dict)
+
+
+def _per_url(value) -> bool:
+    if isinstance(value, tuple | list):
+        return any(_per_url(v) for v in value)
+    return isinstance(value, _PER_URL)
+
+
+def _describe(element, label: str) -> tuple[str, int, bool]:
+    return label, len(pickle.dumps(element)), _per_url(element)
+
+
+def test_only_file_names_and_counts_cross_the_joins_shuffles(tmp_path):
+    """Neither a page nor a candidate, entry or hit crosses a shuffle: key files are joined a
+    bucket at a time on the workers, and hits leave them by file and run."""
+    urls = [f"http://big.example/page{i}" for i in range(40)]
     with WarcRecorder(str(tmp_path / "a.warc.gz")) as rec:
-        rec.write(url, url, 200, "OK", HTML, BIG, fetch_time=1000)
+        for url in urls:
+            rec.write(url, url, 200, "OK", HTML, BIG, fetch_time=1000)
     cfg = replace(LIVE, backend="warc", warc_inputs=(str(tmp_path / "a.warc.gz"),))
-    sizes_path = str(tmp_path / "sizes.pkl")
-    collect = Collect(str(tmp_path / "results.pkl"))
+    unit = write_unit(str(tmp_path), 0, [candidate(u) for u in urls])
+    crossed = Collect(str(tmp_path / "crossed.pkl"))
+    results = Collect(str(tmp_path / "results.pkl"))
     with TestPipeline(runner="FnApiRunner") as p:
-        lists = p | beam.Create([candidate(url)]) | ReplayWarc(cfg, str(tmp_path / "fetch"))
-        results = lists | beam.FlatMap(list)
-        visitor = _Outputs("JoinByUrl")
+        lists = p | beam.Create([unit]) | replay_warc(cfg, str(tmp_path))
+        visitor = _JoinShuffles()
         p.visit(visitor)
-        assert_that(visitor.found, _OnlyEntries(sizes_path), label="Grouped")
-        assert_that(results, collect, label="Results")
-    (result,) = collect.load()
-    assert (result.outcome, result.body) == ("fetched", BIG)  # read at its offset after the join
-    with open(sizes_path, "rb") as f:
-        (size,) = pickle.load(f)
-    assert size < 1000 < len(BIG)
+        described = [
+            pcoll | f"Describe{i}" >> beam.Map(_describe, label)
+            for i, (label, pcoll) in enumerate(visitor.found)
+        ]
+        assert_that(described | beam.Flatten(), crossed, label="Crossed")
+        assert_that(lists | beam.FlatMap(list), results, label="Results")
+    assert [(r.outcome, r.body) for r in results.load()] == [("fetched", BIG)] * len(urls)
+    elements = crossed.load()
+    assert len({label for label, _, _ in elements}) == 5  # units, WARCs, files, buckets, runs
+    assert len(elements) < len(urls) / 4  # per file, bucket or run, not per URL
+    assert not [e for e in elements if e[2] or e[1] > 1000], elements
 
 
 def test_several_captures_pick_the_whole_latest_2xx(tmp_path):
@@ -174,12 +179,9 @@ def test_replay_reads_each_record_once_and_gives_extraction_lists_of_pages(tmp_p
     missing = candidate("http://many.example/gone")
     cfg = replace(LIVE, backend="warc", warc_inputs=(path,))
     collect = Collect(str(tmp_path / "lists.pkl"))
+    unit = write_unit(str(tmp_path), 0, [candidate(u) for u in urls] + [missing])
     p = TestPipeline(runner="FnApiRunner")
-    lists = (
-        p
-        | beam.Create([candidate(u) for u in urls] + [missing])
-        | ReplayWarc(cfg, str(tmp_path / "fetch"))
-    )
+    lists = p | beam.Create([unit]) | replay_warc(cfg, str(tmp_path))
     assert_that(lists, collect)
     result = p.run()
     result.wait_until_finish()
@@ -194,3 +196,33 @@ def test_replay_reads_each_record_once_and_gives_extraction_lists_of_pages(tmp_p
     log_dir = tmp_path / "fetch" / "replay"
     logged = [row for f in os.listdir(log_dir) for row in read_table(str(log_dir / f)).to_pylist()]
     assert sorted(row["url"] for row in logged) == sorted([*urls, missing.url])
+
+
+def test_buckets_units_and_index_files_do_not_change_the_choice(tmp_path):
+    """Candidates in several units, each WARC's index in several files and the URLs joined in
+    several buckets give the same FetchResults as one of each."""
+    urls = [f"http://b.example/{i}" for i in range(12)]
+    paths = [str(tmp_path / f"{n}.warc.gz") for n in "ab"]
+    for n, path in enumerate(paths):
+        with WarcRecorder(path) as rec:
+            for i, url in enumerate(urls):  # every URL twice; which capture wins varies
+                when = 1000 + (i + n) % 3
+                rec.write(
+                    url,
+                    url,
+                    200 if i % 4 else 503,
+                    "",
+                    HTML,
+                    b"<p>%d %d</p>" % (i, n),
+                    fetch_time=when,
+                )
+    candidates = [candidate(u) for u in urls] + [candidate("http://b.example/gone")]
+    cfg = replace(LIVE, backend="warc", warc_inputs=tuple(paths))
+    one = run_replay(candidates, cfg, str(tmp_path / "one"))
+    small = replace(cfg, replay_bucket_urls=5)  # 13 + 24 rows: 8 buckets; index files of 5
+    many = run_replay(candidates, small, str(tmp_path / "many"), units=3)
+    assert sorted(many, key=repr) == sorted(one, key=repr)
+    assert sum(r.ok for r in one) == 9 and len(one) == len(candidates)
+    work = os.listdir(tmp_path / "many" / "work")
+    kinds = [name.split("-")[0] for name in work if name.endswith(".arrow")]
+    assert (kinds.count("c"), kinds.count("w"), kinds.count("h")) == (3, 6, 8)
