@@ -140,11 +140,11 @@ class FetchConfig:
     warc_inputs: tuple[str, ...] = ()
     """WARC files, globs or directories to replay responses from (backend 'warc' or
     'warc+archive')."""
-    replay_bucket_urls: int = 50_000
+    replay_bucket_urls: int = 20_000
     """WARC replay joins the candidates with the WARCs' responses from key files on disk, one
     bucket of the canonical URLs at a time: the bucket count is (candidates + responses) / this
-    (at most 4096), so it bounds a bucket task's memory (about 1 KB a URL) whatever the input's
-    size. Each WARC's index is also written in files of this many responses."""
+    (at most 4096), so it bounds a bucket task's memory (a few KB a URL) whatever the input's
+    size. Each WARC's index is written in files of this many responses, for the same reason."""
     record_warc: bool = False
     """Live backend: keep the per-unit WARCs (``RUN/fetch/part-*.warc.gz``) after the run, so
     extraction can be rerun without refetching. They are always written, as the resume
