@@ -10,6 +10,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.pipeline import PipelineVisitor
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
@@ -31,7 +32,20 @@ from pipeline.archive.cc_index import (
 )
 from pipeline.postings import n_buckets
 from tests.test_fetch import Collect
-from tests.test_replay_index import _Outputs
+
+
+class _Outputs(PipelineVisitor):
+    """The output PCollection of the transform whose label ends with ``label``."""
+
+    def __init__(self, label: str):
+        self.label, self.found = label, None
+
+    def enter_composite_transform(self, node) -> None:
+        if node.full_label.endswith(self.label):
+            self.found = node.outputs[None]
+
+    visit_transform = enter_composite_transform
+
 
 DAY = 86_400
 T0 = int(datetime(2017, 6, 1, tzinfo=UTC).timestamp())
