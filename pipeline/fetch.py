@@ -62,7 +62,7 @@ from foundation.shards import read_table, write_table
 from foundation.write import WriteShards
 from pipeline import fetch_rules
 from pipeline.fetch_rules import FetchFailure
-from pipeline.replay_join import Hit, JoinWarc, choose
+from pipeline.replay_join import Hit, JoinWarc
 from pipeline.warc import (
     CHECKPOINT,
     KEPT,
@@ -342,13 +342,6 @@ def stored_page(resp: WarcResponse, cfg: FetchConfig) -> tuple[str, bytes]:
         resp.header("content-encoding"), [resp.body], cfg.max_bytes, cfg.max_decompressed_bytes
     )
     return fetch_rules.check_sniffed(content_type, body), body
-
-
-def _match(item: tuple[str, dict], cfg: FetchConfig):
-    """FetchResults of one canonical URL's candidates (the responses read from their WARC)."""
-    key, groups = item
-    for hit in choose(key, groups["candidates"], groups["responses"]):
-        yield replay_hit(hit, cfg)
 
 
 def replay_hit(hit: Hit, cfg: FetchConfig) -> FetchResult:

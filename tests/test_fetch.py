@@ -15,7 +15,8 @@ from apache_beam.testing.util import assert_that
 
 from foundation.records import Candidate, FetchResult, candidate_to_row
 from foundation.shards import URL_SCHEMA, read_table, write_table
-from pipeline.fetch import FetchUnits, ReplayWarc, _match, discard_unit_warcs, unit_files
+from pipeline.fetch import FetchUnits, ReplayWarc, discard_unit_warcs, replay_hits, unit_files
+from pipeline.replay_join import choose
 from pipeline.warc import CHECKPOINT, WarcRecorder, index_responses, iter_responses
 from tests.hostile_server import PAGE, candidate
 from tests.test_fetch_client import CFG
@@ -180,7 +181,7 @@ def test_replay_picks_the_same_duplicate_whatever_the_file_order(tmp_path):
     c = candidate(url)
     records = [e for n in "12" for _, e in index_responses(str(tmp_path / f"{n}.warc.gz"))]
     for order in (records, records[::-1], records[1:] + records[:1]):
-        (r,) = _match((c.canonical_url, {"candidates": [c], "responses": order}), LIVE)
+        (r,) = replay_hits(list(choose(c.canonical_url, [c], order)), LIVE)
         assert (r.outcome, r.body, r.fetch_time) == ("fetched", b"<html>new</html>", 2000)
     cfg = replace(LIVE, backend="warc", warc_inputs=(str(tmp_path),))  # a directory input
     assert run_replay([c], cfg, str(tmp_path / "r")) == [r]

@@ -19,8 +19,8 @@ from warcio.warcwriter import WARCWriter
 
 from foundation.records import Candidate, FetchResult
 from foundation.shards import read_table
-from pipeline.fetch import DAMAGED, PAGE_BATCH, _match
-from pipeline.replay_join import Hit
+from pipeline.fetch import DAMAGED, PAGE_BATCH, replay_hits
+from pipeline.replay_join import Hit, choose
 from pipeline.warc import KEPT, WarcEntry, WarcRecorder, index_responses, read_response
 from tests.hostile_server import candidate
 from tests.test_fetch import LIVE, Collect, replay_warc, run_replay, write_unit
@@ -93,12 +93,12 @@ def test_several_captures_pick_the_whole_latest_2xx(tmp_path):
     entries = [e for _, e in index_responses(str(path))]
     c = candidate(url)
     for order in (entries, entries[::-1]):
-        (r,) = _match((c.canonical_url, {"candidates": [c], "responses": order}), LIVE)
+        (r,) = replay_hits(list(choose(c.canonical_url, [c], order)), LIVE)
         assert (r.outcome, r.body, r.fetch_time) == ("fetched", b"<html>newest</html>", 3000)
     newest_damaged = [
         replace(e, damaged="truncated") if e.timestamp == 3000 else e for e in entries
     ]
-    (r,) = _match((c.canonical_url, {"candidates": [c], "responses": newest_damaged}), LIVE)
+    (r,) = replay_hits(list(choose(c.canonical_url, [c], newest_damaged)), LIVE)
     assert (r.outcome, r.body) == ("fetched", b"<html>old</html>")
 
 
